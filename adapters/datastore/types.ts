@@ -1,0 +1,53 @@
+// The revisioned key/value contract (CONTRACTS.md §4, after the Calico backend API): what every backend
+// (etcd, Kubernetes) implements and what the registry and the etcd service registry build on.
+import { BrokerflowError } from '../errors';
+
+/** A key, its value and the revision at which it was last modified (etcd mod revision / resourceVersion). */
+export interface KVPair {
+  key: string;
+  value: string;
+  revision: string;
+}
+
+/** The result of a list: the pairs under a prefix and the store revision the list was read at. */
+export interface KVList {
+  pairs: KVPair[];
+  revision: string;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'ERROR';
+
+/** One change seen by a watch. MODIFIED carries old and new, DELETED carries old, ERROR carries error. */
+export interface WatchEvent {
+  type: WatchEventType;
+  old?: KVPair;
+  new?: KVPair;
+  error?: BrokerflowError;
+}
+
+/** A running watch: an async stream of events that ends after one ERROR event or `stop()`. */
+export interface WatchStream extends AsyncIterable<WatchEvent> {
+  /** True once the watch has ended (after an ERROR event, or `stop()`). */
+  hasTerminated(): boolean;
+  stop(): void;
+}
+
+/** The revisioned key/value client. */
+export interface Datastore {
+  /** Creates the key; AlreadyExists (carrying the existing pair) if present. */
+  create(key: string, value: string): Promise<KVPair>;
+  /** Updates at the given revision; UpdateConflict (with the current pair) if stale; DoesNotExist if missing. */
+  update(pair: KVPair): Promise<KVPair>;
+  /** Unconditional upsert. */
+  apply(key: string, value: string): Promise<KVPair>;
+  /** Deletes exactly this key (optionally only at this revision); returns the previous pair. */
+  delete(key: string, revision?: string): Promise<KVPair>;
+  get(key: string, revision?: string): Promise<KVPair>;
+  /** Pairs under a prefix (a path: `/a` never matches `/ab`). */
+  list(prefix: string, revision?: string): Promise<KVList>;
+  watch(prefix: string, revision?: string): WatchStream;
+  ensureInitialized(): Promise<void>;
+  /** Removes all of this datastore's data (tests). */
+  clean(): Promise<void>;
+  close(): Promise<void>;
+}

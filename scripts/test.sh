@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `npm test`: installs what the tests need (npm packages from the lockfile, the Temporal CLI, etcd, moto,
+# the Kubernetes control plane binaries, Chromium for the UI test), then runs every test with real servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "# installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+bash scripts/install/all.sh
+exec node --import tsx test/run.ts "$@"

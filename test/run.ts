@@ -1,0 +1,78 @@
+// The test runner: starts ONE Temporal dev server, ONE etcd, one moto server (and the Kubernetes control
+// plane) for the whole run, hands their addresses to every test file through the environment, runs the files
+// with node's test runner, and stops everything at the end, even when a test fails or the run is interrupted.
+//
+//   node --import tsx test/run.ts                     all test files
+//   node --import tsx test/run.ts test/unit           files under a folder (or given files)
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { repoRoot } from '../scripts/lib/process';
+import { startTemporal } from '../scripts/lib/temporal';
+import { startEtcd } from '../scripts/lib/etcd';
+import { startMoto } from '../scripts/lib/moto';
+import { testEnvNames } from './support/env';
+
+function findTestFiles(path: string): string[] {
+  const st = statSync(path);
+  if (st.isFile()) return path.endsWith('.test.ts') ? [path] : [];
+  return readdirSync(path)
+    .filter((n) => n !== 'node_modules' && n !== 'bench')
+    .flatMap((n) => findTestFiles(join(path, n)))
+    .sort();
+}
+
+async function main(): Promise<number> {
+  const targets = process.argv.slice(2);
+  const files = (targets.length ? targets : ['test']).flatMap((t) => findTestFiles(resolve(repoRoot, t)));
+  if (files.length === 0) {
+    console.error(`no *.test.ts files under ${targets.join(' ') || 'test'}`);
+    return 1;
+  }
+  const workDir = mkdtempSync(join(tmpdir(), 'brokerflow-test-'));
+  const logDir = join(workDir, 'logs');
+  console.log(`# test run work dir: ${workDir} (server logs in ${logDir})`);
+  const t0 = Date.now();
+  const stoppers: Array<() => Promise<void>> = [];
+  try {
+    const [temporal, etcd, moto] = await Promise.all([
+      startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
+      startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
+      startMoto({ logDir }),
+    ]);
+    stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop());
+    console.log(
+      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (UI ${temporal.uiUrl}), etcd ${etcd.endpoint}, moto ${moto.endpoint}`,
+    );
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      [testEnvNames.temporalAddress]: temporal.address,
+      [testEnvNames.temporalUi]: temporal.uiUrl,
+      [testEnvNames.etcdEndpoint]: etcd.endpoint,
+      [testEnvNames.motoEndpoint]: moto.endpoint,
+      [testEnvNames.workDir]: workDir,
+    };
+    const args = [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-reporter=spec',
+      `--test-concurrency=${process.env.BROKERFLOW_TEST_CONCURRENCY ?? '2'}`,
+      ...files.map((f) => relative(repoRoot, f)),
+    ];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: 'inherit' });
+    const code: number = await new Promise((res) => child.on('exit', (c, s) => res(c ?? (s ? 1 : 0))));
+    return code;
+  } finally {
+    await Promise.allSettled(stoppers.map((s) => s()));
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`\ntest run aborted: ${err.message}`);
+    process.exit(1);
+  },
+);

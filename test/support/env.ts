@@ -1,0 +1,23 @@
+// How a test file finds the servers that test/run.ts started for the whole run.
+
+export const testEnvNames = {
+  temporalAddress: 'BROKERFLOW_TEST_TEMPORAL_ADDRESS',
+  temporalUi: 'BROKERFLOW_TEST_TEMPORAL_UI',
+  etcdEndpoint: 'BROKERFLOW_TEST_ETCD_ENDPOINT',
+  motoEndpoint: 'BROKERFLOW_TEST_MOTO_ENDPOINT',
+  kubeconfig: 'KUBECONFIG_BROKERFLOW_TEST',
+  workDir: 'BROKERFLOW_TEST_WORK_DIR',
+} as const;
+
+/** Reads one server address; a test run outside `npm test` fails here with a message that says so. */
+export function requireTestEnv(key: keyof typeof testEnvNames): string {
+  const name = testEnvNames[key];
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(
+      `${name} is not set: this test needs the real servers that \`npm test\` starts ` +
+        '(or `npm run test:only -- <file>` once dependencies are installed).',
+    );
+  }
+  return value;
+}
