@@ -5,7 +5,7 @@
 //   node --import tsx test/run.ts                     all test files
 //   node --import tsx test/run.ts test/unit           files under a folder (or given files)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { repoRoot } from '../scripts/lib/process';
@@ -13,6 +13,7 @@ import { startTemporal } from '../scripts/lib/temporal';
 import { startEtcd } from '../scripts/lib/etcd';
 import { startMoto } from '../scripts/lib/moto';
 import { testEnvNames } from './support/env';
+import { bundleWorkflows } from '../worker/worker';
 
 function findTestFiles(path: string): string[] {
   const st = statSync(path);
@@ -36,10 +37,12 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   const stoppers: Array<() => Promise<void>> = [];
   try {
+    const bundlePath = join(workDir, 'workflow-bundle.js');
     const [temporal, etcd, moto] = await Promise.all([
       startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
       startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
       startMoto({ logDir }),
+      bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
     ]);
     stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop());
     console.log(
@@ -52,6 +55,7 @@ async function main(): Promise<number> {
       [testEnvNames.etcdEndpoint]: etcd.endpoint,
       [testEnvNames.motoEndpoint]: moto.endpoint,
       [testEnvNames.workDir]: workDir,
+      [testEnvNames.workflowBundle]: bundlePath,
     };
     const args = [
       '--import',

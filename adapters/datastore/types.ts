@@ -15,6 +15,7 @@ export interface KVList {
   revision: string;
 }
 
+/** What happened to a key; ERROR means the watch has ended. */
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'ERROR';
 
 /** One change seen by a watch. MODIFIED carries old and new, DELETED carries old, ERROR carries error. */
@@ -23,6 +24,11 @@ export interface WatchEvent {
   old?: KVPair;
   new?: KVPair;
   error?: BrokerflowError;
+  /**
+   * The store revision at which the change happened (ADDED/MODIFIED: `new.revision`; DELETED: the revision of the
+   * delete itself, which `old.revision` is not on every backend). Absent on ERROR.
+   */
+  revision?: string;
 }
 
 /** A running watch: an async stream of events that ends after one ERROR event or `stop()`. */

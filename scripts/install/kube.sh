@@ -15,7 +15,7 @@
 # Environment:
 #   BROKERFLOW_KUBE_VERSION  Kubernetes version to build (default below)
 #   BROKERFLOW_TOOLS_DIR     cache root (default $HOME/.cache/brokerflow/tools)
-#   GOFLAGS                  passed to go (default -p=2 to bound memory use)
+#   GOFLAGS                  passed to go; -p=2 is added unless it sets -p
 set -euo pipefail
 
 KUBE_VERSION="${BROKERFLOW_KUBE_VERSION:-v1.34.10}"
@@ -61,7 +61,11 @@ if command -v flock >/dev/null 2>&1; then
   fi
 fi
 
-export GOFLAGS="${GOFLAGS:--p=2}"
+# At most two packages compiled at once keeps memory use sane on small machines.
+case " ${GOFLAGS:-} " in
+  *" -p="*) ;;
+  *) export GOFLAGS="${GOFLAGS:+$GOFLAGS }-p=2" ;;
+esac
 export GO111MODULE=on
 # Never build with a workspace or vendor dir that happens to be around.
 export GOWORK=off

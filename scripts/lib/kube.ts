@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { freePort, runInstaller, startProcess, type ManagedProcess } from './process';
+import { freePort, httpOk, runInstaller, startProcess, type ManagedProcess } from './process';
 
 /** A running control plane started by {@link startKubeControlPlane}. */
 export interface KubeControlPlane {
@@ -111,6 +111,12 @@ export async function startKubeControlPlane(opts: KubeControlPlaneOptions): Prom
   const logDir = opts.logDir ?? join(opts.workDir, 'logs');
   const etcdPrefix = opts.etcdPrefix ?? `/kube-${randomBytes(6).toString('hex')}`;
 
+  // Without etcd kube-apiserver only retries until the deadline; say so at once instead.
+  const firstEtcd = opts.etcdEndpoint.split(',')[0]!.trim();
+  if (firstEtcd.startsWith('http://') && !(await httpOk(`${firstEtcd}/health`))) {
+    throw new Error(`etcd at ${firstEtcd} does not answer ${firstEtcd}/health: start etcd first (scripts/lib/etcd.ts)`);
+  }
+
   const dir = opts.workDir;
   const apiCertDir = join(dir, 'apiserver-certs');
   const kcmCertDir = join(dir, 'controller-manager-certs');
@@ -204,8 +210,6 @@ export async function startKubeControlPlane(opts: KubeControlPlaneOptions): Prom
       command: kcmBin,
       args: [
         `--kubeconfig=${kcmKubeconfig}`,
-        `--authentication-kubeconfig=${kcmKubeconfig}`,
-        `--authorization-kubeconfig=${kcmKubeconfig}`,
         '--controllers=garbagecollector,namespace',
         '--use-service-account-credentials=false',
         '--leader-elect=false',

@@ -4,21 +4,22 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import {
-  ApiException,
+import type {
   CoreV1Api,
+  Informer,
   KubeConfig,
+  KubernetesObject,
   KubernetesObjectApi,
-  PatchStrategy,
-  makeInformer,
-  type Informer,
-  type KubernetesObject,
-  type V1ConfigMap,
-  type V1Namespace,
-  type V1Secret,
-  type V1Service,
-} from '@kubernetes/client-node';
+  V1ConfigMap,
+  V1Namespace,
+  V1Secret,
+  V1Service,
+} from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { requireTestEnv } from '../support/env';
+
+// @kubernetes/client-node is ESM-only; this package is CommonJS, so the values are loaded with import().
+type K8s = typeof import('@kubernetes/client-node', { with: { 'resolution-mode': 'import' } });
+let k8s: K8s;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,7 +42,7 @@ async function eventually<T>(what: string, check: () => Promise<T | undefined>, 
 }
 
 function isNotFound(err: unknown): boolean {
-  return err instanceof ApiException && err.code === 404;
+  return err instanceof k8s.ApiException && err.code === 404;
 }
 
 /** Resolves true once reading the object answers 404. */
@@ -55,18 +56,20 @@ async function gone(read: () => Promise<unknown>): Promise<true | undefined> {
   }
 }
 
-describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', () => {
+void describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', () => {
   let kc: KubeConfig;
   let core: CoreV1Api;
   let objects: KubernetesObjectApi;
   const ns = `bf-kube-${randomBytes(4).toString('hex')}`;
   const informers: Informer<KubernetesObject>[] = [];
 
-  before(() => {
-    kc = new KubeConfig();
-    kc.loadFromFile(requireTestEnv('kubeconfig'));
-    core = kc.makeApiClient(CoreV1Api);
-    objects = KubernetesObjectApi.makeApiClient(kc);
+  before(async () => {
+    const kubeconfigPath = requireTestEnv('kubeconfig');
+    k8s = await import('@kubernetes/client-node');
+    kc = new k8s.KubeConfig();
+    kc.loadFromFile(kubeconfigPath);
+    core = kc.makeApiClient(k8s.CoreV1Api);
+    objects = k8s.KubernetesObjectApi.makeApiClient(kc);
   });
 
   after(async () => {
@@ -81,7 +84,7 @@ describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', 
   ): Promise<(name: string) => Promise<T>> {
     const seen = new Map<string, T>();
     const errors: unknown[] = [];
-    const informer = makeInformer<T>(kc, path, list as never);
+    const informer = k8s.makeInformer<T>(kc, path, list as never);
     informer.on('add', (obj) => seen.set(obj.metadata?.name ?? '', obj));
     informer.on('error', (err) => errors.push(err));
     informers.push(informer as unknown as Informer<KubernetesObject>);
@@ -92,7 +95,7 @@ describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', 
       );
   }
 
-  test('creates a namespace, a Service and a Secret and receives them through informers', async () => {
+  void test('creates a namespace, a Service and a Secret and receives them through informers', async () => {
     const nsAdded = await watchAdds<V1Namespace>('/api/v1/namespaces', () => core.listNamespace());
     await core.createNamespace({ body: { metadata: { name: ns, labels: { 'app.kubernetes.io/managed-by': 'brokerflow-test' } } } });
     const seenNs = await nsAdded(ns);
@@ -126,32 +129,32 @@ describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', 
     assert.equal(Buffer.from(secret.data?.password ?? '', 'base64').toString(), 's3cret');
   });
 
-  test('server-side apply records the field manager and detects conflicts', async () => {
+  void test('server-side apply records the field manager and detects conflicts', async () => {
     const desired = (data: Record<string, string>): V1ConfigMap => ({
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: 'applied', namespace: ns },
       data,
     });
-    const first = await objects.patch(desired({ a: '1' }), undefined, undefined, 'brokerflow', false, PatchStrategy.ServerSideApply);
+    const first = await objects.patch(desired({ a: '1' }), undefined, undefined, 'brokerflow', false, k8s.PatchStrategy.ServerSideApply);
     assert.deepEqual((first as V1ConfigMap).data, { a: '1' });
     const entry = first.metadata?.managedFields?.find((f) => f.manager === 'brokerflow');
     assert.equal(entry?.operation, 'Apply');
 
     // Re-applying a changed intent replaces what this manager owns (field "a" removed, "b" added).
-    const second = await objects.patch(desired({ b: '2' }), undefined, undefined, 'brokerflow', false, PatchStrategy.ServerSideApply);
+    const second = await objects.patch(desired({ b: '2' }), undefined, undefined, 'brokerflow', false, k8s.PatchStrategy.ServerSideApply);
     assert.deepEqual((second as V1ConfigMap).data, { b: '2' });
 
     // Another manager setting the same field differently conflicts unless it forces.
     await assert.rejects(
-      objects.patch(desired({ b: 'other' }), undefined, undefined, 'someone-else', false, PatchStrategy.ServerSideApply),
-      (err: unknown) => err instanceof ApiException && err.code === 409,
+      objects.patch(desired({ b: 'other' }), undefined, undefined, 'someone-else', false, k8s.PatchStrategy.ServerSideApply),
+      (err: unknown) => err instanceof k8s.ApiException && err.code === 409,
     );
-    const forced = await objects.patch(desired({ b: 'other' }), undefined, undefined, 'someone-else', true, PatchStrategy.ServerSideApply);
+    const forced = await objects.patch(desired({ b: 'other' }), undefined, undefined, 'someone-else', true, k8s.PatchStrategy.ServerSideApply);
     assert.equal((forced as V1ConfigMap).data?.b, 'other');
   });
 
-  test('the garbage collector deletes a dependent once its owner is deleted', async () => {
+  void test('the garbage collector deletes a dependent once its owner is deleted', async () => {
     const owner = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'owner' }, data: { role: 'owner' } } });
     await core.createNamespacedConfigMap({
       namespace: ns,
@@ -171,7 +174,7 @@ describe('Kubernetes control plane (kube-apiserver + kube-controller-manager)', 
     );
   });
 
-  test('deleting the namespace removes it and its contents (namespace controller)', async () => {
+  void test('deleting the namespace removes it and its contents (namespace controller)', async () => {
     await core.deleteNamespace({ name: ns });
     await eventually(
       `namespace ${ns} to be finalized and removed (is kube-controller-manager running?)`,

@@ -7,6 +7,7 @@ export const testEnvNames = {
   motoEndpoint: 'BROKERFLOW_TEST_MOTO_ENDPOINT',
   kubeconfig: 'KUBECONFIG_BROKERFLOW_TEST',
   workDir: 'BROKERFLOW_TEST_WORK_DIR',
+  workflowBundle: 'BROKERFLOW_TEST_WORKFLOW_BUNDLE',
 } as const;
 
 /** Reads one server address; a test run outside `npm test` fails here with a message that says so. */

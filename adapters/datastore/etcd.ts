@@ -1,0 +1,377 @@
+// The etcd backend of the datastore (etcd3 library): every key lives under one prefix, revisions are etcd mod
+// revisions, and each conditional write is a single transaction comparing the key's create or mod revision.
+import {
+  ClientClosedError,
+  CompareResult,
+  CompareTarget,
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdPermissionDeniedError,
+  GRPCInvalidArgumentError,
+  GRPCOutOfRangeError,
+  GRPCUnauthenticatedError,
+  isRecoverableError,
+  type IKeyValue,
+  type IOptions,
+  type IRangeRequest,
+  type Watcher,
+} from 'etcd3';
+import { BrokerflowError } from '../errors';
+import {
+  ErrorDatastoreClosed,
+  ErrorDatastorePermission,
+  ErrorDatastoreUnavailable,
+  ErrorResourceAlreadyExists,
+  ErrorResourceDoesNotExist,
+  ErrorResourceUpdateConflict,
+  ErrorRevisionUnavailable,
+  ErrorValidation,
+  ErrorWatchTerminated,
+} from './errors';
+import { keyInPrefix, validateKey, validateOptionalRevision, validatePrefix, validateRevision } from './keys';
+import type { Datastore, KVList, KVPair, WatchStream } from './types';
+import { PushWatchStream } from './watch-stream';
+
+/** How to reach etcd and where this datastore's keys live. */
+export interface EtcdDatastoreOptions {
+  /** Client URLs, e.g. `http://127.0.0.1:2379`. */
+  endpoints: string[];
+  /** Key prefix all pairs live under; default `/brokerflow`. */
+  prefix?: string;
+  auth?: { username: string; password: string };
+  /** PEM material for `https://` endpoints. */
+  tls?: { caCert: string | Buffer; clientCert?: string | Buffer; clientKey?: string | Buffer };
+  /**
+   * Deadline of each request in ms, connecting included (etcd3 1.1.2 ignores its own dialTimeout); default 30 000.
+   * Watches have no deadline.
+   */
+  dialTimeoutMs?: number;
+  /** Keys per range request when listing; default 10 000. */
+  listPageSize?: number;
+}
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/**
+ * A policy that runs the call once. etcd3's default per-host circuit breaker holds every call back for 5 s after
+ * three failures, which only delays recovery after an etcd restart; failures surface at once as
+ * ErrorDatastoreUnavailable and retrying is the caller's policy.
+ */
+function runOnce(): Policy {
+  const noEvent = () => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
+      Promise.resolve().then(() => fn({ signal: signal ?? new AbortController().signal })),
+  };
+  return policy as unknown as Policy;
+}
+
+const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
+
+/** The key that ends the range of all keys starting with `start` (which ends in `/`, so `0` is the next byte). */
+function rangeEndAfterSlash(start: string): Buffer {
+  return utf8(`${start.slice(0, -1)}0`);
+}
+
+/** {@link Datastore} on etcd v3. */
+export class EtcdDatastore implements Datastore {
+  /** The prefix every key lives under. */
+  readonly prefix: string;
+  private readonly client: Etcd3;
+  private readonly prefixBytes: number;
+  private readonly pageSize: number;
+  private readonly streams = new Set<PushWatchStream>();
+  private closed = false;
+
+  constructor(opts: EtcdDatastoreOptions) {
+    if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0 || opts.endpoints.some((e) => typeof e !== 'string' || !/^https?:\/\/[^/\s]+$/.test(e))) {
+      throw new ErrorValidation('endpoints must be a non-empty list of http(s)://host:port URLs', 'endpoints');
+    }
+    this.prefix = validateKey(opts.prefix ?? '/brokerflow', 'prefix');
+    this.prefixBytes = Buffer.byteLength(this.prefix, 'utf8');
+    this.pageSize = opts.listPageSize ?? 10_000;
+    if (!Number.isInteger(this.pageSize) || this.pageSize < 1) {
+      throw new ErrorValidation('listPageSize must be a positive integer', 'listPageSize');
+    }
+    const timeoutMs = opts.dialTimeoutMs ?? 30_000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ErrorValidation('dialTimeoutMs must be positive', 'dialTimeoutMs');
+    const options: IOptions = {
+      hosts: opts.endpoints,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+      grpcOptions: {
+        // Pages of large values can exceed grpc-js's 4 MiB default; the page size bounds what we ask for.
+        'grpc.max_receive_message_length': -1,
+        // Reconnect quickly once etcd is back instead of backing off for up to two minutes.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+      },
+      faultHandling: {
+        host: () => runOnce(),
+        // With several endpoints keep etcd3's default (retry recoverable errors up to 3 times): that is how it
+        // fails over to another member. With one there is nothing to fail over to.
+        ...(opts.endpoints.length === 1 ? { global: runOnce() } : {}),
+      },
+    };
+    if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
+    if (opts.tls) {
+      options.credentials = {
+        rootCertificate: Buffer.from(opts.tls.caCert),
+        ...(opts.tls.clientKey ? { privateKey: Buffer.from(opts.tls.clientKey) } : {}),
+        ...(opts.tls.clientCert ? { certChain: Buffer.from(opts.tls.clientCert) } : {}),
+      };
+    }
+    this.client = new Etcd3(options);
+  }
+
+  async create(key: string, value: string): Promise<KVPair> {
+    validateKey(key);
+    checkValue(value);
+    const k = this.full(key);
+    const res = await this.call('create', key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
+        success: [{ request_put: { key: k, value: utf8(value) } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (res.succeeded) return { key, value, revision: res.header.revision };
+    const existing = res.responses[0]?.response_range.kvs[0];
+    // Both branches run in one transaction, so a failed compare always reads the pair that made it fail.
+    if (!existing) throw new ErrorResourceUpdateConflict(key);
+    throw new ErrorResourceAlreadyExists(key, this.pair(existing));
+  }
+
+  async update(pair: KVPair): Promise<KVPair> {
+    const key = validateKey(pair?.key);
+    const revision = validateRevision(pair.revision);
+    checkValue(pair.value);
+    const k = this.full(key);
+    const res = await this.call('update', key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: revision }],
+        success: [{ request_put: { key: k, value: utf8(pair.value) } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (res.succeeded) return { key, value: pair.value, revision: res.header.revision };
+    const current = res.responses[0]?.response_range.kvs[0];
+    if (!current) throw new ErrorResourceDoesNotExist(key);
+    throw new ErrorResourceUpdateConflict(key, this.pair(current));
+  }
+
+  async apply(key: string, value: string): Promise<KVPair> {
+    validateKey(key);
+    checkValue(value);
+    const res = await this.call('apply', key, () => this.client.kv.put({ key: this.full(key), value: utf8(value) }));
+    return { key, value, revision: res.header.revision };
+  }
+
+  async delete(key: string, revision?: string): Promise<KVPair> {
+    validateKey(key);
+    const rev = validateOptionalRevision(revision);
+    const k = this.full(key);
+    if (rev === undefined) {
+      const res = await this.call('delete', key, () => this.client.kv.deleteRange({ key: k, prev_kv: true }));
+      const prev = res.prev_kvs[0];
+      if (!prev) throw new ErrorResourceDoesNotExist(key);
+      return this.pair(prev);
+    }
+    const res = await this.call('delete', key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: rev }],
+        success: [{ request_delete_range: { key: k, prev_kv: true } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (res.succeeded) {
+      const prev = res.responses[0]?.response_delete_range.prev_kvs[0];
+      if (!prev) throw new ErrorResourceDoesNotExist(key);
+      return this.pair(prev);
+    }
+    const current = res.responses[0]?.response_range.kvs[0];
+    if (!current) throw new ErrorResourceDoesNotExist(key);
+    throw new ErrorResourceUpdateConflict(key, this.pair(current));
+  }
+
+  async get(key: string, revision?: string): Promise<KVPair> {
+    validateKey(key);
+    const rev = validateOptionalRevision(revision);
+    const req: IRangeRequest = { key: this.full(key) };
+    if (rev !== undefined) req.revision = rev;
+    const res = await this.call('get', key, () => this.client.kv.range(req), rev);
+    const kv = res.kvs[0];
+    if (!kv) throw new ErrorResourceDoesNotExist(key);
+    return this.pair(kv);
+  }
+
+  async list(prefix: string, revision?: string): Promise<KVList> {
+    const p = validatePrefix(prefix);
+    const rev = validateOptionalRevision(revision);
+    const start = p === '/' ? `${this.prefix}/` : `${this.prefix}${p}/`;
+    const end = rangeEndAfterSlash(start);
+    const first: IRangeRequest = { key: utf8(start), range_end: end, limit: this.pageSize };
+    if (rev !== undefined) first.revision = rev;
+    const pairs: KVPair[] = [];
+    let readAt: string;
+    let page: { kvs: IKeyValue[]; more: boolean };
+    if (p === '/') {
+      const res = await this.call('list', p, () => this.client.kv.range(first), rev);
+      readAt = rev ?? res.header.revision;
+      page = res;
+    } else {
+      // The key itself and the keys under `key/`, read in one transaction so both come from the same revision;
+      // one range from `key` would also return `key-x`, `key.x` and everything under them.
+      const exact: IRangeRequest = { key: this.full(p) };
+      if (rev !== undefined) exact.revision = rev;
+      const res = await this.call('list', p, () =>
+        this.client.kv.txn({ success: [{ request_range: exact }, { request_range: first }] }),
+        rev,
+      );
+      readAt = rev ?? res.header.revision;
+      const own = res.responses[0]?.response_range.kvs[0];
+      if (own) pairs.push(this.pair(own));
+      page = res.responses[1]!.response_range;
+    }
+    for (;;) {
+      for (const kv of page.kvs) pairs.push(this.pair(kv));
+      const last = page.kvs[page.kvs.length - 1];
+      if (!page.more || !last) break;
+      // Later pages read at the first page's revision, so the whole list is one consistent snapshot.
+      const next: IRangeRequest = { key: Buffer.concat([last.key, Buffer.from([0])]), range_end: end, limit: this.pageSize, revision: readAt };
+      page = await this.call('list', p, () => this.client.kv.range(next), readAt);
+    }
+    return { pairs, revision: readAt };
+  }
+
+  watch(prefix: string, revision?: string): WatchStream {
+    const p = validatePrefix(prefix);
+    const rev = validateOptionalRevision(revision);
+    if (this.closed) throw new ErrorDatastoreClosed();
+    let watcher: Watcher | undefined;
+    let serverCanceled = false;
+    const stream: PushWatchStream = new PushWatchStream(() => {
+      this.streams.delete(stream);
+      // A watcher etcd already canceled is gone from etcd3's manager; canceling it again would wait forever.
+      if (watcher && !serverCanceled) watcher.cancel().catch(() => undefined);
+    });
+    this.streams.add(stream);
+    const start = p === '/' ? `${this.prefix}/` : `${this.prefix}${p}`;
+    const end = p === '/' ? rangeEndAfterSlash(start) : utf8(`${start}0`);
+    const begin = async () => {
+      let from = rev;
+      if (from === undefined) {
+        let listed: KVList;
+        try {
+          listed = await this.list(p);
+        } catch (err) {
+          const e = err instanceof BrokerflowError ? err : this.mapError(err, 'list', p);
+          stream.fail(new ErrorWatchTerminated('list-failed', e.message, e));
+          return;
+        }
+        for (const pair of listed.pairs) stream.push({ type: 'ADDED', new: pair, revision: pair.revision });
+        from = listed.revision;
+      }
+      if (!stream.open) return;
+      const w = this.client
+        .watch()
+        .inRange({ start: utf8(start), end })
+        .startRevision(String(Number(from) + 1))
+        .withPreviousKV()
+        .watcher();
+      watcher = w;
+      w.on('data', (res) => {
+        for (const ev of res.events) {
+          const key = ev.kv.key.toString('utf8', this.prefixBytes);
+          // The range [prefix, prefix0) also holds siblings such as `/a-b`; only `/a` and `/a/...` belong.
+          if (p !== '/' && !keyInPrefix(key, p)) continue;
+          const revisionOf = ev.kv.mod_revision;
+          if (ev.type === 'Put') {
+            const pair = { key, value: ev.kv.value.toString('utf8'), revision: revisionOf };
+            if (ev.kv.version === '1') stream.push({ type: 'ADDED', new: pair, revision: revisionOf });
+            else stream.push({ type: 'MODIFIED', ...(ev.prev_kv ? { old: this.pair(ev.prev_kv) } : {}), new: pair, revision: revisionOf });
+          } else {
+            const old = ev.prev_kv ? this.pair(ev.prev_kv) : { key, value: '', revision: revisionOf };
+            stream.push({ type: 'DELETED', old, revision: revisionOf });
+          }
+        }
+      });
+      w.on('error', (err: Error) => {
+        serverCanceled = true;
+        // etcd cancels a watch whose start revision was compacted with an empty reason (3.4) or a "compacted" one.
+        const compacted = /canceled: ?$|compacted/i.test(err.message);
+        stream.fail(new ErrorWatchTerminated(compacted ? 'compacted' : 'canceled', compacted ? 'start revision compacted' : errorText(err), err));
+      });
+      w.on('disconnected', (err: Error) => {
+        stream.fail(new ErrorWatchTerminated('disconnected', errorText(err), err));
+      });
+    };
+    void begin();
+    return stream;
+  }
+
+  async ensureInitialized(): Promise<void> {
+    await this.call('ensureInitialized', this.prefix, () =>
+      this.client.kv.range({ key: utf8(`${this.prefix}/`), range_end: rangeEndAfterSlash(`${this.prefix}/`), count_only: true }),
+    );
+  }
+
+  async clean(): Promise<void> {
+    const start = `${this.prefix}/`;
+    await this.call('clean', this.prefix, () => this.client.kv.deleteRange({ key: utf8(start), range_end: rangeEndAfterSlash(start) }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.streams]) s.stop();
+    this.client.close();
+  }
+
+  private full(key: string): Buffer {
+    return utf8(this.prefix + key);
+  }
+
+  private pair(kv: IKeyValue): KVPair {
+    return { key: kv.key.toString('utf8', this.prefixBytes), value: kv.value.toString('utf8'), revision: kv.mod_revision };
+  }
+
+  private async call<T>(op: string, key: string, fn: () => Promise<T>, revision?: string): Promise<T> {
+    if (this.closed) throw new ErrorDatastoreClosed();
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.mapError(err, op, key, revision);
+    }
+  }
+
+  /** Turns an etcd3/gRPC error into a typed datastore error; messages carry no credentials. */
+  private mapError(err: unknown, op: string, key: string, revision?: string): BrokerflowError {
+    if (err instanceof BrokerflowError) return err;
+    if (err instanceof ClientClosedError) return new ErrorDatastoreClosed();
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (e instanceof GRPCOutOfRangeError && revision !== undefined) {
+      if (/compacted/.test(e.message)) return new ErrorRevisionUnavailable(revision, 'compacted');
+      if (/future/.test(e.message)) return new ErrorRevisionUnavailable(revision, 'future');
+    }
+    if (e instanceof EtcdAuthenticationFailedError || e instanceof GRPCUnauthenticatedError) {
+      return new ErrorDatastorePermission(`etcd ${op} ${key}: authentication failed`, e);
+    }
+    if (e instanceof EtcdPermissionDeniedError) return new ErrorDatastorePermission(`etcd ${op} ${key}: permission denied`, e);
+    if (e instanceof GRPCInvalidArgumentError) return new ErrorValidation(`etcd ${op} ${key}: ${errorText(e)}`);
+    // Everything else is connection trouble (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, ...) or an etcd server hiccup
+    // (no leader, request timed out): the same call may succeed later.
+    const kind = isRecoverableError(e) ? 'unavailable' : 'failed';
+    return new ErrorDatastoreUnavailable(`etcd ${op} ${key}: ${kind} (${errorText(e)})`, e);
+  }
+}
+
+function checkValue(value: unknown): void {
+  if (typeof value !== 'string') throw new ErrorValidation('value must be a string', 'value');
+}
+
+/** The first line of an etcd/gRPC error message (these carry codes and addresses, never credentials). */
+function errorText(err: Error): string {
+  return (err.message.split('\n')[0] ?? '').slice(0, 300);
+}

@@ -1,0 +1,77 @@
+// The data a service registry holds (namespaces > services > endpoints) and the interface every backend
+// implements (CONTRACTS.md §2, after the seed's ServiceRegistry). Backends store and fetch; ownership rules
+// live in the Broker, never here.
+
+/** Free key/value pairs attached to a namespace, service or endpoint. */
+export type Metadata = Record<string, string>;
+
+/** One key/value pair, e.g. the owner mark `owner=brokerflow`. */
+export interface MetadataPair {
+  key: string;
+  value: string;
+}
+
+/** A namespace of the registry: the top level, holding services. */
+export interface Namespace {
+  name: string;
+  metadata: Metadata;
+}
+
+/** A service inside a namespace, holding endpoints. */
+export interface Service {
+  name: string;
+  /** Name of the namespace holding it. */
+  namespace: string;
+  metadata: Metadata;
+}
+
+/** One address and port at which a service answers. */
+export interface Endpoint {
+  name: string;
+  /** Name of the namespace holding the service. */
+  namespace: string;
+  /** Name of the service holding it. */
+  service: string;
+  /** An IPv4 or IPv6 address. */
+  address: string;
+  /** 1..65535. */
+  port: number;
+  metadata: Metadata;
+}
+
+/**
+ * A service registry backend. Every method throws the typed errors of `./errors`: a missing object (or a
+ * missing parent) is `ServRegNotFoundError`, an existing one on create is `ServRegAlreadyExistsError`, bad
+ * input is a `ValidationError` thrown before any I/O.
+ *
+ * Semantics every backend keeps (the shared conformance suite checks them):
+ * - `create*` requires the parent to exist; `update*` replaces the metadata wholesale (a key left out is
+ *   removed) and requires the object to exist.
+ * - `deleteNs` / `deleteServ` remove the object together with everything below it. The Broker only calls
+ *   them once it has checked that nothing below is foreign.
+ * - The `namespace` / `service` fields of what is returned are always filled in from where it was found.
+ */
+export interface ServiceRegistry {
+  getNs(name: string): Promise<Namespace>;
+  listNs(): Promise<Namespace[]>;
+  createNs(ns: Namespace): Promise<Namespace>;
+  updateNs(ns: Namespace): Promise<Namespace>;
+  deleteNs(name: string): Promise<void>;
+
+  getServ(nsName: string, servName: string): Promise<Service>;
+  /** The services of a namespace; not-found when the namespace does not exist. */
+  listServ(nsName: string): Promise<Service[]>;
+  createServ(serv: Service): Promise<Service>;
+  updateServ(serv: Service): Promise<Service>;
+  deleteServ(nsName: string, servName: string): Promise<void>;
+
+  getEndp(nsName: string, servName: string, endpName: string): Promise<Endpoint>;
+  /** The endpoints of a service; not-found when the service does not exist. */
+  listEndp(nsName: string, servName: string): Promise<Endpoint[]>;
+  createEndp(endp: Endpoint): Promise<Endpoint>;
+  updateEndp(endp: Endpoint): Promise<Endpoint>;
+  deleteEndp(nsName: string, servName: string, endpName: string): Promise<void>;
+
+  /** Releases connections. */
+  close(): Promise<void>;
+}

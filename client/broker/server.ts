@@ -1,0 +1,73 @@
+// Assembles a running broker from configuration: credentials, Temporal client, readiness checks, routes.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Client } from '@temporalio/client';
+import type { Logger } from 'pino';
+import { ConfigError } from '../../config/catalog';
+import { resolveSecret, type RuntimeConfig } from '../../config/runtime';
+import { connectClient } from '../temporal';
+import type { BrokerCredentials } from './auth';
+import { buildBrokerApp } from './app';
+
+/** Resolves the configured broker credentials; a broker without any refuses to start. */
+export function brokerCredentials(cfg: RuntimeConfig): BrokerCredentials {
+  const auth = cfg.broker?.auth;
+  const creds: BrokerCredentials = {
+    basic: (auth?.basic ?? []).map((b, i) => ({
+      username: b.username,
+      password: resolveSecret(b.password, `broker.auth.basic[${i}].password`, cfg.baseDir),
+    })),
+    bearerTokens: (auth?.bearerTokens ?? []).map((t, i) => resolveSecret(t, `broker.auth.bearerTokens[${i}]`, cfg.baseDir)),
+  };
+  if (creds.basic.length === 0 && creds.bearerTokens.length === 0) {
+    throw new ConfigError('broker.auth: configure at least one basic user or bearer token; the broker never runs unauthenticated', 'broker.auth');
+  }
+  return creds;
+}
+
+/** A broker app with its Temporal client; `close()` releases both. */
+export interface RunningBroker {
+  app: FastifyInstance;
+  client: Client;
+  close(): Promise<void>;
+}
+
+export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Client): Promise<RunningBroker> {
+  const credentials = brokerCredentials(cfg);
+  const temporal = client ?? (await connectClient(cfg));
+  const app = await buildBrokerApp({
+    catalog: cfg.catalogData,
+    credentials,
+    logger: log,
+    bodyLimitBytes: cfg.broker?.bodyLimitBytes,
+    ...(cfg.broker?.tls ? { https: readTls(cfg, cfg.broker.tls) } : {}),
+    readiness: [
+      {
+        name: 'temporal',
+        check: async () => {
+          await temporal.workflowService.getSystemInfo({});
+        },
+      },
+    ],
+  });
+  return {
+    app,
+    client: temporal,
+    async close() {
+      await app.close();
+      if (!client) await temporal.connection.close();
+    },
+  };
+}
+
+function readTls(cfg: RuntimeConfig, tls: { cert: string; key: string }): { key: Buffer; cert: Buffer } {
+  const read = (file: string, field: string) => {
+    try {
+      return readFileSync(resolve(cfg.baseDir, file));
+    } catch (err) {
+      throw new ConfigError(`${field}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, field);
+    }
+  };
+  return { key: read(tls.key, 'broker.tls.key'), cert: read(tls.cert, 'broker.tls.cert') };
+}

@@ -1,0 +1,294 @@
+// The OSB catalog: loaded from YAML, checked once at start-up against a JSON Schema and the rules the spec
+// adds (unique IDs and names, at least one plan, parameter schemas that compile and have no external refs).
+import { readFileSync } from 'node:fs';
+import Ajv, { type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ValidationError } from '../adapters/errors';
+
+/** A configuration file or field that cannot be used; the message names the file and the field. */
+export class ConfigError extends ValidationError {
+  constructor(message: string, field?: string) {
+    super(message, field);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A JSON Schema object (plan parameter schemas). */
+export type JsonSchema = Record<string, unknown>;
+
+/** The OSB `maintenance_info` of a plan. */
+export interface MaintenanceInfo {
+  version: string;
+  description?: string;
+}
+
+/** brokerflow's own per-plan settings; never served in `GET /v2/catalog`. */
+export interface PlanBehaviour {
+  /** The resource set that reconciles instances of this plan. */
+  resourceSet: string;
+  /** True when the plan can only be provisioned asynchronously (`accepts_incomplete=true` required). */
+  asyncOnly?: boolean;
+}
+
+/** An OSB service plan. */
+export interface Plan {
+  id: string;
+  name: string;
+  description: string;
+  free?: boolean;
+  bindable?: boolean;
+  plan_updateable?: boolean;
+  metadata?: Record<string, unknown>;
+  maintenance_info?: MaintenanceInfo;
+  maximum_polling_duration?: number;
+  schemas?: {
+    service_instance?: { create?: { parameters?: JsonSchema }; update?: { parameters?: JsonSchema } };
+    service_binding?: { create?: { parameters?: JsonSchema } };
+  };
+  brokerflow: PlanBehaviour;
+}
+
+/** An OSB service offering. */
+export interface Service {
+  id: string;
+  name: string;
+  description: string;
+  bindable: boolean;
+  tags?: string[];
+  requires?: string[];
+  metadata?: Record<string, unknown>;
+  instances_retrievable?: boolean;
+  bindings_retrievable?: boolean;
+  allow_context_updates?: boolean;
+  plan_updateable?: boolean;
+  plans: Plan[];
+}
+
+/** The whole catalog. */
+export interface Catalog {
+  services: Service[];
+}
+
+const idPattern = '^[A-Za-z0-9._~-]{1,255}$';
+const namePattern = '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$';
+
+const planSchema = {
+  type: 'object',
+  required: ['id', 'name', 'description', 'brokerflow'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string', pattern: idPattern },
+    name: { type: 'string', pattern: namePattern },
+    description: { type: 'string', minLength: 1 },
+    free: { type: 'boolean' },
+    bindable: { type: 'boolean' },
+    plan_updateable: { type: 'boolean' },
+    metadata: { type: 'object' },
+    maintenance_info: {
+      type: 'object',
+      required: ['version'],
+      additionalProperties: false,
+      properties: {
+        version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$' },
+        description: { type: 'string' },
+      },
+    },
+    maximum_polling_duration: { type: 'integer', minimum: 1 },
+    schemas: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        service_instance: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            create: { $ref: '#/definitions/parametersHolder' },
+            update: { $ref: '#/definitions/parametersHolder' },
+          },
+        },
+        service_binding: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { create: { $ref: '#/definitions/parametersHolder' } },
+        },
+      },
+    },
+    brokerflow: {
+      type: 'object',
+      required: ['resourceSet'],
+      additionalProperties: false,
+      properties: {
+        resourceSet: { type: 'string', pattern: namePattern },
+        asyncOnly: { type: 'boolean' },
+      },
+    },
+  },
+} as const;
+
+const catalogSchema = {
+  type: 'object',
+  required: ['services'],
+  additionalProperties: false,
+  definitions: {
+    parametersHolder: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { parameters: { type: 'object' } },
+    },
+  },
+  properties: {
+    services: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['id', 'name', 'description', 'bindable', 'plans'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string', pattern: idPattern },
+          name: { type: 'string', pattern: namePattern },
+          description: { type: 'string', minLength: 1 },
+          bindable: { type: 'boolean' },
+          tags: { type: 'array', items: { type: 'string' } },
+          requires: { type: 'array', items: { enum: ['syslog_drain', 'route_forwarding', 'volume_mount'] } },
+          metadata: { type: 'object' },
+          instances_retrievable: { type: 'boolean' },
+          bindings_retrievable: { type: 'boolean' },
+          allow_context_updates: { type: 'boolean' },
+          plan_updateable: { type: 'boolean' },
+          dashboard_client: { type: 'object' },
+          plans: { type: 'array', minItems: 1, items: planSchema },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Turns an ajv error into `services[0].plans[1].name: must match pattern …`. */
+export function describeSchemaError(e: ErrorObject, root = ''): string {
+  const path = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg.replace(/~1/g, '/').replace(/~0/g, '~')}`))
+    .join('');
+  const where = (root + path).replace(/^\./, '') || '(top level)';
+  if (e.keyword === 'additionalProperties') {
+    return `${where}: unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+  }
+  if (e.keyword === 'required') {
+    return `${where}: missing required field "${(e.params as { missingProperty: string }).missingProperty}"`;
+  }
+  return `${where}: ${e.message ?? 'is invalid'}`;
+}
+
+/** A JSON Schema validator for request parameters, shared by catalog checks and the broker. */
+export function createParameterAjv(): Ajv {
+  return new Ajv({ allErrors: true, strict: false, useDefaults: false, validateSchema: true });
+}
+
+function externalRefs(schema: unknown, path: string, found: string[]): string[] {
+  if (Array.isArray(schema)) schema.forEach((s, i) => externalRefs(s, `${path}[${i}]`, found));
+  else if (schema && typeof schema === 'object') {
+    for (const [k, v] of Object.entries(schema)) {
+      if (k === '$ref' && typeof v === 'string' && !v.startsWith('#')) found.push(`${path}.$ref = ${v}`);
+      else externalRefs(v, `${path}.${k}`, found);
+    }
+  }
+  return found;
+}
+
+/** Checks a parsed catalog; throws a ConfigError listing every problem with its field path. */
+export function validateCatalog(raw: unknown, source = 'catalog'): Catalog {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile<Catalog>(catalogSchema);
+  if (!validate(raw)) {
+    const problems = (validate.errors ?? []).map((e) => describeSchemaError(e));
+    throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`, problems[0]);
+  }
+  const catalog = raw;
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  const claim = (kind: string, value: string, where: string) => {
+    const key = `${kind}:${value}`;
+    const prior = seen.get(key);
+    if (prior) problems.push(`${where}: duplicate ${kind} "${value}" (also at ${prior})`);
+    else seen.set(key, where);
+  };
+  const paramAjv = createParameterAjv();
+  catalog.services.forEach((svc, si) => {
+    claim('service id', svc.id, `services[${si}].id`);
+    claim('service name', svc.name, `services[${si}].name`);
+    const planNames = new Set<string>();
+    svc.plans.forEach((plan, pi) => {
+      const where = `services[${si}].plans[${pi}]`;
+      claim('plan id', plan.id, `${where}.id`);
+      if (planNames.has(plan.name)) problems.push(`${where}.name: duplicate plan name "${plan.name}" in service "${svc.name}"`);
+      planNames.add(plan.name);
+      const holders: Array<[string, JsonSchema | undefined]> = [
+        ['schemas.service_instance.create.parameters', plan.schemas?.service_instance?.create?.parameters],
+        ['schemas.service_instance.update.parameters', plan.schemas?.service_instance?.update?.parameters],
+        ['schemas.service_binding.create.parameters', plan.schemas?.service_binding?.create?.parameters],
+      ];
+      for (const [field, schema] of holders) {
+        if (!schema) continue;
+        const refs = externalRefs(schema, `${where}.${field}`, []);
+        if (refs.length) problems.push(...refs.map((r) => `${r}: external $ref is not allowed`));
+        else {
+          try {
+            paramAjv.compile(withoutMetaSchema(schema));
+          } catch (err) {
+            problems.push(`${where}.${field}: not a valid JSON Schema: ${(err as Error).message}`);
+          }
+        }
+      }
+      if (plan.schemas?.service_binding && !(plan.bindable ?? svc.bindable)) {
+        problems.push(`${where}.schemas.service_binding: the plan is not bindable`);
+      }
+    });
+  });
+  if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`, problems[0]);
+  return catalog;
+}
+
+/**
+ * Drops `$schema` so draft-04/06/07 schemas (which OSB catalogs declare) compile with one validator;
+ * the keywords used in parameter schemas mean the same in those drafts.
+ */
+export function withoutMetaSchema(schema: JsonSchema): JsonSchema {
+  const { $schema: _ignored, ...rest } = schema;
+  return rest;
+}
+
+/** Reads and validates a catalog YAML (or JSON) file. */
+export function loadCatalog(file: string): Catalog {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read catalog file ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`catalog file ${file} is not valid YAML: ${(err as Error).message}`);
+  }
+  return validateCatalog(raw, `catalog file ${file}`);
+}
+
+/** The catalog as `GET /v2/catalog` serves it: brokerflow's own plan settings removed. */
+export function publicCatalog(catalog: Catalog): { services: Array<Omit<Service, 'plans'> & { plans: Array<Omit<Plan, 'brokerflow'>> }> } {
+  return {
+    services: catalog.services.map((svc) => ({
+      ...svc,
+      plans: svc.plans.map(({ brokerflow: _internal, ...plan }) => plan),
+    })),
+  };
+}
+
+/** Finds a service and plan by their IDs. */
+export function findPlan(catalog: Catalog, serviceId: string, planId: string): { service: Service; plan: Plan } | undefined {
+  const service = catalog.services.find((s) => s.id === serviceId);
+  const plan = service?.plans.find((p) => p.id === planId);
+  return service && plan ? { service, plan } : undefined;
+}

@@ -1,0 +1,268 @@
+// The runtime configuration of worker, broker, CLI and codec server: one YAML file, validated once at start-up
+// with a JSON Schema; every error names the bad field. Secret values are never written in the file itself
+// in production: they are `{ env: NAME }` or `{ file: PATH }` references resolved here.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import Ajv from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
+
+/** A secret given inline (development only), from an environment variable, or from a file. */
+export type SecretSource = string | { env: string } | { file: string };
+
+/** An AES-256 key for payload and at-rest encryption, with the ID stored next to each ciphertext. */
+export interface EncryptionKeyConfig {
+  id: string;
+  /** 32 bytes, base64. */
+  key: SecretSource;
+}
+
+/** The validated configuration file, before secrets are resolved. */
+export interface RuntimeConfigFile {
+  temporal?: { address?: string; namespace?: string; taskQueue?: string };
+  catalog: string;
+  broker?: {
+    host?: string;
+    port?: number;
+    auth?: {
+      basic?: Array<{ username: string; password: SecretSource }>;
+      bearerTokens?: SecretSource[];
+    };
+    tls?: { cert: string; key: string };
+    /** How long a synchronous request (no `accepts_incomplete`) waits for its workflow. */
+    syncTimeoutSeconds?: number;
+    bodyLimitBytes?: number;
+  };
+  etcd?: { endpoints: string[]; prefix?: string; auth?: { username: string; password: SecretSource } };
+  registry?: {
+    backend: 'file' | 'etcd' | 'kubernetes' | 's3';
+    file?: { dirs: string[] };
+    kubernetes?: { namespace: string };
+    s3?: { endpoints: Array<{ endpoint?: string; region: string; bucket: string; forcePathStyle?: boolean }> };
+  };
+  encryption?: { currentKeyId: string; keys: EncryptionKeyConfig[] };
+  kubernetes?: { kubeconfig?: string; namespace?: string };
+  codecServer?: { host?: string; port?: number; corsOrigins?: string[] };
+  worker?: { maxConcurrentActivities?: number; maxConcurrentWorkflowTasks?: number; metricsPort?: number };
+}
+
+const secretSource = {
+  oneOf: [
+    { type: 'string', minLength: 1 },
+    { type: 'object', required: ['env'], additionalProperties: false, properties: { env: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' } } },
+    { type: 'object', required: ['file'], additionalProperties: false, properties: { file: { type: 'string', minLength: 1 } } },
+  ],
+} as const;
+
+const hostPort = { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 } } as const;
+
+const runtimeSchema = {
+  type: 'object',
+  required: ['catalog'],
+  additionalProperties: false,
+  properties: {
+    temporal: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        address: { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$' },
+        namespace: { type: 'string', minLength: 1 },
+        taskQueue: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' },
+      },
+    },
+    catalog: { type: 'string', minLength: 1 },
+    broker: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        ...hostPort,
+        auth: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            basic: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['username', 'password'],
+                additionalProperties: false,
+                properties: { username: { type: 'string', pattern: '^[^:\\s]{1,128}$' }, password: secretSource },
+              },
+            },
+            bearerTokens: { type: 'array', items: secretSource },
+          },
+        },
+        tls: {
+          type: 'object',
+          required: ['cert', 'key'],
+          additionalProperties: false,
+          properties: { cert: { type: 'string' }, key: { type: 'string' } },
+        },
+        syncTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+        bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 104857600 },
+      },
+    },
+    etcd: {
+      type: 'object',
+      required: ['endpoints'],
+      additionalProperties: false,
+      properties: {
+        endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
+        prefix: { type: 'string', pattern: '^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$' },
+        auth: {
+          type: 'object',
+          required: ['username', 'password'],
+          additionalProperties: false,
+          properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
+        },
+      },
+    },
+    registry: {
+      type: 'object',
+      required: ['backend'],
+      additionalProperties: false,
+      properties: {
+        backend: { enum: ['file', 'etcd', 'kubernetes', 's3'] },
+        file: {
+          type: 'object',
+          required: ['dirs'],
+          additionalProperties: false,
+          properties: { dirs: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } } },
+        },
+        kubernetes: {
+          type: 'object',
+          required: ['namespace'],
+          additionalProperties: false,
+          properties: { namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' } },
+        },
+        s3: {
+          type: 'object',
+          required: ['endpoints'],
+          additionalProperties: false,
+          properties: {
+            endpoints: {
+              type: 'array',
+              minItems: 1,
+              items: {
+                type: 'object',
+                required: ['region', 'bucket'],
+                additionalProperties: false,
+                properties: {
+                  endpoint: { type: 'string' },
+                  region: { type: 'string' },
+                  bucket: { type: 'string', pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' },
+                  forcePathStyle: { type: 'boolean' },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    encryption: {
+      type: 'object',
+      required: ['currentKeyId', 'keys'],
+      additionalProperties: false,
+      properties: {
+        currentKeyId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+        keys: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: ['id', 'key'],
+            additionalProperties: false,
+            properties: { id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, key: secretSource },
+          },
+        },
+      },
+    },
+    kubernetes: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { kubeconfig: { type: 'string' }, namespace: { type: 'string' } },
+    },
+    codecServer: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { ...hostPort, corsOrigins: { type: 'array', items: { type: 'string' } } },
+    },
+    worker: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxConcurrentActivities: { type: 'integer', minimum: 1, maximum: 10000 },
+        maxConcurrentWorkflowTasks: { type: 'integer', minimum: 2, maximum: 10000 },
+        metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
+      },
+    },
+  },
+} as const;
+
+/** The configuration with defaults applied, paths made absolute and the catalog loaded. */
+export interface RuntimeConfig extends RuntimeConfigFile {
+  temporal: { address: string; namespace: string; taskQueue: string };
+  catalogFile: string;
+  catalogData: Catalog;
+  /** The folder the configuration file is in; relative paths are resolved against it. */
+  baseDir: string;
+}
+
+/** Resolves a secret reference; the error names the field, never the value. */
+export function resolveSecret(source: SecretSource, field: string, baseDir = process.cwd()): string {
+  if (typeof source === 'string') return source;
+  if ('env' in source) {
+    const value = process.env[source.env];
+    if (!value) throw new ConfigError(`${field}: environment variable ${source.env} is not set`, field);
+    return value;
+  }
+  try {
+    return readFileSync(resolve(baseDir, source.file), 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError(`${field}: cannot read secret file ${source.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, field);
+  }
+}
+
+/** Validates a parsed configuration object (from YAML) and applies defaults. */
+export function validateRuntimeConfig(raw: unknown, source: string, baseDir: string): RuntimeConfig {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile<RuntimeConfigFile>(runtimeSchema);
+  if (!validate(raw)) {
+    // oneOf failures repeat per branch; keep the first message per field.
+    const problems = [...new Set((validate.errors ?? []).map((e) => describeSchemaError(e)))];
+    throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`, problems[0]);
+  }
+  const cfg = raw;
+  if (cfg.encryption && !cfg.encryption.keys.some((k) => k.id === cfg.encryption!.currentKeyId)) {
+    throw new ConfigError(`${source} is invalid: encryption.currentKeyId "${cfg.encryption.currentKeyId}" names no key in encryption.keys`, 'encryption.currentKeyId');
+  }
+  const catalogFile = isAbsolute(cfg.catalog) ? cfg.catalog : resolve(baseDir, cfg.catalog);
+  return {
+    ...cfg,
+    temporal: {
+      address: cfg.temporal?.address ?? '127.0.0.1:7233',
+      namespace: cfg.temporal?.namespace ?? 'default',
+      taskQueue: cfg.temporal?.taskQueue ?? 'brokerflow',
+    },
+    catalogFile,
+    catalogData: loadCatalog(catalogFile),
+    baseDir,
+  };
+}
+
+/** Reads, validates and completes a configuration file. */
+export function loadRuntimeConfig(file: string): RuntimeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`configuration file ${file} is not valid YAML: ${(err as Error).message}`);
+  }
+  return validateRuntimeConfig(raw, `configuration file ${file}`, dirname(resolve(file)));
+}

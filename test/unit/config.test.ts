@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+import { parse } from 'yaml';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadCatalog, publicCatalog, validateCatalog } from '../../config/catalog';
+import { validateRuntimeConfig, resolveSecret } from '../../config/runtime';
+
+const examplePath = resolve(__dirname, '..', '..', 'config', 'catalog.example.yaml');
+const example = () => parse(readFileSync(examplePath, 'utf8'));
+
+test('the example catalog is valid and its served form hides brokerflow plan settings', () => {
+  const catalog = loadCatalog(examplePath);
+  assert.ok(catalog.services.length >= 1);
+  const served = JSON.stringify(publicCatalog(catalog));
+  assert.ok(!served.includes('brokerflow'), 'served catalog leaks internal plan settings');
+  assert.ok(!served.includes('resourceSet'));
+});
+
+test('a duplicate plan id is refused with the field that repeats it', () => {
+  const raw = example();
+  raw.services[0].plans[1].id = raw.services[0].plans[0].id;
+  assert.throws(() => validateCatalog(raw), (err: Error) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /services\[0\]\.plans\[1\]\.id: duplicate plan id/);
+    return true;
+  });
+});
+
+test('a service without plans is refused naming services[0].plans', () => {
+  const raw = example();
+  raw.services[0].plans = [];
+  assert.throws(() => validateCatalog(raw), /services\[0\]\.plans: must NOT have fewer than 1 items/);
+});
+
+test('an unknown catalog field is refused by name', () => {
+  const raw = example();
+  raw.services[0].plans[0].colour = 'blue';
+  assert.throws(() => validateCatalog(raw), /services\[0\]\.plans\[0\]: unknown field "colour"/);
+});
+
+test('a parameter schema with an external $ref is refused', () => {
+  const raw = example();
+  raw.services[0].plans[0].schemas.service_instance.create.parameters.properties.x = { $ref: 'https://example.com/s.json' };
+  assert.throws(() => validateCatalog(raw), /external \$ref is not allowed/);
+});
+
+test('a parameter schema that does not compile is refused', () => {
+  const raw = example();
+  raw.services[0].plans[0].schemas.service_instance.create.parameters.properties.x = { type: 'no-such-type' };
+  assert.throws(() => validateCatalog(raw), /not a valid JSON Schema/);
+});
+
+test('a runtime config with a bad field is refused naming that field', () => {
+  assert.throws(
+    () => validateRuntimeConfig({ catalog: examplePath, broker: { port: 99999 } }, 'cfg', '/'),
+    /broker\.port: must be <= 65535/,
+  );
+  assert.throws(
+    () => validateRuntimeConfig({ catalog: examplePath, temporal: { adress: 'x' } }, 'cfg', '/'),
+    /temporal: unknown field "adress"/,
+  );
+  assert.throws(
+    () =>
+      validateRuntimeConfig(
+        { catalog: examplePath, encryption: { currentKeyId: 'b', keys: [{ id: 'a', key: 'x' }] } },
+        'cfg',
+        '/',
+      ),
+    /encryption\.currentKeyId "b" names no key/,
+  );
+});
+
+test('a secret from a missing environment variable names the variable, not a value', () => {
+  delete process.env.BROKERFLOW_TEST_NO_SUCH_VAR;
+  assert.throws(() => resolveSecret({ env: 'BROKERFLOW_TEST_NO_SUCH_VAR' }, 'broker.auth.basic[0].password'), (err: Error) => {
+    assert.match(err.message, /broker\.auth\.basic\[0\]\.password: environment variable BROKERFLOW_TEST_NO_SUCH_VAR is not set/);
+    return true;
+  });
+});

@@ -1,0 +1,48 @@
+// Builds a Temporal Worker from configuration and adapters: one task queue for workflows and activities.
+import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { RuntimeConfig } from '../config/runtime';
+import { createActivities, type ActivityDeps } from '../activities';
+import { dataConverter, temporalSettings } from '../client/temporal';
+
+const workflowsPath = require.resolve('../workflows');
+
+/** Bundles the workflow code once (a few seconds); reuse the bundle for every Worker in the process. */
+export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({ workflowsPath, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never });
+}
+
+/** Options for {@link createWorker}. */
+export interface CreateWorkerOptions {
+  config: RuntimeConfig;
+  deps: ActivityDeps;
+  /** A prebuilt bundle (tests share one); without it the worker bundles at start. */
+  workflowBundle?: WorkflowBundleOption;
+  connection?: NativeConnection;
+  identity?: string;
+}
+
+export async function connectWorker(cfg: RuntimeConfig): Promise<NativeConnection> {
+  const s = temporalSettings(cfg);
+  return NativeConnection.connect({
+    address: s.address,
+    ...(s.tls !== undefined ? { tls: s.tls } : {}),
+    ...(s.apiKey ? { apiKey: s.apiKey } : {}),
+  });
+}
+
+/** A Worker ready to `run()`; the caller owns the connection when it passed one. */
+export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
+  const s = temporalSettings(opts.config);
+  const connection = opts.connection ?? (await connectWorker(opts.config));
+  return Worker.create({
+    connection,
+    namespace: s.namespace,
+    taskQueue: s.taskQueue,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
+    activities: createActivities(opts.deps),
+    dataConverter: dataConverter(opts.config),
+    ...(opts.identity ? { identity: opts.identity } : {}),
+    maxConcurrentActivityTaskExecutions: opts.config.worker?.maxConcurrentActivities ?? 100,
+    maxConcurrentWorkflowTaskExecutions: opts.config.worker?.maxConcurrentWorkflowTasks ?? 40,
+  });
+}

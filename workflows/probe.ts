@@ -1,0 +1,25 @@
+// The end-to-end probe: proves that a worker is polling the task queue and can run an activity.
+// `brokerflow doctor` and the readiness checks start it; it holds no state.
+import { proxyActivities } from '@temporalio/workflow';
+import type { ProbeActivities } from '../activities/probe';
+
+const { probe } = proxyActivities<ProbeActivities>({
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 3 },
+});
+
+/** Input of {@link probeWorkflow}. */
+export interface ProbeInput {
+  note: string;
+}
+
+/** What the probe saw: which worker ran the activity. */
+export interface ProbeResult {
+  note: string;
+  workerIdentity: string;
+}
+
+export async function probeWorkflow(input: ProbeInput): Promise<ProbeResult> {
+  const { workerIdentity } = await probe();
+  return { note: input.note, workerIdentity };
+}
