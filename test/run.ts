@@ -1,5 +1,5 @@
-// The test runner: starts ONE Temporal dev server, ONE etcd, one moto server (and the Kubernetes control
-// plane) for the whole run, hands their addresses to every test file through the environment, runs the files
+// The test runner: starts ONE Temporal dev server, ONE etcd, one moto server and the Kubernetes control
+// plane (kube-apiserver + kube-controller-manager on that etcd) for the whole run, hands their addresses to every test file through the environment, runs the files
 // with node's test runner, and stops everything at the end, even when a test fails or the run is interrupted.
 //
 //   node --import tsx test/run.ts                     all test files
@@ -12,6 +12,7 @@ import { repoRoot } from '../scripts/lib/process';
 import { startTemporal } from '../scripts/lib/temporal';
 import { startEtcd } from '../scripts/lib/etcd';
 import { startMoto } from '../scripts/lib/moto';
+import { startKubeControlPlane } from '../scripts/lib/kube';
 import { testEnvNames } from './support/env';
 import { bundleWorkflows } from '../worker/worker';
 
@@ -45,8 +46,11 @@ async function main(): Promise<number> {
       bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
     ]);
     stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop());
+    // The Kubernetes control plane keeps its state in the test etcd (its own prefix), so it starts after etcd.
+    const kube = await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir });
+    stoppers.unshift(() => kube.stop());
     console.log(
-      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (UI ${temporal.uiUrl}), etcd ${etcd.endpoint}, moto ${moto.endpoint}`,
+      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (UI ${temporal.uiUrl}), etcd ${etcd.endpoint}, moto ${moto.endpoint}, kube-apiserver ${kube.server}`,
     );
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -54,6 +58,7 @@ async function main(): Promise<number> {
       [testEnvNames.temporalUi]: temporal.uiUrl,
       [testEnvNames.etcdEndpoint]: etcd.endpoint,
       [testEnvNames.motoEndpoint]: moto.endpoint,
+      [testEnvNames.kubeconfig]: kube.kubeconfigPath,
       [testEnvNames.workDir]: workDir,
       [testEnvNames.workflowBundle]: bundlePath,
     };

@@ -154,6 +154,52 @@ void describe('Kubernetes control plane (kube-apiserver + kube-controller-manage
     assert.equal((forced as V1ConfigMap).data?.b, 'other');
   });
 
+  void test('RBAC is enforced and service-account tokens are issued and accepted', async () => {
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'reader' } } });
+    const issued = await core.createNamespacedServiceAccountToken({
+      namespace: ns,
+      name: 'reader',
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
+    const saToken = issued.status?.token;
+    assert.ok(saToken, 'TokenRequest returned no token');
+    const saKc = new k8s.KubeConfig();
+    saKc.loadFromClusterAndUser(kc.getCurrentCluster()!, { name: 'reader', token: saToken });
+    const asReader = saKc.makeApiClient(k8s.CoreV1Api);
+
+    // Authenticated as system:serviceaccount:<ns>:reader, but nothing grants it access yet.
+    await assert.rejects(
+      asReader.listNamespacedConfigMap({ namespace: ns }),
+      (err: unknown) => err instanceof k8s.ApiException && err.code === 403,
+    );
+
+    const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({
+      namespace: ns,
+      body: {
+        metadata: { name: 'configmap-reader' },
+        rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] }],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: ns,
+      body: {
+        metadata: { name: 'reader-reads-configmaps' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'configmap-reader' },
+        subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: ns }],
+      },
+    });
+    await eventually('the RoleBinding to let the service account list configmaps', async () => {
+      await asReader.listNamespacedConfigMap({ namespace: ns });
+      return true;
+    });
+    // The grant is exactly what the Role says: reading secrets stays forbidden.
+    await assert.rejects(
+      asReader.listNamespacedSecret({ namespace: ns }),
+      (err: unknown) => err instanceof k8s.ApiException && err.code === 403,
+    );
+  });
+
   void test('the garbage collector deletes a dependent once its owner is deleted', async () => {
     const owner = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'owner' }, data: { role: 'owner' } } });
     await core.createNamespacedConfigMap({
