@@ -31,7 +31,7 @@ export default tseslint.config(
         {
           paths: nodeBuiltins.map((name) => ({ name, message: 'workflows run in a deterministic sandbox: no Node built-ins' })),
           patterns: [
-            { group: ['**/adapters', '**/adapters/**'], message: 'workflows never import adapters: call an activity' },
+            { group: ['**/adapters', '**/adapters/**', '**/config', '**/config/**'], allowTypeImports: true, message: 'workflows never import adapters or config code: call an activity (type imports are fine)' },
             { group: ['**/activities/*', '!**/activities/index'], allowTypeImports: true, message: 'workflows import activity types only' },
             { group: ['@kubernetes/*', 'etcd3', '@aws-sdk/*', '@google-cloud/*', 'fastify', 'pino'], message: 'no I/O libraries in workflows/' },
           ],

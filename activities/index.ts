@@ -1,15 +1,22 @@
 // Activities: thin functions, one per side effect, each wrapping an adapter call and mapping its errors to
 // retryable or non-retryable failures. `createActivities(deps)` builds them from real adapters.
+import type { ResourceDriver } from '../adapters/resources/types';
 import { createProbeActivities } from './probe';
+import { createReconcileActivities } from './reconcile';
+import type { ReconcileMetrics } from './metrics';
 
 /** The adapters activities are built from. */
 export interface ActivityDeps {
   workerIdentity?: string;
+  /** Resource drivers by kind (`kubernetes`, `etcd-prefix`, `etcd-user`, …). */
+  drivers?: Map<string, ResourceDriver>;
+  reconcileMetrics?: ReconcileMetrics;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createProbeActivities(deps),
+    ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
   };
 }
 

@@ -40,6 +40,11 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     taskQueue: s.taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
     activities: createActivities(opts.deps),
+    sinks: {
+      reconcileMetrics: {
+        event: { fn: (_info, event: 'update' | 'delete', seconds: number) => opts.deps.reconcileMetrics?.observeEvent(event, seconds), callDuringReplay: false },
+      },
+    },
     dataConverter: dataConverter(opts.config),
     ...(opts.identity ? { identity: opts.identity } : {}),
     maxConcurrentActivityTaskExecutions: opts.config.worker?.maxConcurrentActivities ?? 100,
