@@ -4,6 +4,7 @@ import type { ResourceDriver } from '../adapters/resources/types';
 import { createProbeActivities } from './probe';
 import { createReconcileActivities } from './reconcile';
 import type { ReconcileMetrics } from './metrics';
+import { createOperationActivities, type OperationDeps } from './operations';
 
 /** The adapters activities are built from. */
 export interface ActivityDeps {
@@ -11,12 +12,15 @@ export interface ActivityDeps {
   /** Resource drivers by kind (`kubernetes`, `etcd-prefix`, `etcd-user`, …). */
   drivers?: Map<string, ResourceDriver>;
   reconcileMetrics?: ReconcileMetrics;
+  /** The registry, catalog and resource sets the OSB operation activities need. */
+  operations?: Omit<OperationDeps, 'drivers'>;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createProbeActivities(deps),
     ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
+    ...(deps.operations ? createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }) : {}),
   };
 }
 

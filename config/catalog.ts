@@ -28,6 +28,8 @@ export interface PlanBehaviour {
   resourceSet: string;
   /** True when the plan can only be provisioned asynchronously (`accepts_incomplete=true` required). */
   asyncOnly?: boolean;
+  /** True when bindings must name an application (`bind_resource.app_guid`), else 422 RequiresApp. */
+  requiresApp?: boolean;
 }
 
 /** An OSB service plan. */
@@ -120,6 +122,7 @@ const planSchema = {
       properties: {
         resourceSet: { type: 'string', pattern: namePattern },
         asyncOnly: { type: 'boolean' },
+        requiresApp: { type: 'boolean' },
       },
     },
   },

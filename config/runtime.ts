@@ -6,6 +6,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
+import { loadResourceSets, type ResourceSetDef } from './resource-sets';
 
 /** A secret given inline (development only), from an environment variable, or from a file. */
 export type SecretSource = string | { env: string } | { file: string };
@@ -21,6 +22,12 @@ export interface EncryptionKeyConfig {
 export interface RuntimeConfigFile {
   temporal?: { address?: string; namespace?: string; taskQueue?: string };
   catalog: string;
+  /** The resource sets file (what each plan reconciles). */
+  resourceSets?: string;
+  /** What resource drivers manage: the tenant etcd (auth enabled, root user) and Kubernetes objects. */
+  drivers?: {
+    etcd?: { endpoints: string[]; auth: { username: string; password: SecretSource } };
+  };
   broker?: {
     host?: string;
     port?: number;
@@ -71,6 +78,27 @@ const runtimeSchema = {
       },
     },
     catalog: { type: 'string', minLength: 1 },
+    resourceSets: { type: 'string', minLength: 1 },
+    drivers: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        etcd: {
+          type: 'object',
+          required: ['endpoints', 'auth'],
+          additionalProperties: false,
+          properties: {
+            endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
+            auth: {
+              type: 'object',
+              required: ['username', 'password'],
+              additionalProperties: false,
+              properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
+            },
+          },
+        },
+      },
+    },
     broker: {
       type: 'object',
       additionalProperties: false,
@@ -204,6 +232,8 @@ export interface RuntimeConfig extends RuntimeConfigFile {
   temporal: { address: string; namespace: string; taskQueue: string };
   catalogFile: string;
   catalogData: Catalog;
+  /** The resource sets, checked against the catalog (empty when no file is configured). */
+  resourceSetData: ResourceSetDef[];
   /** The folder the configuration file is in; relative paths are resolved against it. */
   baseDir: string;
 }
@@ -237,6 +267,8 @@ export function validateRuntimeConfig(raw: unknown, source: string, baseDir: str
     throw new ConfigError(`${source} is invalid: encryption.currentKeyId "${cfg.encryption.currentKeyId}" names no key in encryption.keys`, 'encryption.currentKeyId');
   }
   const catalogFile = isAbsolute(cfg.catalog) ? cfg.catalog : resolve(baseDir, cfg.catalog);
+  const catalogData = loadCatalog(catalogFile);
+  const resourceSetData = cfg.resourceSets ? loadResourceSets(resolve(baseDir, cfg.resourceSets), catalogData) : [];
   return {
     ...cfg,
     temporal: {
@@ -245,7 +277,8 @@ export function validateRuntimeConfig(raw: unknown, source: string, baseDir: str
       taskQueue: cfg.temporal?.taskQueue ?? 'brokerflow',
     },
     catalogFile,
-    catalogData: loadCatalog(catalogFile),
+    catalogData,
+    resourceSetData,
     baseDir,
   };
 }

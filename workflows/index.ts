@@ -2,3 +2,4 @@
 // every workflow the worker runs is exported here. No Node built-ins, no adapters, no I/O.
 export { probeWorkflow } from './probe';
 export { reconcileWorkflow } from './reconcile';
+export { provision, update, deprovision, bind, unbind } from './operations';

@@ -1,0 +1,205 @@
+// Starting and reading OSB operations, shared by the broker and the CLI. All operations on an instance share
+// the workflow ID `instance/<id>` started with conflict policy FAIL, so Temporal decides atomically which request
+// wins; the loser reads the running operation's memo to tell an identical request from a conflicting one.
+// State comes from the registry (it answers without a worker); Temporal only fills the short gap between a
+// start and the workflow's first registry write, and unmasks operations whose run died while open.
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import type { Registry, OperationRecord } from '../adapters/registry';
+import {
+  instanceWorkflowId,
+  operationSummary,
+  deprovisionRequestedSignal,
+  deprovisionAfterProvisionId,
+  type OperationInput,
+  type OperationMemo,
+  type OperationResult,
+  type OperationType,
+} from '../workflows/messages';
+import { BindingId, InstanceId, OperationState, OperationType as OperationTypeKey, PlanId, ServiceId } from '../workflows/searchAttributes';
+
+/** A new operation ID: readable in the Web UI, unique, and never derived from request content. */
+export function newOperationId(operation: OperationType): string {
+  return `${operation}-${randomUUID()}`;
+}
+
+/** A digest of the attributes that make two requests "identical" in the OSB sense. */
+export function requestFingerprint(attrs: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson(attrs)).digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+
+/** What happened when asked to start an operation. */
+export type StartOutcome =
+  | { kind: 'started'; operationId: string }
+  /** The same request is already running: answer with its operation. */
+  | { kind: 'same'; operationId: string }
+  /** Another operation runs on this instance. */
+  | { kind: 'busy'; running: OperationMemo };
+
+/** The state of an operation as last_operation reports it. */
+export interface OperationStatus {
+  operation: OperationType;
+  operationId: string;
+  state: 'in progress' | 'succeeded' | 'failed';
+  description?: string;
+  /** A finished deprovision or unbind: the resource is gone. */
+  gone?: boolean;
+}
+
+/** Starts, inspects and waits for operations. */
+export class OperationsClient {
+  constructor(
+    readonly client: Client,
+    readonly taskQueue: string,
+    readonly registry: Registry,
+  ) {}
+
+  /** The memo of the operation running on an instance, if one runs. */
+  async running(instanceId: string): Promise<OperationMemo | undefined> {
+    const d = await this.describe(instanceId);
+    return d && d.status.name === 'RUNNING' ? (d.memo as unknown as OperationMemo) : undefined;
+  }
+
+  private async describe(instanceId: string): Promise<WorkflowExecutionDescription | undefined> {
+    try {
+      return await this.client.workflow.getHandle(instanceWorkflowId(instanceId)).describe();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Starts the operation unless another runs on the instance. Identical means same operation type, same binding
+   * and same request fingerprint.
+   */
+  async start(input: OperationInput): Promise<StartOutcome> {
+    const memo: OperationMemo = {
+      operation: input.operation,
+      operationId: input.operationId,
+      fingerprint: input.fingerprint,
+      ...(input.bindingId ? { bindingId: input.bindingId } : {}),
+      summary: operationSummary(input),
+    };
+    // A run that closes between our failed start and our describe makes us try again; three rounds settle it.
+    for (let round = 0; round < 3; round++) {
+      try {
+        await this.client.workflow.start(input.operation, {
+          taskQueue: this.taskQueue,
+          workflowId: instanceWorkflowId(input.instanceId),
+          workflowIdConflictPolicy: 'FAIL',
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          args: [input],
+          memo: memo as unknown as Record<string, unknown>,
+          staticSummary: memo.summary,
+          typedSearchAttributes: new TypedSearchAttributes([
+            { key: InstanceId, value: input.instanceId },
+            ...(input.bindingId ? [{ key: BindingId, value: input.bindingId }] : []),
+            { key: ServiceId, value: input.serviceId },
+            { key: PlanId, value: input.planId },
+            { key: OperationTypeKey, value: input.operation },
+            { key: OperationState, value: 'in progress' },
+          ]),
+        });
+        return { kind: 'started', operationId: input.operationId };
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+      const running = await this.running(input.instanceId);
+      if (!running) continue;
+      if (running.operation === input.operation && running.bindingId === input.bindingId && running.fingerprint === input.fingerprint) {
+        return { kind: 'same', operationId: running.operationId };
+      }
+      return { kind: 'busy', running };
+    }
+    throw new Error(`could not start ${input.operation} on instance ${input.instanceId}: the instance's workflow kept changing`);
+  }
+
+  /**
+   * Asks a running provision to stop and deprovision instead. Returns the deprovision's operation ID, the same
+   * for every request that interrupts the same provision.
+   */
+  async interruptProvision(running: OperationMemo, input: OperationInput): Promise<string> {
+    await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId)).signal(deprovisionRequestedSignal, input);
+    return deprovisionAfterProvisionId(running.operationId);
+  }
+
+  /** Waits up to `timeoutMs` for the instance's current run to end; undefined on timeout. */
+  async waitForResult(instanceId: string, timeoutMs: number): Promise<OperationResult | undefined> {
+    const handle = this.client.workflow.getHandle(instanceWorkflowId(instanceId));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs)));
+    try {
+      return await Promise.race([handle.result() as Promise<OperationResult>, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The state of an instance's or binding's operation. With `operationId`, that operation; without, the latest.
+   * Undefined when nothing is known.
+   */
+  async status(ref: { instanceId: string; bindingId?: string; operationId?: string }): Promise<OperationStatus | undefined> {
+    const [type, id] = ref.bindingId ? (['service-binding', ref.bindingId] as const) : (['service-instance', ref.instanceId] as const);
+    const record: OperationRecord | undefined = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
+    const wanted = ref.operationId;
+    const recordMatches = record && (!wanted || record.operationId === wanted);
+    if (recordMatches && record.state !== 'in progress') return fromRecord(record);
+
+    // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
+    let d: WorkflowExecutionDescription | undefined;
+    try {
+      d = await this.describe(ref.instanceId);
+    } catch {
+      // Temporal unreachable: the registry's word is all we have.
+      return recordMatches ? fromRecord(record) : undefined;
+    }
+    const memo = d?.memo as unknown as OperationMemo | undefined;
+    const runHolds = (opId: string) => d?.status.name === 'RUNNING' && memo?.operationId === opId;
+    if (recordMatches) {
+      if (runHolds(record.operationId)) return fromRecord(record);
+      // The run that opened this operation is gone without completing it (terminated, timed out).
+      return { ...fromRecord(record), state: 'failed', description: 'the operation ended without completing; retry it' };
+    }
+    if (wanted && memo?.operationId === wanted && (!ref.bindingId || memo.bindingId === ref.bindingId)) {
+      if (d?.status.name === 'RUNNING') return { operation: memo.operation, operationId: wanted, state: 'in progress' };
+      const result = await this.client.workflow
+        .getHandle(instanceWorkflowId(ref.instanceId), d!.runId)
+        .result()
+        .then((r) => r as OperationResult)
+        .catch((err: Error) => ({ operation: memo.operation, operationId: wanted, state: 'failed' as const, description: err.message }));
+      return { operation: result.operation, operationId: wanted, state: result.state, ...(result.description ? { description: result.description } : {}) };
+    }
+    // An operation ID we never issued for this instance (or a poller that sends a type name): report the latest.
+    return record ? fromRecord(record) : undefined;
+  }
+}
+
+function fromRecord(r: OperationRecord): OperationStatus {
+  return {
+    operation: r.operation,
+    operationId: r.operationId,
+    state: r.state,
+    ...(r.description ? { description: r.description } : {}),
+    ...(r.gone ? { gone: true } : {}),
+  };
+}

@@ -1,0 +1,82 @@
+// The typed messages and inputs of the operation workflows, defined once for workflows, broker and CLI.
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ReconcileProgress } from './reconcile';
+
+/** The OSB operations, each a workflow type. */
+export type OperationType = 'provision' | 'update' | 'deprovision' | 'bind' | 'unbind';
+
+/** What the platform asked for, as the operation workflows receive it. Parameters may hold secrets: the
+ *  payload codec encrypts them in history; search attributes and IDs never carry them. */
+export interface OperationInput {
+  operation: OperationType;
+  /** Chosen by the broker before start, returned to the platform in the 202; unique per operation. */
+  operationId: string;
+  instanceId: string;
+  bindingId?: string;
+  serviceId: string;
+  planId: string;
+  /** The plan's maintenance_info.version the instance is (to be) at. */
+  maintenanceVersion?: string;
+  parameters: Record<string, unknown>;
+  context: Record<string, unknown>;
+  /** A digest of the request attributes; identical re-requests have the same fingerprint. */
+  fingerprint: string;
+  /** For bind: the app GUID / bind resource, kept for fetch binding. */
+  bindResource?: Record<string, unknown>;
+  /** Retry overrides for reconcile steps (tests and slow environments). */
+  stepRetry?: { initialInterval?: string; maximumAttempts?: number; backoffCoefficient?: number };
+}
+
+/** Where an operation stands, as the progress query and `brokerflow status --watch` show it. */
+export interface OperationProgress {
+  operation: OperationType;
+  operationId: string;
+  instanceId: string;
+  bindingId?: string;
+  state: 'in progress' | 'succeeded' | 'failed';
+  description?: string;
+  phase: 'recording' | 'reconciling' | 'completing' | 'done';
+  reconcile: ReconcileProgress;
+  /** Epoch milliseconds (workflow time). */
+  startedAt: number;
+}
+
+/** The final answer of an operation workflow. */
+export interface OperationResult {
+  operation: OperationType;
+  operationId: string;
+  state: 'succeeded' | 'failed';
+  description?: string;
+}
+
+/** The memo every operation run carries: the broker decides identical / conflicting requests from it. */
+export interface OperationMemo {
+  operation: OperationType;
+  operationId: string;
+  fingerprint: string;
+  bindingId?: string;
+  /** One line for humans in the Web UI. */
+  summary: string;
+}
+
+export const progressQuery = defineQuery<OperationProgress>('progress');
+
+/** Sent to a running provision when the platform deletes the instance: creation stops and deprovision follows. */
+export const deprovisionRequestedSignal = defineSignal<[OperationInput]>('deprovisionRequested');
+
+/** The workflow ID all operations on one instance share, so only one runs at a time. */
+export function instanceWorkflowId(instanceId: string): string {
+  return `instance/${instanceId}`;
+}
+
+/** The operation ID a deprovision gets when it interrupts a running provision (the same for every retry). */
+export function deprovisionAfterProvisionId(provisionOperationId: string): string {
+  return `deprovision-after-${provisionOperationId}`;
+}
+
+/** A one-line description of an operation for memos and logs (never parameters or credentials). */
+export function operationSummary(i: Pick<OperationInput, 'operation' | 'instanceId' | 'bindingId' | 'serviceId' | 'planId'>): string {
+  return i.bindingId
+    ? `${i.operation} binding ${i.bindingId} of instance ${i.instanceId} (service ${i.serviceId}, plan ${i.planId})`
+    : `${i.operation} instance ${i.instanceId} (service ${i.serviceId}, plan ${i.planId})`;
+}
