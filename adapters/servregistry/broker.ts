@@ -20,6 +20,7 @@ import {
   ServiceNotEmptyError,
   ServiceNotOwnedError,
 } from './errors';
+import { mapLimited } from './concurrency';
 import type { Endpoint, Metadata, MetadataPair, Namespace, Service, ServiceRegistry } from './types';
 import {
   pathOf,
@@ -166,7 +167,7 @@ export class ServiceRegistryBroker {
     }
     for (const endp of desired.values()) steps.push({ name: endp.name, run: () => this.registry.createEndp(endp) });
 
-    await runLimited(steps, this.concurrency, async (step) => {
+    await mapLimited(steps, this.concurrency, async (step) => {
       try {
         await step.run();
       } catch (err) {
@@ -222,7 +223,7 @@ export class ServiceRegistryBroker {
     const owned = endpoints.filter((e) => this.isOwned(e.metadata));
     if (owned.length < endpoints.length) {
       const failures: Error[] = [];
-      await runLimited(owned, this.concurrency, async (e) => {
+      await mapLimited(owned, this.concurrency, async (e) => {
         try {
           await ignoreNotFound(this.registry.deleteEndp(nsName, servName, e.name));
         } catch (err) {
@@ -240,7 +241,7 @@ export class ServiceRegistryBroker {
   /** Runs `removeServ(force)` on each owned service and returns the failures. */
   private async removeOwnedServices(nsName: string, owned: Service[]): Promise<Error[]> {
     const failures: Error[] = [];
-    await runLimited(owned, this.concurrency, async (s) => {
+    await mapLimited(owned, this.concurrency, async (s) => {
       try {
         await this.removeServ(nsName, s.name, true);
       } catch (err) {
@@ -283,16 +284,4 @@ async function ignoreNotFound(p: Promise<unknown>): Promise<void> {
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-/** Runs fn over items with at most `limit` in flight; fn must not throw. */
-async function runLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

@@ -4,6 +4,7 @@
 // classes (`EmptyNameError`, `NotOwnedError`, ...) let callers branch on a family of seed errors at once.
 import {
   AlreadyExistsError,
+  BrokerflowError,
   ConflictError,
   NotFoundError,
   PermissionError,
@@ -179,5 +180,12 @@ export class EndpointNotOwnedError extends NotOwnedError {
 export class ServRegTimeoutError extends UnavailableError {
   constructor(what: string, cause?: unknown) {
     super(`timeout expired while waiting for the service registry: ${what}`, cause);
+  }
+}
+
+/** A registry's asynchronous operation ended in failure for a reason retrying will not fix. */
+export class ServRegOperationFailedError extends BrokerflowError {
+  constructor(message: string) {
+    super('OperationFailed', message);
   }
 }

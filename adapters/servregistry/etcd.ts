@@ -1,0 +1,343 @@
+// The etcd backend, on the revisioned datastore (adapters/datastore). Layout under the prefix (default
+// `/service-registry/`):
+//
+//   <prefix>namespaces/<ns>                                  {"name","metadata"}
+//   <prefix>namespaces/<ns>/services/<svc>                   {"name","namespace","metadata"}
+//   <prefix>namespaces/<ns>/services/<svc>/endpoints/<ep>    {"name","namespace","service","address","port","metadata"}
+//
+// Values are JSON objects with exactly these fields (the TypeScript types of ./types). Names come from the key;
+// a value that does not parse is read as an object with no metadata, i.e. foreign, so it is never deleted
+// by the Broker's ownership rules.
+//
+// The parent rule without a multi-key transaction in the Datastore interface: a create reads the parent,
+// creates the child, then reads the parent again and removes its child if the parent is gone. A delete
+// removes the parent key FIRST and only then lists and deletes what is below (services before a second
+// listing for their endpoints). Under etcd's linearizable operations every interleaving of the two ends
+// with no child left without its parent: a child created before the parent's deletion is in the deleter's
+// listing; one created after fails its second read. What remains is a crash in the middle of a delete,
+// which can leave keys below a deleted parent: every read goes through the parent, so they stay invisible,
+// and creating that parent again sweeps them (keys older than the new parent's revision).
+import { AlreadyExistsError, ConflictError, NotFoundError } from '../errors';
+import { EtcdDatastore, type EtcdDatastoreOptions } from '../datastore/etcd';
+import type { Datastore, KVPair } from '../datastore/types';
+import { mapLimited } from './concurrency';
+import { ServRegAlreadyExistsError, ServRegNotFoundError, type RegistryLevel } from './errors';
+import type { Endpoint, Metadata, Namespace, Service, ServiceRegistry } from './types';
+import { pathOf, validateEndpoint, validateName, validateNamespace, validateService } from './validation';
+
+/** The prefix used when none is given. */
+export const defaultEtcdServiceRegistryPrefix = '/service-registry/';
+
+/** Connection settings for {@link EtcdServiceRegistry.connect}. */
+export interface EtcdServiceRegistryConnectOptions extends Omit<EtcdDatastoreOptions, 'prefix'> {
+  /** Where the registry lives in etcd; default `/service-registry/`. */
+  prefix?: string;
+  /** How many keys a recursive delete removes at once (default 16). */
+  concurrency?: number;
+}
+
+const nsKey = (ns: string) => `/namespaces/${ns}`;
+const servKey = (ns: string, s: string) => `${nsKey(ns)}/services/${s}`;
+const endpKey = (ns: string, s: string, e: string) => `${servKey(ns, s)}/endpoints/${e}`;
+
+/** A ServiceRegistry on etcd, through a Datastore whose prefix is the registry's prefix. */
+export class EtcdServiceRegistry implements ServiceRegistry {
+  private readonly ds: Datastore;
+  private readonly ownsDatastore: boolean;
+  private readonly concurrency: number;
+
+  /** Uses `datastore` (keys go under its own prefix); the caller keeps ownership and closes it. */
+  constructor(datastore: Datastore, opts: { concurrency?: number; ownsDatastore?: boolean } = {}) {
+    this.ds = datastore;
+    this.ownsDatastore = opts.ownsDatastore ?? false;
+    this.concurrency = opts.concurrency ?? 16;
+  }
+
+  /** Connects to etcd with the registry's prefix (trailing `/` optional; `/service-registry/` by default). */
+  static connect(opts: EtcdServiceRegistryConnectOptions): EtcdServiceRegistry {
+    const { prefix, concurrency, ...rest } = opts;
+    const trimmed = (prefix ?? defaultEtcdServiceRegistryPrefix).replace(/\/+$/, '');
+    const ds = new EtcdDatastore({ ...rest, prefix: trimmed });
+    return new EtcdServiceRegistry(ds, { concurrency, ownsDatastore: true });
+  }
+
+  // ---- namespaces
+
+  async getNs(name: string): Promise<Namespace> {
+    validateName('namespace', name);
+    return parseNs(name, await this.read(nsKey(name), 'namespace', name));
+  }
+
+  async listNs(): Promise<Namespace[]> {
+    // The listing holds the whole tree; only the namespace keys themselves are kept.
+    const { pairs } = await this.ds.list('/namespaces');
+    return pairs.flatMap((p) => {
+      const m = /^\/namespaces\/([^/]+)$/.exec(p.key);
+      return m ? [parseNs(m[1]!, p)] : [];
+    });
+  }
+
+  async createNs(ns: Namespace): Promise<Namespace> {
+    const v = validateNamespace(ns);
+    const created = await this.create(nsKey(v.name), JSON.stringify({ name: v.name, metadata: v.metadata }), 'namespace', v.name);
+    await this.sweepOlderThan(nsKey(v.name), created.revision);
+    return v;
+  }
+
+  async updateNs(ns: Namespace): Promise<Namespace> {
+    const v = validateNamespace(ns);
+    await this.replace(nsKey(v.name), JSON.stringify({ name: v.name, metadata: v.metadata }), 'namespace', v.name);
+    return v;
+  }
+
+  async deleteNs(name: string): Promise<void> {
+    validateName('namespace', name);
+    await this.remove(nsKey(name), 'namespace', name);
+    // Service keys go before the second listing, so every endpoint created while they still existed is in it.
+    const first = await this.ds.list(nsKey(name));
+    const serviceKeys = first.pairs.filter((p) => /^\/namespaces\/[^/]+\/services\/[^/]+$/.test(p.key));
+    await mapLimited(serviceKeys, this.concurrency, (p) => this.dropKey(p.key));
+    const second = await this.ds.list(nsKey(name));
+    await mapLimited(second.pairs, this.concurrency, (p) => this.dropKey(p.key));
+  }
+
+  // ---- services
+
+  async getServ(nsName: string, servName: string): Promise<Service> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    const [, pair] = await Promise.all([
+      this.read(nsKey(nsName), 'namespace', nsName),
+      this.read(servKey(nsName, servName), 'service', pathOf(nsName, servName)),
+    ]);
+    return parseServ(nsName, servName, pair);
+  }
+
+  async listServ(nsName: string): Promise<Service[]> {
+    validateName('namespace', nsName);
+    await this.read(nsKey(nsName), 'namespace', nsName);
+    const { pairs } = await this.ds.list(`${nsKey(nsName)}/services`);
+    const re = /^\/namespaces\/[^/]+\/services\/([^/]+)$/;
+    return pairs.flatMap((p) => {
+      const m = re.exec(p.key);
+      return m ? [parseServ(nsName, m[1]!, p)] : [];
+    });
+  }
+
+  async createServ(serv: Service): Promise<Service> {
+    const v = validateService(serv);
+    const value = JSON.stringify({ name: v.name, namespace: v.namespace, metadata: v.metadata });
+    const created = await this.createChild(nsKey(v.namespace), 'namespace', v.namespace, servKey(v.namespace, v.name), value, 'service', pathOf(v.namespace, v.name));
+    await this.sweepOlderThan(servKey(v.namespace, v.name), created.revision);
+    return v;
+  }
+
+  async updateServ(serv: Service): Promise<Service> {
+    const v = validateService(serv);
+    await this.read(nsKey(v.namespace), 'namespace', v.namespace);
+    const value = JSON.stringify({ name: v.name, namespace: v.namespace, metadata: v.metadata });
+    await this.replace(servKey(v.namespace, v.name), value, 'service', pathOf(v.namespace, v.name));
+    return v;
+  }
+
+  async deleteServ(nsName: string, servName: string): Promise<void> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    const key = servKey(nsName, servName);
+    await this.remove(key, 'service', pathOf(nsName, servName));
+    const { pairs } = await this.ds.list(key);
+    await mapLimited(pairs, this.concurrency, (p) => this.dropKey(p.key));
+  }
+
+  // ---- endpoints
+
+  async getEndp(nsName: string, servName: string, endpName: string): Promise<Endpoint> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    validateName('endpoint', endpName);
+    const [, pair] = await Promise.all([
+      this.read(servKey(nsName, servName), 'service', pathOf(nsName, servName)),
+      this.read(endpKey(nsName, servName, endpName), 'endpoint', pathOf(nsName, servName, endpName)),
+    ]);
+    return parseEndp(nsName, servName, endpName, pair);
+  }
+
+  async listEndp(nsName: string, servName: string): Promise<Endpoint[]> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    await this.read(servKey(nsName, servName), 'service', pathOf(nsName, servName));
+    const { pairs } = await this.ds.list(`${servKey(nsName, servName)}/endpoints`);
+    const re = /^\/namespaces\/[^/]+\/services\/[^/]+\/endpoints\/([^/]+)$/;
+    return pairs.flatMap((p) => {
+      const m = re.exec(p.key);
+      return m ? [parseEndp(nsName, servName, m[1]!, p)] : [];
+    });
+  }
+
+  async createEndp(endp: Endpoint): Promise<Endpoint> {
+    const v = validateEndpoint(endp);
+    await this.createChild(
+      servKey(v.namespace, v.service),
+      'service',
+      pathOf(v.namespace, v.service),
+      endpKey(v.namespace, v.service, v.name),
+      endpointValue(v),
+      'endpoint',
+      pathOf(v.namespace, v.service, v.name),
+    );
+    return v;
+  }
+
+  async updateEndp(endp: Endpoint): Promise<Endpoint> {
+    const v = validateEndpoint(endp);
+    await this.read(servKey(v.namespace, v.service), 'service', pathOf(v.namespace, v.service));
+    await this.replace(endpKey(v.namespace, v.service, v.name), endpointValue(v), 'endpoint', pathOf(v.namespace, v.service, v.name));
+    return v;
+  }
+
+  async deleteEndp(nsName: string, servName: string, endpName: string): Promise<void> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    validateName('endpoint', endpName);
+    await this.remove(endpKey(nsName, servName, endpName), 'endpoint', pathOf(nsName, servName, endpName));
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDatastore) await this.ds.close();
+  }
+
+  // ---- internals
+
+  private async read(key: string, level: RegistryLevel, path: string): Promise<KVPair> {
+    try {
+      return await this.ds.get(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServRegNotFoundError(level, path);
+      throw err;
+    }
+  }
+
+  private async create(key: string, value: string, level: RegistryLevel, path: string): Promise<KVPair> {
+    try {
+      return await this.ds.create(key, value);
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) throw new ServRegAlreadyExistsError(level, path);
+      throw err;
+    }
+  }
+
+  /** Parent check, create, parent check again (see the file comment); returns the created pair. */
+  private async createChild(
+    parentKey: string,
+    parentLevel: RegistryLevel,
+    parentPath: string,
+    key: string,
+    value: string,
+    level: RegistryLevel,
+    path: string,
+  ): Promise<KVPair> {
+    await this.read(parentKey, parentLevel, parentPath);
+    const created = await this.create(key, value, level, path);
+    try {
+      await this.ds.get(parentKey);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      await this.ds.delete(key, created.revision).catch(() => undefined);
+      throw new ServRegNotFoundError(parentLevel, parentPath);
+    }
+    return created;
+  }
+
+  /** Read-then-update at the read revision: a concurrent writer makes this fail with a ConflictError. */
+  private async replace(key: string, value: string, level: RegistryLevel, path: string): Promise<void> {
+    const current = await this.read(key, level, path);
+    try {
+      await this.ds.update({ key, value, revision: current.revision });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServRegNotFoundError(level, path);
+      throw err;
+    }
+  }
+
+  private async remove(key: string, level: RegistryLevel, path: string): Promise<void> {
+    try {
+      await this.ds.delete(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new ServRegNotFoundError(level, path);
+      throw err;
+    }
+  }
+
+  /** Deletes exactly one key; already gone is fine. */
+  private async dropKey(key: string): Promise<void> {
+    try {
+      await this.ds.delete(key);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+
+  /**
+   * Deletes keys below `key` last written before `revision` (the revision at which `key` was just created):
+   * leftovers of an earlier incarnation whose delete did not finish. Anything legitimately below the new
+   * key was written after it, so it has a higher revision. Each delete is conditional on the listed revision.
+   */
+  private async sweepOlderThan(key: string, revision: string): Promise<void> {
+    const { pairs } = await this.ds.list(key);
+    const stale = pairs.filter((p) => p.key !== key && olderThan(p.revision, revision));
+    await mapLimited(stale, this.concurrency, async (p) => {
+      try {
+        await this.ds.delete(p.key, p.revision);
+      } catch (err) {
+        if (!(err instanceof NotFoundError) && !(err instanceof ConflictError)) throw err;
+      }
+    });
+  }
+}
+
+function olderThan(a: string, b: string): boolean {
+  try {
+    return BigInt(a) < BigInt(b);
+  } catch {
+    return false; // not an etcd revision: never sweep what cannot be compared
+  }
+}
+
+function endpointValue(v: Endpoint): string {
+  return JSON.stringify({ name: v.name, namespace: v.namespace, service: v.service, address: v.address, port: v.port, metadata: v.metadata });
+}
+
+function parseObject(pair: KVPair): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(pair.value);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function metadataOf(obj: Record<string, unknown>): Metadata {
+  const m = obj.metadata;
+  if (!m || typeof m !== 'object' || Array.isArray(m)) return {};
+  return Object.fromEntries(Object.entries(m as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}
+
+function parseNs(name: string, pair: KVPair): Namespace {
+  return { name, metadata: metadataOf(parseObject(pair)) };
+}
+
+function parseServ(nsName: string, name: string, pair: KVPair): Service {
+  return { name, namespace: nsName, metadata: metadataOf(parseObject(pair)) };
+}
+
+function parseEndp(nsName: string, servName: string, name: string, pair: KVPair): Endpoint {
+  const obj = parseObject(pair);
+  return {
+    name,
+    namespace: nsName,
+    service: servName,
+    address: typeof obj.address === 'string' ? obj.address : '',
+    port: typeof obj.port === 'number' ? obj.port : 0,
+    metadata: metadataOf(obj),
+  };
+}

@@ -1,0 +1,147 @@
+// The etcd service registry on the real etcd of the test run: the shared conformance suite, then what is
+// specific to etcd (key layout, JSON values, prefixes, subtree deletes at key level, leftovers of an
+// interrupted delete, the parent check racing a delete).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
+import { EtcdDatastore } from '../../adapters/datastore';
+import type { Datastore, KVPair } from '../../adapters/datastore';
+import { EtcdServiceRegistry, ServRegNotFoundError, ServiceRegistryBroker, EndpointNotOwnedError } from '../../adapters/servregistry';
+import { requireTestEnv } from '../support/env';
+import { serviceRegistryConformance } from '../contract/servregistry-conformance';
+
+const endpoint = requireTestEnv('etcdEndpoint');
+const run = randomBytes(4).toString('hex');
+
+serviceRegistryConformance({
+  name: 'etcd',
+  async open() {
+    return new EtcdServiceRegistry(new EtcdDatastore({ endpoints: [endpoint], prefix: `/brokerflow-test-sr-${run}-conf` }), { ownsDatastore: true });
+  },
+});
+
+describe('etcd service registry specifics', () => {
+  const prefix = `/brokerflow-test-sr-${run}`;
+  let raw: Etcd3;
+  let ds: EtcdDatastore;
+  let reg: EtcdServiceRegistry;
+
+  before(() => {
+    raw = new Etcd3({ hosts: endpoint });
+    ds = new EtcdDatastore({ endpoints: [endpoint], prefix });
+    reg = new EtcdServiceRegistry(ds);
+  });
+
+  after(async () => {
+    await ds.clean();
+    await ds.close();
+    raw.close();
+  });
+
+  test('objects are stored at namespaces/<ns>/services/<svc>/endpoints/<ep> under the prefix as JSON', async () => {
+    await reg.createNs({ name: 'shop', metadata: { owner: 'brokerflow' } });
+    await reg.createServ({ name: 'web', namespace: 'shop', metadata: { 'example.com/tier': 'front' } });
+    await reg.createEndp({ name: 'web-1', namespace: 'shop', service: 'web', address: '10.0.0.1', port: 8080, metadata: { zone: 'a' } });
+    const keys = (await raw.getAll().prefix(`${prefix}/`).keys()).sort();
+    assert.deepEqual(keys, [
+      `${prefix}/namespaces/shop`,
+      `${prefix}/namespaces/shop/services/web`,
+      `${prefix}/namespaces/shop/services/web/endpoints/web-1`,
+    ]);
+    assert.deepEqual(JSON.parse((await raw.get(`${prefix}/namespaces/shop`).string())!), { name: 'shop', metadata: { owner: 'brokerflow' } });
+    assert.deepEqual(JSON.parse((await raw.get(`${prefix}/namespaces/shop/services/web`).string())!), {
+      name: 'web',
+      namespace: 'shop',
+      metadata: { 'example.com/tier': 'front' },
+    });
+    assert.deepEqual(JSON.parse((await raw.get(`${prefix}/namespaces/shop/services/web/endpoints/web-1`).string())!), {
+      name: 'web-1',
+      namespace: 'shop',
+      service: 'web',
+      address: '10.0.0.1',
+      port: 8080,
+      metadata: { zone: 'a' },
+    });
+  });
+
+  test('the prefix defaults to /service-registry/ and takes a trailing slash or none', async () => {
+    const ns = `sr-test-${run}`;
+    const regs = [
+      EtcdServiceRegistry.connect({ endpoints: [endpoint] }),
+      EtcdServiceRegistry.connect({ endpoints: [endpoint], prefix: `/brokerflow-test-sr-${run}-slash/` }),
+      EtcdServiceRegistry.connect({ endpoints: [endpoint], prefix: `/brokerflow-test-sr-${run}-bare` }),
+    ];
+    const expected = [
+      `/service-registry/namespaces/${ns}`,
+      `/brokerflow-test-sr-${run}-slash/namespaces/${ns}`,
+      `/brokerflow-test-sr-${run}-bare/namespaces/${ns}`,
+    ];
+    try {
+      for (const [i, r] of regs.entries()) {
+        await r.createNs({ name: ns, metadata: {} });
+        assert.notEqual(await raw.get(expected[i]!).string(), null, expected[i]);
+        await r.deleteNs(ns);
+        assert.equal(await raw.get(expected[i]!).string(), null);
+      }
+    } finally {
+      for (const r of regs) await r.close();
+    }
+  });
+
+  test('deleting namespaces/a removes exactly its subtree: namespaces/ab and its children stay', async () => {
+    for (const n of ['a', 'ab']) {
+      await reg.createNs({ name: n, metadata: {} });
+      await reg.createServ({ name: 's', namespace: n, metadata: {} });
+      await reg.createEndp({ name: 'e', namespace: n, service: 's', address: '10.0.0.1', port: 80, metadata: {} });
+    }
+    await reg.createServ({ name: 'sb', namespace: 'a', metadata: {} });
+    await reg.deleteServ('a', 's');
+    assert.deepEqual((await raw.getAll().prefix(`${prefix}/namespaces/a/`).keys()).sort(), [`${prefix}/namespaces/a/services/sb`]);
+    await reg.deleteNs('a');
+    const keys = (await raw.getAll().prefix(`${prefix}/namespaces/a`).keys()).sort();
+    assert.deepEqual(keys, [`${prefix}/namespaces/ab`, `${prefix}/namespaces/ab/services/s`, `${prefix}/namespaces/ab/services/s/endpoints/e`]);
+  });
+
+  test('a value that does not parse reads as an object without metadata, so the Broker treats it as foreign', async () => {
+    await reg.createNs({ name: 'garbled', metadata: {} });
+    await reg.createServ({ name: 'web', namespace: 'garbled', metadata: {} });
+    await raw.put(`${prefix}/namespaces/garbled/services/web/endpoints/odd`).value('not json {');
+    assert.deepEqual(await reg.getEndp('garbled', 'web', 'odd'), { name: 'odd', namespace: 'garbled', service: 'web', address: '', port: 0, metadata: {} });
+    const errors = await new ServiceRegistryBroker(reg).manageServEndps('garbled', 'web', []);
+    assert.ok(errors.get('odd') instanceof EndpointNotOwnedError);
+    assert.equal(await raw.get(`${prefix}/namespaces/garbled/services/web/endpoints/odd`).string(), 'not json {');
+  });
+
+  test('keys left below a deleted namespace stay invisible and are swept when the namespace is created again', async () => {
+    // What an interrupted deleteNs leaves: children whose namespace key is gone.
+    await raw.put(`${prefix}/namespaces/ghost/services/old`).value(JSON.stringify({ name: 'old', namespace: 'ghost', metadata: {} }));
+    await raw.put(`${prefix}/namespaces/ghost/services/old/endpoints/e`).value('{}');
+    await assert.rejects(reg.getServ('ghost', 'old'), ServRegNotFoundError);
+    await assert.rejects(reg.listServ('ghost'), ServRegNotFoundError);
+    assert.equal((await reg.listNs()).some((n) => n.name === 'ghost'), false);
+    await reg.createNs({ name: 'ghost', metadata: {} });
+    assert.deepEqual(await reg.listServ('ghost'), []);
+    assert.deepEqual(await raw.getAll().prefix(`${prefix}/namespaces/ghost/`).keys(), []);
+  });
+
+  test('a service whose namespace is deleted between the parent check and the create does not survive', async () => {
+    await reg.createNs({ name: 'racy', metadata: {} });
+    // The interleaving of a concurrent removeNs, made deterministic: the namespace key goes right after the create.
+    const racing = new Proxy(ds, {
+      get(target, prop, receiver) {
+        if (prop === 'create') {
+          return async (key: string, value: string): Promise<KVPair> => {
+            const pair = await target.create(key, value);
+            await target.delete('/namespaces/racy');
+            return pair;
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as Datastore;
+    await assert.rejects(new EtcdServiceRegistry(racing).createServ({ name: 'web', namespace: 'racy', metadata: {} }), ServRegNotFoundError);
+    assert.deepEqual(await raw.getAll().prefix(`${prefix}/namespaces/racy`).keys(), []);
+  });
+});
