@@ -1,0 +1,34 @@
+// Resource drivers: the CRUD steps reconciliation runs per resource (Kubernetes objects, tenant etcd prefixes and users).
+export * from './types';
+export {
+  KubernetesObjectDriver,
+  loadKubernetesClient,
+  labelValueForId,
+  isReady,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  INSTANCE_ID_KEY,
+  BINDING_ID_KEY,
+  APPLIED_HASH_ANNOTATION,
+  type KubernetesObjectDriverOptions,
+  type KubernetesObjectSpec,
+  type KubernetesReadiness,
+  type KubernetesOwnerReference,
+} from './kubernetes';
+export {
+  EtcdPrefixDriver,
+  EtcdUserDriver,
+  connectTenantEtcd,
+  validateEtcdPrefix,
+  etcdUserName,
+  etcdUserSecretName,
+  ETCD_OWNER_KEY,
+  ETCD_MANAGED_NAME_PREFIX,
+  MAX_ETCD_PREFIX_BYTES,
+  type TenantEtcdOptions,
+  type EtcdPrefixSpec,
+  type EtcdPrefixDriverOptions,
+  type EtcdUserSpec,
+  type EtcdUserDriverOptions,
+  type EtcdUserCredentials,
+} from './etcd';
