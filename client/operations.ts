@@ -99,8 +99,8 @@ export class OperationsClient {
       ...(input.bindingId ? { bindingId: input.bindingId } : {}),
       summary: operationSummary(input),
     };
-    // A run that closes between our failed start and our describe makes us try again; three rounds settle it.
-    for (let round = 0; round < 3; round++) {
+    // A run that closes between our failed start and our describe makes us try again; a few rounds settle it.
+    for (let round = 0; round < 5; round++) {
       try {
         await this.client.workflow.start(input.operation, {
           taskQueue: this.taskQueue,
@@ -125,12 +125,25 @@ export class OperationsClient {
       }
       const running = await this.running(input.instanceId);
       if (!running) continue;
+      if (await this.isFinishing(running, input.instanceId)) {
+        // The running operation has recorded its end and is about to close: wait for that, then start ours.
+        await this.waitForResult(input.instanceId, 10_000).catch(() => undefined);
+        continue;
+      }
       if (running.operation === input.operation && running.bindingId === input.bindingId && running.fingerprint === input.fingerprint) {
         return { kind: 'same', operationId: running.operationId };
       }
       return { kind: 'busy', running };
     }
     throw new Error(`could not start ${input.operation} on instance ${input.instanceId}: the instance's workflow kept changing`);
+  }
+
+  /** True when the registry already holds the final state of the running operation (its run is closing). */
+  private async isFinishing(running: OperationMemo, instanceId: string): Promise<boolean> {
+    const record = running.bindingId
+      ? await this.registry.readOperation('service-binding', running.bindingId, { instanceId })
+      : await this.registry.readOperation('service-instance', instanceId);
+    return record?.operationId === running.operationId && record.state !== 'in progress';
   }
 
   /**

@@ -1,6 +1,7 @@
 // The test runner: starts ONE Temporal dev server, ONE etcd, one moto server and the Kubernetes control
-// plane (kube-apiserver + kube-controller-manager on that etcd) for the whole run, hands their addresses to every test file through the environment, runs the files
-// with node's test runner, and stops everything at the end, even when a test fails or the run is interrupted.
+// plane (kube-apiserver + kube-controller-manager on that etcd) and a tenant etcd with auth on, for the
+// whole run; hands their addresses to every test file through the environment, runs the files with node's
+// test runner, and stops everything at the end, even when a test fails or the run is interrupted.
 //
 //   node --import tsx test/run.ts                     all test files
 //   node --import tsx test/run.ts test/unit           files under a folder (or given files)
@@ -10,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { repoRoot } from '../scripts/lib/process';
 import { startTemporal } from '../scripts/lib/temporal';
-import { startEtcd } from '../scripts/lib/etcd';
+import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
+import { randomBytes } from 'node:crypto';
 import { startMoto } from '../scripts/lib/moto';
 import { startKubeControlPlane } from '../scripts/lib/kube';
 import { testEnvNames } from './support/env';
@@ -39,13 +41,19 @@ async function main(): Promise<number> {
   const stoppers: Array<() => Promise<void>> = [];
   try {
     const bundlePath = join(workDir, 'workflow-bundle.js');
-    const [temporal, etcd, moto] = await Promise.all([
+    const tenantRootPassword = randomBytes(16).toString('hex');
+    const [temporal, etcd, moto, tenantEtcd] = await Promise.all([
       startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
       startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
       startMoto({ logDir }),
+      // The tenant etcd: what etcd resource drivers manage, with authentication on as in production.
+      startEtcd({ dataDir: join(workDir, 'etcd-tenants'), logDir, name: 'etcd-tenants' }).then(async (e) => {
+        await enableEtcdAuth(e.endpoint, tenantRootPassword);
+        return e;
+      }),
       bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
     ]);
-    stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop());
+    stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop(), () => tenantEtcd.stop());
     // The Kubernetes control plane keeps its state in the test etcd (its own prefix), so it starts after etcd.
     const kube = await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir });
     stoppers.unshift(() => kube.stop());
@@ -58,6 +66,8 @@ async function main(): Promise<number> {
       [testEnvNames.temporalUi]: temporal.uiUrl,
       [testEnvNames.etcdEndpoint]: etcd.endpoint,
       [testEnvNames.motoEndpoint]: moto.endpoint,
+      [testEnvNames.tenantEtcdEndpoint]: tenantEtcd.endpoint,
+      [testEnvNames.tenantEtcdRootPassword]: tenantRootPassword,
       [testEnvNames.kubeconfig]: kube.kubeconfigPath,
       [testEnvNames.workDir]: workDir,
       [testEnvNames.workflowBundle]: bundlePath,

@@ -1,14 +1,36 @@
 // The worker process: configuration -> adapters -> activities -> Worker, until SIGINT/SIGTERM.
+import { createServer } from 'node:http';
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { createLogger } from '../client/logging';
 import { createWorker } from './worker';
+import { buildWorkerDependencies } from './dependencies';
 
 async function main(): Promise<void> {
   const log = createLogger('worker');
   const config = loadRuntimeConfig(configPathFromArgs());
-  const worker = await createWorker({ config, deps: {} });
-  log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker started');
+  const built = await buildWorkerDependencies(config);
+  const worker = await createWorker({ config, deps: built.deps });
+  const metricsPort = config.worker?.metricsPort;
+  const server =
+    metricsPort !== undefined
+      ? createServer((req, res) => {
+          if (req.url !== '/metrics') {
+            res.writeHead(404).end();
+            return;
+          }
+          built.metrics.metrics().then(
+            (text) => res.writeHead(200, { 'Content-Type': built.metrics.contentType }).end(text),
+            () => res.writeHead(500).end(),
+          );
+        }).listen(metricsPort, '127.0.0.1')
+      : undefined;
+  log.info(
+    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort },
+    'worker started',
+  );
   await worker.run();
+  server?.close();
+  await built.close();
   log.info('worker stopped');
 }
 

@@ -1,5 +1,5 @@
 // Builds a Temporal Worker from configuration and adapters: one task queue for workflows and activities.
-import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { RuntimeConfig } from '../config/runtime';
 import { createActivities, type ActivityDeps } from '../activities';
 import { dataConverter, temporalSettings } from '../client/temporal';
@@ -30,8 +30,24 @@ export async function connectWorker(cfg: RuntimeConfig): Promise<NativeConnectio
   });
 }
 
+let runtimeInstalled = false;
+
+/**
+ * Installs the SDK runtime once per process: SDK logs at WARN and above (brokerflow logs its own events with
+ * pino), and, when asked, the SDK's Prometheus metrics on a port of their own.
+ */
+export function installRuntime(opts: { sdkMetricsAddress?: string } = {}): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({
+    logger: new DefaultLogger((process.env.BROKERFLOW_SDK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
+    ...(opts.sdkMetricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: opts.sdkMetricsAddress } } } } : {}),
+  });
+}
+
 /** A Worker ready to `run()`; the caller owns the connection when it passed one. */
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
+  installRuntime();
   const s = temporalSettings(opts.config);
   const connection = opts.connection ?? (await connectWorker(opts.config));
   return Worker.create({

@@ -9,6 +9,11 @@ import { resolveSecret, type RuntimeConfig } from '../../config/runtime';
 import { connectClient } from '../temporal';
 import type { BrokerCredentials } from './auth';
 import { buildBrokerApp } from './app';
+import { createRegistry } from '../../adapters/factory';
+import { OperationsClient } from '../operations';
+import { OsbService } from './service';
+import { registerOsbRoutes } from './osb';
+import { createBrokerMetrics } from './metrics';
 
 /** Resolves the configured broker credentials; a broker without any refuses to start. */
 export function brokerCredentials(cfg: RuntimeConfig): BrokerCredentials {
@@ -30,13 +35,26 @@ export function brokerCredentials(cfg: RuntimeConfig): BrokerCredentials {
 export interface RunningBroker {
   app: FastifyInstance;
   client: Client;
+  osb: OsbService;
   close(): Promise<void>;
 }
 
 export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Client): Promise<RunningBroker> {
   const credentials = brokerCredentials(cfg);
   const temporal = client ?? (await connectClient(cfg));
+  const registry = await createRegistry(cfg);
+  const metrics = createBrokerMetrics();
+  const operations = new OperationsClient(temporal, cfg.temporal.taskQueue, registry.registry);
+  const osb = new OsbService({
+    catalog: cfg.catalogData,
+    registry: registry.registry,
+    operations,
+    metrics,
+    syncTimeoutMs: (cfg.broker?.syncTimeoutSeconds ?? 60) * 1000,
+  });
   const app = await buildBrokerApp({
+    metrics,
+    routes: (a) => registerOsbRoutes(a, osb),
     catalog: cfg.catalogData,
     credentials,
     logger: log,
@@ -49,13 +67,21 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
           await temporal.workflowService.getSystemInfo({});
         },
       },
+      {
+        name: 'registry',
+        check: async () => {
+          await registry.registry.readOperation('service-instance', 'readiness-probe');
+        },
+      },
     ],
   });
   return {
     app,
     client: temporal,
+    osb,
     async close() {
       await app.close();
+      await registry.close();
       if (!client) await temporal.connection.close();
     },
   };

@@ -59,3 +59,31 @@ export async function startEtcd(opts: { dataDir: string; logDir: string; clientP
   };
   return server;
 }
+
+/**
+ * Turns on authentication with a `root` user (the tenant etcd that etcd resource drivers manage). Idempotent:
+ * when auth is already on, it only checks that root logs in with this password.
+ */
+export async function enableEtcdAuth(endpoint: string, rootPassword: string): Promise<void> {
+  const { Etcd3 } = await import('etcd3');
+  const setup = new Etcd3({ hosts: endpoint });
+  try {
+    await setup.user('root').create(rootPassword);
+    await setup.role('root').create();
+    await setup.user('root').addRole('root');
+    await setup.auth.authEnable();
+    return;
+  } catch {
+    // Auth already on (anonymous calls are refused) or root exists: check root's login below.
+  } finally {
+    setup.close();
+  }
+  const root = new Etcd3({ hosts: endpoint, auth: { username: 'root', password: rootPassword } });
+  try {
+    await root.get('/brokerflow-auth-check').string();
+  } catch (err) {
+    throw new Error(`etcd at ${endpoint} has authentication set up with another root password: ${(err as Error).message}`);
+  } finally {
+    root.close();
+  }
+}

@@ -24,6 +24,11 @@ export function writeRawTestConfig(overrides: Record<string, unknown> = {}): { f
   const body: Record<string, unknown> = {
     temporal: { address: requireTestEnv('temporalAddress'), namespace: 'default', taskQueue },
     catalog: resolve(__dirname, '..', '..', 'config', 'catalog.example.yaml'),
+    resourceSets: resolve(__dirname, '..', '..', 'config', 'resource-sets.example.yaml'),
+    drivers: {
+      etcd: { endpoints: [requireTestEnv('tenantEtcdEndpoint')], auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } },
+    },
+    kubernetes: { kubeconfig: requireTestEnv('kubeconfig') },
     broker: { host: '127.0.0.1', port: 0, auth: { basic: [{ username: testBrokerUser.username, password: testBrokerUser.password }] } },
     etcd: { endpoints: [requireTestEnv('etcdEndpoint')], prefix: `/bf-${taskQueue}` },
     registry: { backend: 'file', file: { dirs: [join(dir, 'registry')] } },

@@ -5,6 +5,8 @@ export const testEnvNames = {
   temporalUi: 'BROKERFLOW_TEST_TEMPORAL_UI',
   etcdEndpoint: 'BROKERFLOW_TEST_ETCD_ENDPOINT',
   motoEndpoint: 'BROKERFLOW_TEST_MOTO_ENDPOINT',
+  tenantEtcdEndpoint: 'BROKERFLOW_TEST_TENANT_ETCD_ENDPOINT',
+  tenantEtcdRootPassword: 'BROKERFLOW_TEST_TENANT_ETCD_ROOT_PASSWORD',
   kubeconfig: 'KUBECONFIG_BROKERFLOW_TEST',
   workDir: 'BROKERFLOW_TEST_WORK_DIR',
   workflowBundle: 'BROKERFLOW_TEST_WORKFLOW_BUNDLE',

@@ -1,0 +1,171 @@
+// Builds the adapters a process needs from its runtime configuration: the registry (persistence instances +
+// redundancy + the secret provider for credentials), the resource drivers and the drivers' secret store.
+// Worker, broker and CLI all call this, so they see the same registry.
+import { join, resolve } from 'node:path';
+import type { RuntimeConfig } from '../config/runtime';
+import { resolveSecret } from '../config/runtime';
+import { ConfigError } from '../config/catalog';
+import {
+  EtcdPersistenceProvider,
+  FilePersistenceProvider,
+  KubernetesPersistenceProvider,
+  MachineId,
+  RedundantStore,
+  S3PersistenceProvider,
+  SecretPersistenceProvider,
+  objectKey,
+  type ObjectStore,
+  type PersistedObject,
+  type PersistenceProvider,
+} from './persistence';
+import { ConflictError } from './errors';
+import { Registry } from './registry';
+import { connectTenantEtcd, EtcdPrefixDriver, EtcdUserDriver, KubernetesObjectDriver, type ResourceDriver, type SecretStore } from './resources';
+import { NotFoundError } from './errors';
+
+/** The registry and what it was built on. */
+export interface RegistryBundle {
+  registry: Registry;
+  store: RedundantStore;
+  secrets: RedundantStore;
+  providers: PersistenceProvider[];
+  close(): Promise<void>;
+}
+
+function encryptionKeys(cfg: RuntimeConfig): { keys: Array<{ id: string; key: string }>; currentKeyId: string } {
+  if (!cfg.encryption) {
+    throw new ConfigError('encryption: keys are required (credentials are stored encrypted at rest)', 'encryption');
+  }
+  return {
+    keys: cfg.encryption.keys.map((k, i) => ({ id: k.id, key: resolveSecret(k.key, `encryption.keys[${i}].key`, cfg.baseDir) })),
+    currentKeyId: cfg.encryption.currentKeyId,
+  };
+}
+
+/** One persistence provider for the configured backend; `sub` keeps plain and secret objects apart. */
+function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): PersistenceProvider {
+  const reg = cfg.registry ?? { backend: 'file' as const, file: { dirs: [join(cfg.baseDir, '.data', 'registry')] } };
+  switch (reg.backend) {
+    case 'file':
+      if (!reg.file) throw new ConfigError('registry.file: required when registry.backend is file', 'registry.file');
+      return new FilePersistenceProvider({ directories: reg.file.dirs.map((d) => join(resolve(cfg.baseDir, d), sub)) });
+    case 'etcd':
+      if (!cfg.etcd) throw new ConfigError('etcd: required when registry.backend is etcd', 'etcd');
+      return new EtcdPersistenceProvider({
+        instances: [
+          {
+            endpoints: cfg.etcd.endpoints,
+            prefix: `${cfg.etcd.prefix ?? '/brokerflow'}/registry/${sub}`,
+            ...(cfg.etcd.auth ? { auth: { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, 'etcd.auth.password', cfg.baseDir) } } : {}),
+          },
+        ],
+      });
+    case 'kubernetes':
+      if (!reg.kubernetes) throw new ConfigError('registry.kubernetes: required when registry.backend is kubernetes', 'registry.kubernetes');
+      return new KubernetesPersistenceProvider({
+        instances: [
+          {
+            ...(cfg.kubernetes?.kubeconfig ? { kubeconfigPath: resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) } : {}),
+            namespace: reg.kubernetes.namespace,
+            store: sub === 'objects' ? 'registry' : 'registry-secrets',
+            ...(sub === 'secrets' ? { secretKinds: ['Credentials'] } : {}),
+          },
+        ],
+      });
+    case 's3':
+      if (!reg.s3) throw new ConfigError('registry.s3: required when registry.backend is s3', 'registry.s3');
+      return new S3PersistenceProvider({
+        instances: reg.s3.endpoints.map((e) => ({
+          bucket: e.bucket,
+          region: e.region,
+          ...(e.endpoint ? { endpoint: e.endpoint } : {}),
+          ...(e.forcePathStyle !== undefined ? { forcePathStyle: e.forcePathStyle } : {}),
+          prefix: `brokerflow/${sub}/`,
+        })),
+      });
+  }
+}
+
+async function storeOver(provider: PersistenceProvider, machineId: MachineId): Promise<RedundantStore> {
+  await provider.initialize(machineId);
+  return new RedundantStore(provider.instances().map((instance) => ({ provider, instance })));
+}
+
+/** The registry of this configuration, initialised and ready. */
+export async function createRegistry(cfg: RuntimeConfig): Promise<RegistryBundle> {
+  const machineId = await MachineId.load({ dataDir: join(cfg.baseDir, '.data') });
+  const plain = providerFor(cfg, 'objects');
+  const secret = new SecretPersistenceProvider(providerFor(cfg, 'secrets'), encryptionKeys(cfg));
+  const [store, secrets] = await Promise.all([storeOver(plain, machineId), storeOver(secret, machineId)]);
+  const registry = new Registry({ store, secrets, ...(cfg.registry?.kubernetes ? { defaultNamespace: cfg.registry.kubernetes.namespace } : {}) });
+  return {
+    registry,
+    store,
+    secrets,
+    providers: [plain, secret],
+    async close() {
+      await Promise.allSettled([plain, secret].map((p) => (p as { close?: () => Promise<void> }).close?.()));
+    },
+  };
+}
+
+/** Where drivers keep generated secrets: objects of kind DriverSecret in the encrypted store. */
+export function driverSecretStore(secrets: ObjectStore): SecretStore {
+  const objectFor = (name: string, value?: string): PersistedObject =>
+    ({
+      apiVersion: 'secrets.brokerflow.io/v1',
+      kind: 'DriverSecret',
+      // Names are readable (`etcd-user/<binding>`); '/' and other separators become '.' in the object name.
+      metadata: { name: name.replace(/[^A-Za-z0-9._-]/g, '.') },
+      ...(value !== undefined ? { value } : {}),
+    }) as PersistedObject;
+  const read = async (name: string) => {
+    const o = (await secrets.get(objectKey(objectFor(name)))) as (PersistedObject & { value?: unknown }) | undefined;
+    return typeof o?.value === 'string' ? o.value : undefined;
+  };
+  return {
+    async ensure(name, generate) {
+      const existing = await read(name);
+      if (existing !== undefined) return existing;
+      try {
+        await secrets.put(objectFor(name, generate()), { ifNoneMatch: '*' });
+      } catch (err) {
+        // A concurrent ensure won the race: its value is the one stored, and the one we return.
+        if (!(err instanceof ConflictError)) throw err;
+      }
+      const stored = await read(name);
+      if (stored === undefined) throw new NotFoundError(`driver secret ${name} vanished while being created`);
+      return stored;
+    },
+    get: read,
+    async delete(name) {
+      await secrets.delete(objectKey(objectFor(name)));
+    },
+  };
+}
+
+/** The resource drivers this configuration enables, by kind. */
+export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): Promise<{ drivers: Map<string, ResourceDriver>; close(): Promise<void> }> {
+  const drivers = new Map<string, ResourceDriver>();
+  const closers: Array<() => void> = [];
+  if (cfg.drivers?.etcd) {
+    const e = cfg.drivers.etcd;
+    const client = connectTenantEtcd({
+      endpoints: e.endpoints,
+      auth: { username: e.auth.username, password: resolveSecret(e.auth.password, 'drivers.etcd.auth.password', cfg.baseDir) },
+    });
+    closers.push(() => client.close());
+    drivers.set('etcd-prefix', new EtcdPrefixDriver({ client }));
+    drivers.set('etcd-user', new EtcdUserDriver({ client, secrets, endpoints: e.endpoints }));
+  }
+  if (cfg.kubernetes?.kubeconfig || process.env.KUBECONFIG) {
+    const path = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
+    drivers.set('kubernetes', await KubernetesObjectDriver.fromKubeconfig(path));
+  }
+  return {
+    drivers,
+    async close() {
+      closers.forEach((c) => c());
+    },
+  };
+}

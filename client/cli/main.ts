@@ -1,0 +1,313 @@
+// `brokerflow`: the command-line client. It starts operations through the same OsbService as the HTTP API
+// (same checks, same answers), reads state from the registry and Temporal, and watches progress live.
+// Every command takes --json; exit codes are stable for scripts (see EXIT below and the README).
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { configPathFromArgs, loadRuntimeConfig, type RuntimeConfig } from '../../config';
+import { publicCatalog } from '../../config/catalog';
+import { BrokerflowError, NotFoundError } from '../../adapters/errors';
+import { OsbError } from '../broker/errors';
+import { connectClient, TemporalUnreachableError } from '../temporal';
+import { createCliContext, type CliContext } from './context';
+import { watchStatus, currentStatus } from './status';
+import { listEntries } from './list';
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  ok: 0,
+  /** The operation ran and failed, or an unexpected error. */
+  failed: 1,
+  /** Bad usage or invalid input (HTTP 400 / 412 equivalents). */
+  usage: 2,
+  /** The instance, binding or operation does not exist (404 / 410). */
+  notFound: 3,
+  /** Another operation runs, or the request conflicts with what exists (409 / 422). */
+  conflict: 4,
+  /** Temporal or the registry cannot be reached. */
+  unreachable: 5,
+} as const;
+
+interface GlobalOpts {
+  config?: string;
+  json?: boolean;
+}
+
+function parseJsonArg(value: string | undefined, what: string): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  const text = value.startsWith('@') ? readFileSync(value.slice(1), 'utf8') : value;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new CliError(`${what} is not valid JSON: ${(err as Error).message}`, EXIT.usage);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${what} must be a JSON object`, EXIT.usage);
+  return parsed as Record<string, unknown>;
+}
+
+/** An error with the exit code it maps to. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+function exitCodeForStatus(status: number): number {
+  if (status < 300) return EXIT.ok;
+  if (status === 404 || status === 410) return EXIT.notFound;
+  if (status === 409 || status === 422) return EXIT.conflict;
+  if (status >= 400 && status < 500) return EXIT.usage;
+  return EXIT.failed;
+}
+
+/** Prints a result as JSON (`--json`) or as readable lines. */
+function emit(json: boolean | undefined, value: Record<string, unknown>, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+}
+
+function resolveIds(cfg: RuntimeConfig, service: string, plan: string | undefined): { serviceId: string; planId?: string } {
+  const svc = cfg.catalogData.services.find((s) => s.id === service || s.name === service);
+  if (!svc) throw new CliError(`no service "${service}" in the catalog (try \`brokerflow catalog\`)`, EXIT.usage);
+  if (plan === undefined) return { serviceId: svc.id };
+  const p = svc.plans.find((x) => x.id === plan || x.name === plan);
+  if (!p) throw new CliError(`no plan "${plan}" in service "${svc.name}" (plans: ${svc.plans.map((x) => x.name).join(', ')})`, EXIT.usage);
+  return { serviceId: svc.id, planId: p.id };
+}
+
+async function withContext<T>(g: GlobalOpts, body: (ctx: CliContext) => Promise<T>): Promise<T> {
+  const cfg = loadRuntimeConfig(g.config ?? configPathFromArgs([]));
+  const ctx = await createCliContext(cfg, () => connectClient(cfg, { connectTimeoutMs: 5000 }));
+  try {
+    return await body(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** Runs an OSB request through the service and prints the answer; waits and watches when asked. */
+async function runOperation(
+  g: GlobalOpts,
+  ctx: CliContext,
+  ref: { instanceId: string; bindingId?: string },
+  call: () => Promise<{ status: number; body: Record<string, unknown> }>,
+  wait: boolean,
+): Promise<number> {
+  let answer: { status: number; body: Record<string, unknown> };
+  try {
+    answer = await call();
+  } catch (err) {
+    if (err instanceof OsbError) {
+      emit(g.json, { status: err.statusCode, ...err.body() }, () => `error (${err.statusCode}${err.osbCode ? ` ${err.osbCode}` : ''}): ${err.message}`);
+      return exitCodeForStatus(err.statusCode);
+    }
+    throw err;
+  }
+  const operation = typeof answer.body.operation === 'string' ? answer.body.operation : undefined;
+  if (!wait || !operation) {
+    emit(g.json, { status: answer.status, ...answer.body }, () =>
+      operation ? `accepted: operation ${operation}\n  follow it with: brokerflow status ${ref.instanceId}${ref.bindingId ? ` --binding ${ref.bindingId}` : ''} --operation ${operation} --watch` : `done (${answer.status})`,
+    );
+    return exitCodeForStatus(answer.status);
+  }
+  const final = await watchStatus(ctx, { ...ref, operationId: operation }, { json: g.json === true });
+  return final?.state === 'succeeded' ? EXIT.ok : final ? EXIT.failed : EXIT.notFound;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('brokerflow')
+    .description('Start and follow brokerflow operations (OSB v2.17 on Temporal).')
+    .option('--config <file>', 'runtime configuration file (default: $BROKERFLOW_CONFIG or config/brokerflow.example.yaml)')
+    .option('--json', 'machine-readable JSON output')
+    .showHelpAfterError()
+    .exitOverride();
+  const g = () => program.opts<GlobalOpts>();
+  const paramsOpt = new Option('--params <json>', 'parameters as JSON, or @file');
+  const waitOpt = new Option('--wait', 'wait for the operation to finish, showing progress');
+
+  program
+    .command('catalog')
+    .description('list services and plans')
+    .action(async () => {
+      const cfg = loadRuntimeConfig(g().config ?? configPathFromArgs([]));
+      const catalog = publicCatalog(cfg.catalogData);
+      emit(g().json, catalog as unknown as Record<string, unknown>, () =>
+        catalog.services
+          .map((s) => `${s.name} (${s.id})\n${s.plans.map((p) => `  ${p.name} (${p.id})${p.maintenance_info ? ` v${p.maintenance_info.version}` : ''}: ${p.description}`).join('\n')}`)
+          .join('\n'),
+      );
+    });
+
+  program
+    .command('provision <instance>')
+    .description('provision a service instance')
+    .requiredOption('--service <id|name>', 'service')
+    .requiredOption('--plan <id|name>', 'plan')
+    .addOption(paramsOpt)
+    .option('--context <json>', 'OSB context as JSON')
+    .addOption(waitOpt)
+    .action(async (instance: string, o: { service: string; plan: string; params?: string; context?: string; wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const ids = resolveIds(ctx.config, o.service, o.plan);
+        const parameters = parseJsonArg(o.params, '--params');
+        const context = parseJsonArg(o.context, '--context');
+        return runOperation(g(), ctx, { instanceId: instance }, () =>
+          ctx.osb.provision(instance, { service_id: ids.serviceId, plan_id: ids.planId!, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) }, true),
+        o.wait === true);
+      });
+    });
+
+  program
+    .command('update <instance>')
+    .description('update a service instance (plan and/or parameters)')
+    .option('--plan <id|name>', 'new plan')
+    .addOption(paramsOpt)
+    .addOption(waitOpt)
+    .action(async (instance: string, o: { plan?: string; params?: string; wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const entry = await ctx.registry.open('service-instance', instance);
+        if (!entry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
+        const ids = resolveIds(ctx.config, entry.get<string>('service-id')!, o.plan);
+        const parameters = parseJsonArg(o.params, '--params');
+        return runOperation(g(), ctx, { instanceId: instance }, () =>
+          ctx.osb.update(instance, { service_id: ids.serviceId, ...(ids.planId ? { plan_id: ids.planId } : {}), ...(parameters ? { parameters } : {}) }, true),
+        o.wait === true);
+      });
+    });
+
+  program
+    .command('deprovision <instance>')
+    .description('deprovision a service instance')
+    .addOption(waitOpt)
+    .action(async (instance: string, o: { wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const entry = await ctx.registry.open('service-instance', instance);
+        const running = await ctx.operations.running(instance);
+        if (!entry.exists() && !running) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
+        const serviceId = entry.get<string>('service-id') ?? '';
+        const planId = entry.get<string>('plan-id') ?? '';
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.deprovision(instance, { service_id: serviceId, plan_id: planId }, true), o.wait === true);
+      });
+    });
+
+  program
+    .command('bind <instance> <binding>')
+    .description('create a binding (credentials are shown with `status --binding ... --credentials`)')
+    .addOption(paramsOpt)
+    .option('--app-guid <guid>', 'the application to bind')
+    .addOption(waitOpt)
+    .action(async (instance: string, binding: string, o: { params?: string; appGuid?: string; wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const entry = await ctx.registry.open('service-instance', instance);
+        if (!entry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
+        const parameters = parseJsonArg(o.params, '--params');
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () =>
+          ctx.osb.bind(instance, binding, {
+            service_id: entry.get<string>('service-id')!,
+            plan_id: entry.get<string>('plan-id')!,
+            ...(parameters ? { parameters } : {}),
+            ...(o.appGuid ? { bind_resource: { app_guid: o.appGuid } } : {}),
+          }, true),
+        o.wait === true);
+      });
+    });
+
+  program
+    .command('unbind <instance> <binding>')
+    .description('delete a binding')
+    .addOption(waitOpt)
+    .action(async (instance: string, binding: string, o: { wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const entry = await ctx.registry.open('service-binding', binding, { instanceId: instance });
+        if (!entry.exists()) throw new CliError(`binding ${binding} does not exist`, EXIT.notFound);
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () =>
+          ctx.osb.unbind(instance, binding, { service_id: entry.get<string>('service-id')!, plan_id: entry.get<string>('plan-id')! }, true),
+        o.wait === true);
+      });
+    });
+
+  program
+    .command('status <instance>')
+    .description('the state of the latest (or a given) operation on an instance or binding')
+    .option('--binding <id>', 'a binding of the instance')
+    .option('--operation <id>', 'a specific operation')
+    .option('--watch', 'follow live progress until the operation ends')
+    .action(async (instance: string, o: { binding?: string; operation?: string; watch?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const ref = { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}), ...(o.operation ? { operationId: o.operation } : {}) };
+        const s = o.watch ? await watchStatus(ctx, ref, { json: g().json === true }) : await currentStatus(ctx, ref, { json: g().json === true });
+        if (!s) throw new CliError(`no operation known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
+        return s.state === 'failed' ? EXIT.failed : EXIT.ok;
+      });
+    });
+
+  program
+    .command('list')
+    .description('list instances, bindings or operations')
+    .addOption(new Option('--kind <kind>', 'what to list').choices(['instances', 'bindings', 'operations']).default('instances'))
+    .addOption(new Option('--state <state>', 'operation state').choices(['in progress', 'succeeded', 'failed']))
+    .option('--service <id|name>', 'only this service')
+    .option('--plan <id|name>', 'only this plan')
+    .option('--limit <n>', 'at most this many (operations)', '100')
+    .action(async (o: { kind: 'instances' | 'bindings' | 'operations'; state?: string; service?: string; plan?: string; limit: string }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const ids = o.service ? resolveIds(ctx.config, o.service, o.plan) : undefined;
+        const rows = await listEntries(ctx, {
+          kind: o.kind,
+          ...(o.state ? { state: o.state } : {}),
+          ...(ids?.serviceId ? { serviceId: ids.serviceId } : {}),
+          ...(ids?.planId ? { planId: ids.planId } : {}),
+          limit: Number(o.limit),
+        });
+        emit(g().json, { kind: o.kind, items: rows }, () =>
+          rows.length === 0 ? `no ${o.kind}` : rows.map((r) => Object.values(r).map((v) => (v === undefined ? '-' : String(v))).join('  ')).join('\n'),
+        );
+        return EXIT.ok;
+      });
+    });
+
+  program
+    .command('doctor')
+    .description('check Temporal, the registry and that a worker runs workflows (a probe workflow)')
+    .option('--timeout <seconds>', 'how long to wait for a worker', '15')
+    .action(async (o: { timeout: string }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const checks = await ctx.doctor(Number(o.timeout) * 1000);
+        emit(g().json, { checks }, () => checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name}${c.detail ? `: ${c.detail}` : ''}`).join('\n'));
+        return checks.every((c) => c.ok) ? EXIT.ok : EXIT.unreachable;
+      });
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    const json = argv.includes('--json');
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    const code =
+      err instanceof CliError
+        ? err.exitCode
+        : err instanceof TemporalUnreachableError
+          ? EXIT.unreachable
+          : err instanceof NotFoundError
+            ? EXIT.notFound
+            : err instanceof BrokerflowError && err.code === 'Invalid'
+              ? EXIT.usage
+              : err instanceof BrokerflowError && err.retryable
+                ? EXIT.unreachable
+                : EXIT.failed;
+    const message = (err as Error).message;
+    if (json) process.stdout.write(`${JSON.stringify({ error: message, exitCode: code })}\n`);
+    else process.stderr.write(`brokerflow: ${message}\n`);
+    return code;
+  }
+}
+
+if (require.main === module) {
+  void runCli(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,0 +1,82 @@
+// A whole brokerflow on the test run's servers: a worker (in this process) with the configured adapters and a
+// broker app answered through fastify's inject. Tests talk HTTP to it as a platform would.
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import type { RuntimeConfig, RuntimeConfigFile } from '../../config/runtime';
+import type { ResourceDriver } from '../../adapters/resources/types';
+import { createBroker, type RunningBroker } from '../../client/broker/server';
+import { createLogger } from '../../client/logging';
+import { buildWorkerDependencies, type WorkerDependencies } from '../../worker/dependencies';
+import { createWorker } from '../../worker/worker';
+import { basicAuth, writeTestConfig } from './config';
+import { requireTestEnv } from './env';
+
+/** A running broker + worker pair for tests. */
+export interface TestStack {
+  config: RuntimeConfig;
+  configFile: string;
+  broker: RunningBroker;
+  app: FastifyInstance;
+  client: Client;
+  worker: WorkerDependencies;
+  /** Sends an authenticated OSB request (version header and JSON set unless overridden). */
+  osb(method: InjectOptions['method'], url: string, body?: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>;
+  /** Stops the in-process worker (for crash and no-worker tests) and starts a new one. */
+  stopWorker(): Promise<void>;
+  startWorker(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestStack(opts: { overrides?: Partial<RuntimeConfigFile>; extraDrivers?: Map<string, ResourceDriver>; worker?: boolean } = {}): Promise<TestStack> {
+  const { config, file } = writeTestConfig(opts.overrides);
+  const deps = await buildWorkerDependencies(config, opts.extraDrivers);
+  const broker = await createBroker(config, createLogger('broker', { level: process.env.BROKERFLOW_TEST_LOG_LEVEL ?? 'silent' }));
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  const startWorker = async () => {
+    worker = await createWorker({ config, deps: deps.deps, workflowBundle: { codePath: requireTestEnv('workflowBundle') } });
+    running = worker.run();
+  };
+  const stopWorker = async () => {
+    if (!worker) return;
+    worker.shutdown();
+    await running;
+    worker = undefined;
+  };
+  if (opts.worker !== false) await startWorker();
+  return {
+    config,
+    configFile: file,
+    broker,
+    app: broker.app,
+    client: broker.client,
+    worker: deps,
+    osb: (method, url, body, headers = {}) =>
+      broker.app.inject({
+        method,
+        url,
+        headers: { authorization: basicAuth(), 'x-broker-api-version': '2.17', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+        ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+      }),
+    stopWorker,
+    startWorker,
+    async close() {
+      await stopWorker();
+      await broker.close();
+      await deps.close();
+    },
+  };
+}
+
+/** Polls last_operation until the state is final; returns the final body and status. */
+export async function pollLastOperation(stack: TestStack, path: string, operation?: string, timeoutMs = 60_000): Promise<{ status: number; body: Record<string, unknown> }> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await stack.osb('GET', `${path}/last_operation${operation ? `?operation=${encodeURIComponent(operation)}` : ''}`);
+    const body = res.json() as Record<string, unknown>;
+    if (res.statusCode !== 200 || body.state !== 'in progress') return { status: res.statusCode, body };
+    if (Date.now() > end) throw new Error(`operation still in progress after ${timeoutMs} ms: ${path}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
