@@ -1,0 +1,371 @@
+// The Kubernetes backend: each object is a ConfigMap (or, for the kinds configured as secret, a Secret) holding
+// the object as JSON under `object.json`. The version is the resourceVersion, so optimistic concurrency is the
+// API server's own; the holder's uid gives owner references, so deleting a registry entry garbage-collects
+// what it owns. Objects land in their `metadata.namespace`, else in the instance's namespace.
+import { createHash } from 'node:crypto';
+import type { CoreV1Api, KubeConfig, V1ConfigMap, V1ObjectMeta, V1Secret } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
+import { BrokerflowError, ConflictError, NotFoundError, UnavailableError, ValidationError } from '../errors';
+import { InstanceTable, type InstanceState } from './instances';
+import type { MachineId } from './machine-id';
+import { formatKey, groupKindOf, identityOf, parseKey, parseStored, storableCopy, validateNamespace, type ObjectIdentity } from './object-key';
+import type {
+  InstanceStatus,
+  ObjectKey,
+  OwnerReference,
+  PersistedObject,
+  PersistenceProvider,
+  PutResult,
+  TypeMeta,
+  WritePrecondition,
+} from './types';
+
+// @kubernetes/client-node is ESM-only; this package is CommonJS, so the library is loaded with import().
+type K8s = typeof import('@kubernetes/client-node', { with: { 'resolution-mode': 'import' } });
+
+/** One Kubernetes instance: a cluster (kubeconfig + context) and the namespace objects without one go to. */
+export interface KubernetesInstanceConfig {
+  /** Path of a kubeconfig; in-cluster or $KUBECONFIG/~/.kube/config when absent. */
+  kubeconfigPath?: string;
+  /** kubeconfig context; the current one when absent. */
+  context?: string;
+  namespace: string;
+  /**
+   * Keeps several stores on one cluster apart (a DNS label of at most 30 characters, part of every object
+   * name and of the instance's identity), like a key prefix in etcd or S3. Default: none.
+   */
+  store?: string;
+  /** Kinds stored as Secrets instead of ConfigMaps (default: none; the secret provider's kinds belong here). */
+  secretKinds?: string[];
+}
+
+/** Configuration of the Kubernetes backend. */
+export interface KubernetesPersistenceOptions {
+  instances: KubernetesInstanceConfig[];
+}
+
+interface KubeInstance {
+  config: KubernetesInstanceConfig;
+  secretKinds: Set<string>;
+  /** The store name, or '' for none: prefixes object names. */
+  store: string;
+  /** Short hash of the instance identity: a label that keeps two instances on one cluster apart in lists. */
+  storeLabel: string;
+  core?: CoreV1Api;
+}
+
+type Holder = V1ConfigMap | V1Secret;
+
+const LABEL_PREFIX = 'persistence.brokerflow.io';
+const KEY_ANNOTATION = `${LABEL_PREFIX}/key`;
+const DATA_KEY = 'object.json';
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+let k8sModule: Promise<K8s> | undefined;
+function loadK8s(): Promise<K8s> {
+  k8sModule ??= import('@kubernetes/client-node');
+  return k8sModule;
+}
+
+function shortHash(text: string, length: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
+/**
+ * The ConfigMap/Secret name of an object: `[<store>.]<kind>.<name>` when that is a valid Kubernetes name, else
+ * the name part is a hash of the object's key.
+ */
+export function holderName(id: ObjectIdentity, store = ''): string {
+  const head = `${store ? `${store}.` : ''}${id.kind.toLowerCase()}.`;
+  const readable = `${head}${id.name}`;
+  if (readable.length <= 253 && DNS_SUBDOMAIN.test(readable)) return readable;
+  return `${head}h-${shortHash(formatKey({ ...id, namespace: undefined }), 40)}`;
+}
+
+function labelValue(text: string): string {
+  return LABEL_VALUE.test(text) ? text : `h-${shortHash(text, 40)}`;
+}
+
+function httpStatus(err: unknown): number | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** A typed error for a failed API call; the response body is never copied (it could echo Secret data). */
+function kubeError(what: string, err: unknown): BrokerflowError {
+  if (err instanceof BrokerflowError) return err;
+  const status = httpStatus(err);
+  if (status === 409) return new ConflictError(`kubernetes persistence: ${what} conflicted with another writer`);
+  if (status === 400 || status === 422) return new ValidationError(`kubernetes persistence: ${what} was rejected (HTTP ${status})`);
+  // Network trouble, 5xx, 429, and denied credentials: the instance cannot serve now.
+  return new UnavailableError(`kubernetes persistence: ${what} failed (${status ? `HTTP ${status}` : (err as Error)?.message ?? 'error'})`);
+}
+
+/** Persists objects as ConfigMaps and Secrets. */
+export class KubernetesPersistenceProvider implements PersistenceProvider {
+  readonly kind = 'kubernetes';
+  private readonly table: InstanceTable<KubeInstance>;
+
+  constructor(opts: KubernetesPersistenceOptions) {
+    if (!Array.isArray(opts.instances)) throw new ValidationError('instances must be a list', 'instances');
+    this.table = new InstanceTable(
+      'kubernetes',
+      opts.instances.map((config) => {
+        validateNamespace(config.namespace, 'namespace');
+        const store = config.store ?? '';
+        if (store !== '' && (!/^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$/.test(store))) {
+          throw new ValidationError('store must be a DNS label of at most 30 characters', 'store');
+        }
+        const identity = { kubeconfig: config.kubeconfigPath ?? 'default', context: config.context ?? 'current', namespace: config.namespace, store };
+        return {
+          config: { config, store, secretKinds: new Set(config.secretKinds ?? []), storeLabel: shortHash(JSON.stringify(identity), 16) },
+          identity,
+        };
+      }),
+    );
+  }
+
+  async initialize(_machineId: MachineId): Promise<void> {
+    const k8s = await loadK8s();
+    await this.table.initializeAll('kubernetes', async ({ config: inst }) => {
+      const kc: KubeConfig = new k8s.KubeConfig();
+      try {
+        if (inst.config.kubeconfigPath) kc.loadFromFile(inst.config.kubeconfigPath);
+        else kc.loadFromDefault();
+        if (inst.config.context) kc.setCurrentContext(inst.config.context);
+      } catch (err) {
+        throw new UnavailableError(`kubernetes persistence: cannot load the kubeconfig (${(err as Error).message})`);
+      }
+      inst.core = kc.makeApiClient(k8s.CoreV1Api);
+      try {
+        await inst.core.listNamespacedConfigMap({ namespace: inst.config.namespace, limit: 1 });
+      } catch (err) {
+        throw kubeError(`reaching namespace ${inst.config.namespace}`, err);
+      }
+    });
+  }
+
+  instances(): string[] {
+    return this.table.names();
+  }
+
+  instanceStatus(instance: string): InstanceStatus {
+    return this.table.status(instance);
+  }
+
+  async putObject(instance: string, object: PersistedObject, precondition: WritePrecondition = {}): Promise<PutResult> {
+    const state = this.table.get(instance);
+    const id = identityOf(object);
+    const key = formatKey(id);
+    const text = JSON.stringify(storableCopy(object));
+    return state.track(
+      async () => {
+        const api = this.api(state, id);
+        const body = this.holder(state, id, text);
+        let expected = precondition.ifMatch;
+        if (precondition.ifNoneMatch !== '*' && expected === undefined) {
+          // Unconditional: update what is there (only if it is ours), create when nothing is.
+          const current = await api.read();
+          if (current && !this.isOurs(state, current, key)) throw new ConflictError(`${key}: ${api.kind} ${body.metadata!.name} exists and is not ours`);
+          expected = current?.metadata?.resourceVersion;
+          if (expected === undefined) return this.result(key, await api.create(body, key));
+        }
+        if (precondition.ifNoneMatch === '*') return this.result(key, await api.create(body, key));
+        body.metadata!.resourceVersion = expected;
+        return this.result(key, await api.replace(body, key));
+      },
+      { put: true },
+    );
+  }
+
+  async getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined> {
+    const state = this.table.get(instance);
+    const id = parseKey(key);
+    return state.track(async () => {
+      const current = await this.api(state, id).read();
+      if (!current || !this.isOurs(state, current, formatKey(id))) return undefined;
+      return this.decode(current, formatKey(id), state.config.secretKinds.has(id.kind));
+    });
+  }
+
+  async deleteObject(instance: string, key: ObjectKey, precondition: Pick<WritePrecondition, 'ifMatch'> = {}): Promise<void> {
+    const state = this.table.get(instance);
+    const id = parseKey(key);
+    const k = formatKey(id);
+    await state.track(async () => {
+      const api = this.api(state, id);
+      const current = await api.read();
+      if (!current || !this.isOurs(state, current, k)) {
+        if (precondition.ifMatch !== undefined) throw new ConflictError(`${k} no longer exists`);
+        return;
+      }
+      if (precondition.ifMatch !== undefined && precondition.ifMatch !== current.metadata?.resourceVersion) {
+        throw new ConflictError(`${k} was changed by another writer`);
+      }
+      // The uid precondition makes sure the object deleted is the one just checked (ours), not a recreated one.
+      await api.delete(current.metadata!.uid!, precondition.ifMatch, k);
+    });
+  }
+
+  async getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]> {
+    const state = this.table.get(instance);
+    const gk = groupKindOf(type);
+    return state.track(async () => {
+      const core = this.core(state);
+      const selector = [
+        `${LABEL_PREFIX}/store=${state.config.storeLabel}`,
+        `${LABEL_PREFIX}/kind=${gk.kind}`,
+        `${LABEL_PREFIX}/group=${labelValue(gk.group || 'core')}`,
+      ].join(',');
+      const out: PersistedObject[] = [];
+      const asSecret = state.config.secretKinds.has(gk.kind);
+      let cont: string | undefined;
+      do {
+        let page: { items: Holder[]; metadata?: { _continue?: string } };
+        try {
+          page = asSecret
+            ? await core.listSecretForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) })
+            : await core.listConfigMapForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) });
+        } catch (err) {
+          throw kubeError(`listing ${gk.kind} objects`, err);
+        }
+        for (const item of page.items) {
+          const key = item.metadata?.annotations?.[KEY_ANNOTATION];
+          if (!key) continue;
+          let id: ObjectIdentity;
+          try {
+            id = parseKey(key);
+          } catch {
+            continue;
+          }
+          if (id.kind !== gk.kind || id.group !== gk.group) continue;
+          out.push(this.decode(item, formatKey(id), asSecret));
+        }
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      return out.sort((a, b) => (formatKey(identityOf(a)) < formatKey(identityOf(b)) ? -1 : 1));
+    });
+  }
+
+  ownerReference(instance: string, object: PersistedObject): OwnerReference | undefined {
+    const state = this.table.get(instance);
+    const id = identityOf(object);
+    const uid = object.metadata.uid;
+    if (!uid) return undefined;
+    return {
+      apiVersion: 'v1',
+      kind: state.config.secretKinds.has(id.kind) ? 'Secret' : 'ConfigMap',
+      name: holderName(id, state.config.store),
+      uid,
+      controller: false,
+      blockOwnerDeletion: false,
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.table.all()) {
+      delete s.config.core;
+      s.initialized = false;
+    }
+  }
+
+  private core(state: InstanceState<KubeInstance>): CoreV1Api {
+    const core = state.config.core;
+    if (!core) throw new UnavailableError(`persistence instance ${state.name} is not initialized`);
+    return core;
+  }
+
+  private result(key: ObjectKey, stored: Holder): PutResult {
+    const r: PutResult = { key, resourceVersion: stored.metadata?.resourceVersion ?? '' };
+    if (stored.metadata?.uid) r.uid = stored.metadata.uid;
+    return r;
+  }
+
+  private isOurs(state: InstanceState<KubeInstance>, holder: Holder, key: ObjectKey): boolean {
+    return (
+      holder.metadata?.labels?.[`${LABEL_PREFIX}/store`] === state.config.storeLabel &&
+      holder.metadata?.annotations?.[KEY_ANNOTATION] === key
+    );
+  }
+
+  private holder(state: InstanceState<KubeInstance>, id: ObjectIdentity, text: string): Holder {
+    const metadata: V1ObjectMeta = {
+      name: holderName(id, state.config.store),
+      namespace: id.namespace ?? state.config.config.namespace,
+      labels: {
+        'app.kubernetes.io/managed-by': 'brokerflow',
+        [`${LABEL_PREFIX}/store`]: state.config.storeLabel,
+        [`${LABEL_PREFIX}/kind`]: id.kind,
+        [`${LABEL_PREFIX}/group`]: labelValue(id.group || 'core'),
+      },
+      annotations: { [KEY_ANNOTATION]: formatKey(id) },
+    };
+    if (state.config.secretKinds.has(id.kind)) {
+      return { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata, data: { [DATA_KEY]: Buffer.from(text).toString('base64') } };
+    }
+    return { apiVersion: 'v1', kind: 'ConfigMap', metadata, data: { [DATA_KEY]: text } };
+  }
+
+  private decode(holder: Holder, key: ObjectKey, secret: boolean): PersistedObject {
+    const raw = holder.data?.[DATA_KEY] ?? '';
+    const text = secret ? Buffer.from(raw, 'base64').toString('utf8') : raw;
+    const object = parseStored(text, key);
+    object.metadata.resourceVersion = holder.metadata?.resourceVersion;
+    if (holder.metadata?.uid) object.metadata.uid = holder.metadata.uid;
+    return object;
+  }
+
+  /** The few calls made on one object's ConfigMap or Secret, with errors mapped. */
+  private api(state: InstanceState<KubeInstance>, id: ObjectIdentity) {
+    const core = this.core(state);
+    const name = holderName(id, state.config.store);
+    const namespace = id.namespace ?? state.config.config.namespace;
+    const secret = state.config.secretKinds.has(id.kind);
+    const kind = secret ? 'Secret' : 'ConfigMap';
+    return {
+      kind,
+      read: async (): Promise<Holder | undefined> => {
+        try {
+          return secret ? await core.readNamespacedSecret({ name, namespace }) : await core.readNamespacedConfigMap({ name, namespace });
+        } catch (err) {
+          if (httpStatus(err) === 404) return undefined;
+          throw kubeError(`reading ${kind} ${namespace}/${name}`, err);
+        }
+      },
+      create: async (body: Holder, key: ObjectKey): Promise<Holder> => {
+        try {
+          return secret
+            ? await core.createNamespacedSecret({ namespace, body: body as V1Secret })
+            : await core.createNamespacedConfigMap({ namespace, body: body as V1ConfigMap });
+        } catch (err) {
+          if (httpStatus(err) === 409) throw new ConflictError(`${key} already exists`);
+          if (httpStatus(err) === 404) throw new NotFoundError(`namespace ${namespace} does not exist`);
+          throw kubeError(`creating ${kind} ${namespace}/${name}`, err);
+        }
+      },
+      replace: async (body: Holder, key: ObjectKey): Promise<Holder> => {
+        try {
+          return secret
+            ? await core.replaceNamespacedSecret({ name, namespace, body: body as V1Secret })
+            : await core.replaceNamespacedConfigMap({ name, namespace, body: body as V1ConfigMap });
+        } catch (err) {
+          if (httpStatus(err) === 404) throw new ConflictError(`${key} no longer exists`);
+          if (httpStatus(err) === 409) throw new ConflictError(`${key} was changed by another writer`);
+          throw kubeError(`replacing ${kind} ${namespace}/${name}`, err);
+        }
+      },
+      delete: async (uid: string, resourceVersion: string | undefined, key: ObjectKey): Promise<void> => {
+        const missingIsFine = resourceVersion === undefined;
+        const body = { preconditions: resourceVersion === undefined ? { uid } : { uid, resourceVersion }, propagationPolicy: 'Background' };
+        try {
+          if (secret) await core.deleteNamespacedSecret({ name, namespace, body });
+          else await core.deleteNamespacedConfigMap({ name, namespace, body });
+        } catch (err) {
+          if (httpStatus(err) === 404 && missingIsFine) return;
+          if (httpStatus(err) === 404 || httpStatus(err) === 409) throw new ConflictError(`${key} was changed by another writer`);
+          throw kubeError(`deleting ${kind} ${namespace}/${name}`, err);
+        }
+      },
+    };
+  }
+}

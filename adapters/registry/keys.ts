@@ -1,0 +1,85 @@
+// Registry names and keys (CONTRACTS.md §1): entry names, the typed system keys, the user access policy and
+// the validation of IDs before they become object names.
+import { ValidationError } from '../errors';
+import { validateName } from '../persistence/object-key';
+
+/** What a registry entry describes. */
+export type EntryType = 'service-instance' | 'service-binding';
+export const ENTRY_TYPES: readonly EntryType[] = ['service-instance', 'service-binding'];
+
+/** The asynchronous operations recorded on entries. */
+export type OperationType = 'provision' | 'update' | 'deprovision' | 'bind' | 'unbind';
+/** Which operations each entry type records. */
+export const OPERATIONS_BY_TYPE: Record<EntryType, readonly OperationType[]> = {
+  'service-instance': ['provision', 'update', 'deprovision'],
+  'service-binding': ['bind', 'unbind'],
+};
+
+/** The typed system keys of an entry (the seed's Key constants). */
+export const RegistryKey = {
+  Namespace: 'namespace',
+  InstanceID: 'instance-id',
+  BindingID: 'binding-id',
+  ServiceID: 'service-id',
+  PlanID: 'plan-id',
+  Context: 'context',
+  Parameters: 'parameters',
+  Operation: 'operation',
+  OperationID: 'operation-id',
+  OperationStatus: 'operation-status',
+  DashboardURL: 'dashboard-url',
+  Credentials: 'credentials',
+} as const;
+/** One of the system keys. */
+export type RegistryKey = (typeof RegistryKey)[keyof typeof RegistryKey];
+
+/** Keys templates may read but not write. */
+export const USER_READ_ONLY_KEYS: ReadonlySet<string> = new Set(['namespace', 'instance-id', 'service-id', 'plan-id']);
+/** Keys templates may neither read nor write. */
+export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set(['context', 'parameters', 'operation', 'operation-id', 'operation-status']);
+/** Keys that never leave the registry through inherit into a binding (the instance's operation is not the binding's). */
+export const OPERATION_KEYS: ReadonlySet<string> = new Set(['operation', 'operation-id', 'operation-status']);
+
+const KEY = /^[A-Za-z0-9._-]{1,253}$/;
+/** Longest instance or binding ID accepted (the entry name must stay a valid object name). */
+export const MAX_ID_LENGTH = 200;
+/** Longest operation ID (the OSB `operation` field is at most 10,000 characters). */
+export const MAX_OPERATION_ID_LENGTH = 10_000;
+
+/** Checks an instance or binding ID before it becomes part of an object name. */
+export function validateId(id: unknown, field = 'id'): string {
+  if (typeof id === 'string' && id.length > MAX_ID_LENGTH) {
+    throw new ValidationError(`${field} is longer than ${MAX_ID_LENGTH} characters`, field);
+  }
+  return validateName(id, field);
+}
+
+export function validateEntryType(type: unknown): EntryType {
+  if (!ENTRY_TYPES.includes(type as EntryType)) {
+    throw new ValidationError(`entry type must be one of ${ENTRY_TYPES.join(', ')}`, 'type');
+  }
+  return type as EntryType;
+}
+
+/** `registry-<type>-<id>`, the seed's Name(type, name). */
+export function entryName(type: EntryType, id: string): string {
+  return `registry-${validateEntryType(type)}-${validateId(id)}`;
+}
+
+/** Checks a key of the entry map (system or user): the characters a ConfigMap data key allows. */
+export function validateKey(key: unknown): string {
+  if (typeof key !== 'string' || !KEY.test(key)) {
+    throw new ValidationError('a registry key is 1-253 letters, digits, ".", "_" or "-"', 'key');
+  }
+  return key;
+}
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Checks an operation ID: non-empty, bounded, printable. */
+export function validateOperationId(id: unknown): string {
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_OPERATION_ID_LENGTH || CONTROL.test(id)) {
+    throw new ValidationError(`operationId must be 1-${MAX_OPERATION_ID_LENGTH} printable characters`, 'operationId');
+  }
+  return id;
+}
