@@ -1,7 +1,7 @@
 // The codec server for the Temporal Web UI and CLI (`/encode`, `/decode`): it holds the same AES-GCM keys as
 // worker and broker, so people allowed to call it can read encrypted payloads. Every call but CORS preflight
 // and `/healthz` needs HTTP Basic or a bearer token (the broker's credentials).
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cors from '@fastify/cors';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { createAuthenticator, type BrokerCredentials } from './broker/auth';
@@ -49,7 +49,7 @@ export interface CodecServerOptions {
 
 export async function buildCodecServer(opts: CodecServerOptions): Promise<FastifyInstance> {
   const authenticate = createAuthenticator(opts.credentials);
-  const app = Fastify({ loggerInstance: opts.logger, bodyLimit: 16 * 1024 * 1024, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: opts.logger, bodyLimit: 16 * 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) });
   await app.register(cors, {
     origin: opts.corsOrigins,
     credentials: true,

@@ -139,7 +139,7 @@ export class OperationsClient {
   }
 
   /** True when the registry already holds the final state of the running operation (its run is closing). */
-  private async isFinishing(running: OperationMemo, instanceId: string): Promise<boolean> {
+  async isFinishing(running: OperationMemo, instanceId: string): Promise<boolean> {
     const record = running.bindingId
       ? await this.registry.readOperation('service-binding', running.bindingId, { instanceId })
       : await this.registry.readOperation('service-instance', instanceId);
@@ -193,6 +193,10 @@ export class OperationsClient {
       // The run that opened this operation is gone without completing it (terminated, timed out).
       return { ...fromRecord(record), state: 'failed', description: 'the operation ended without completing; retry it' };
     }
+    // A deprovision requested during a provision: until the workflow handles the signal, the memo names the provision.
+    if (wanted && d?.status.name === 'RUNNING' && memo && wanted === deprovisionAfterProvisionId(memo.operationId)) {
+      return { operation: 'deprovision', operationId: wanted, state: 'in progress' };
+    }
     if (wanted && memo?.operationId === wanted && (!ref.bindingId || memo.bindingId === ref.bindingId)) {
       if (d?.status.name === 'RUNNING') return { operation: memo.operation, operationId: wanted, state: 'in progress' };
       const result = await this.client.workflow
@@ -201,6 +205,10 @@ export class OperationsClient {
         .then((r) => r as OperationResult)
         .catch((err: Error) => ({ operation: memo.operation, operationId: wanted, state: 'failed' as const, description: err.message }));
       return { operation: result.operation, operationId: wanted, state: result.state, ...(result.description ? { description: result.description } : {}) };
+    }
+    // Nothing recorded yet, but a run holds an operation: the gap between start and the workflow's first write.
+    if (!record && !wanted && d?.status.name === 'RUNNING' && memo && (ref.bindingId ? memo.bindingId === ref.bindingId : true)) {
+      return { operation: memo.operation, operationId: memo.operationId, state: 'in progress' };
     }
     // An operation ID we never issued for this instance (or a poller that sends a type name): report the latest.
     return record ? fromRecord(record) : undefined;

@@ -87,8 +87,12 @@ class OperationRun {
     return this.progress.reconcile;
   }
 
+  /** Whether the registry has recorded this operation as begun (so its end must be recorded too). */
+  begun = false;
+
   async begin(): Promise<{ alreadySucceeded: boolean }> {
     const res = await records.recordBegin(this.input);
+    this.begun = !res.alreadySucceeded;
     this.progress.phase = 'reconciling';
     return res;
   }
@@ -185,7 +189,8 @@ export async function provision(input: OperationInput): Promise<OperationResult>
     if (!(deprovisionInput && isCancellation(err))) error = describeFailure(err);
   }
   if (deprovisionInput) {
-    await run.finish('provisioning was stopped: the platform deleted the instance');
+    // A provision interrupted before it recorded anything has nothing to close in the registry.
+    if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
     const next = makeContinueAsNewFunc<typeof deprovision>({
       workflowType: 'deprovision',
       memo: { operation: 'deprovision', operationId: deprovisionInput.operationId, fingerprint: deprovisionInput.fingerprint, summary: operationSummary(deprovisionInput) },

@@ -1,6 +1,6 @@
 // The broker's HTTP face on fastify: authentication, the OSB version header, request identity, one error handler
 // that produces the OSB error body, health and readiness, metrics, and the OSB routes.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import type { Catalog } from '../../config/catalog';
 import { publicCatalog } from '../../config/catalog';
 import { createAuthenticator, type BrokerCredentials } from './auth';
@@ -38,7 +38,8 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
     ...(opts.https ? { https: opts.https } : {}),
     loggerInstance: opts.logger,
     bodyLimit: opts.bodyLimitBytes ?? 1024 * 1024,
-    disableRequestLogging: true,
+    // brokerflow logs one line per request itself (onResponse), with the route pattern instead of the raw URL.
+    logController: new LogController({ disableRequestLogging: true }),
     // OSB IDs are path segments; never let an encoded slash become a path separator.
     routerOptions: { maxParamLength: 300 },
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },

@@ -67,6 +67,20 @@ export interface OsbServiceDeps {
 
 const answer = (status: number, body: Json, headers?: Record<string, string>): OsbAnswer => ({ status, body, ...(headers ? { headers } : {}) });
 
+/**
+ * What makes two instance requests identical: service, plan, parameters and the platform's org/space. The
+ * maintenance version is left out: a request naming another version than the plan's is refused anyway.
+ */
+function instanceFingerprint(a: { serviceId: string; planId: string; parameters: Json; organizationGuid?: unknown; spaceGuid?: unknown }): string {
+  return requestFingerprint({
+    service_id: a.serviceId,
+    plan_id: a.planId,
+    parameters: a.parameters,
+    organization_guid: a.organizationGuid,
+    space_guid: a.spaceGuid,
+  });
+}
+
 export class OsbService {
   private readonly validators: Map<string, ValidateFunction>;
 
@@ -164,13 +178,12 @@ export class OsbService {
     this.checkMaintenance(plan, b.maintenance_info);
     this.checkParameters(plan, 'create', b.parameters);
     this.requireAsyncAllowed(plan, accepts);
-    const fingerprint = requestFingerprint({
-      service_id: b.service_id,
-      plan_id: b.plan_id,
+    const fingerprint = instanceFingerprint({
+      serviceId: b.service_id,
+      planId: b.plan_id,
       parameters: b.parameters ?? {},
-      organization_guid: b.organization_guid,
-      space_guid: b.space_guid,
-      maintenance: b.maintenance_info?.version,
+      organizationGuid: b.organization_guid,
+      spaceGuid: b.space_guid,
     });
     const entry = await this.openInstance(instanceId);
     if (isProvisioned(entry)) {
@@ -229,17 +242,19 @@ export class OsbService {
       ...(targetVersion ? { maintenanceVersion: targetVersion } : {}),
       parameters,
       context: b.context ? { ...ctx, ...b.context } : ctx,
-      fingerprint: requestFingerprint({
-        service_id: b.service_id,
-        plan_id: targetPlanId,
+      fingerprint: instanceFingerprint({
+        serviceId: b.service_id,
+        planId: targetPlanId,
         parameters,
-        organization_guid: ctx.organization_guid,
-        space_guid: ctx.space_guid,
-        maintenance: targetVersion,
+        organizationGuid: ctx.organization_guid,
+        spaceGuid: ctx.space_guid,
       }),
     };
     const unchanged = input.fingerprint === entry.get(ExtraKeys.Fingerprint) && !b.context && (!targetVersion || entry.get(ExtraKeys.MaintenanceVersion) === targetVersion);
-    if (unchanged && !(await this.deps.operations.running(instanceId))) return answer(200, {});
+    if (unchanged) {
+      const running = await this.deps.operations.running(instanceId);
+      if (!running || (await this.deps.operations.isFinishing(running, instanceId))) return answer(200, {});
+    }
     return this.startAndAnswer(input, accepts, { status: 200, body: async () => ({}) }, async () => undefined);
   }
 
@@ -247,7 +262,11 @@ export class OsbService {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     this.requireAsyncAllowed(plan, accepts);
     const entry = await this.openInstance(instanceId);
-    if (!entry.exists() && !(await this.deps.operations.running(instanceId))) throw gone(`instance ${instanceId} does not exist`);
+    if (!entry.exists()) {
+      // Only a provision that has not recorded itself yet makes a DELETE of an unrecorded instance meaningful.
+      const running = await this.deps.operations.running(instanceId);
+      if (running?.operation !== 'provision') throw gone(`instance ${instanceId} does not exist`);
+    }
     const input: OperationInput = {
       operation: 'deprovision',
       operationId: newOperationId('deprovision'),

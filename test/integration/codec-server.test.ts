@@ -26,7 +26,7 @@ before(async () => {
 });
 after(() => app.close());
 
-const asJson = (p: { metadata?: Record<string, Uint8Array | null>; data?: Uint8Array | null }) => ({
+const asJson = (p: { metadata?: Record<string, Uint8Array | null> | null; data?: Uint8Array | null }) => ({
   metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])),
   data: Buffer.from(p.data!).toString('base64'),
 });
