@@ -3,7 +3,7 @@
 // wins; the loser reads the running operation's memo to tell an identical request from a conflicting one.
 // State comes from the registry (it answers without a worker); Temporal only fills the short gap between a
 // start and the workflow's first registry write, and unmasks operations whose run died while open.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -11,6 +11,8 @@ import {
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
+// The start request ID is how Temporal deduplicates starts; the SDK exposes it only through this symbol.
+import { InternalWorkflowStartOptionsSymbol, type InternalWorkflowStartOptions } from '@temporalio/client/lib/internal';
 import type { Registry, OperationRecord } from '../adapters/registry';
 import {
   instanceWorkflowId,
@@ -24,9 +26,22 @@ import {
 } from '../workflows/messages';
 import { BindingId, InstanceId, OperationState, OperationType as OperationTypeKey, PlanId, ServiceId } from '../workflows/searchAttributes';
 
-/** A new operation ID: readable in the Web UI, unique, and never derived from request content. */
-export function newOperationId(operation: OperationType): string {
-  return `${operation}-${randomUUID()}`;
+/**
+ * The ID of an operation: readable in the Web UI, and derived from what was asked (instance, binding, request
+ * fingerprint) and from the entry's previous operation. Identical requests against the same state therefore get
+ * the same ID, and since it is also the start request ID, Temporal starts at most one run for them — even when
+ * one of them arrives after the first run has already finished. A retry after a failure, or a new request after
+ * the state moved on, has another previous operation and so a new ID.
+ */
+export function operationIdFor(
+  operation: OperationType,
+  parts: { instanceId: string; bindingId?: string; fingerprint: string; previousOperationId?: string },
+): string {
+  const digest = createHash('sha256')
+    .update(canonicalJson({ operation, ...parts }))
+    .digest('hex')
+    .slice(0, 32);
+  return `${operation}-${digest}`;
 }
 
 /** A digest of the attributes that make two requests "identical" in the OSB sense. */
@@ -102,11 +117,12 @@ export class OperationsClient {
     // A run that closes between our failed start and our describe makes us try again; a few rounds settle it.
     for (let round = 0; round < 5; round++) {
       try {
-        await this.client.workflow.start(input.operation, {
+        const options: InternalWorkflowStartOptions & { taskQueue: string; args: unknown[] } = {
           taskQueue: this.taskQueue,
           workflowId: instanceWorkflowId(input.instanceId),
           workflowIdConflictPolicy: 'FAIL',
           workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          [InternalWorkflowStartOptionsSymbol]: { requestId: input.operationId },
           args: [input],
           memo: memo as unknown as Record<string, unknown>,
           staticSummary: memo.summary,
@@ -118,7 +134,8 @@ export class OperationsClient {
             { key: OperationTypeKey, value: input.operation },
             { key: OperationState, value: 'in progress' },
           ]),
-        });
+        };
+        await this.client.workflow.start(input.operation, options);
         return { kind: 'started', operationId: input.operationId };
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;

@@ -7,7 +7,7 @@ import type { Registry } from '../../adapters/registry';
 import type { Entry } from '../../adapters/registry/entry';
 import { createParameterAjv, findPlan, withoutMetaSchema, type Catalog, type JsonSchema, type Plan, type Service } from '../../config/catalog';
 import { ExtraKeys } from '../../activities/operations';
-import { newOperationId, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
+import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
 import type { OperationInput, OperationMemo, OperationType } from '../../workflows/messages';
 import { badRequest, conflict, gone, notFound, OsbError, unprocessable } from './errors';
 import type { BrokerMetrics } from './metrics';
@@ -190,9 +190,14 @@ export class OsbService {
       if (entry.get(ExtraKeys.Fingerprint) === fingerprint) return answer(200, dashboard(entry));
       throw conflict(`instance ${instanceId} already exists with different attributes`);
     }
+    const current = await this.deps.operations.status({ instanceId });
+    if (current?.state === 'in progress' && current.operation === 'provision' && entry.exists()) {
+      if (entry.get(ExtraKeys.Fingerprint) !== fingerprint) throw conflict(`instance ${instanceId} is being provisioned with different attributes`);
+      return accepts ? answer(202, { operation: current.operationId }) : this.answerSync({ instanceId } as OperationInput, current.operationId, this.provisionSync(instanceId));
+    }
     const input: OperationInput = {
       operation: 'provision',
-      operationId: newOperationId('provision'),
+      operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(current) }),
       instanceId,
       serviceId: b.service_id,
       planId: b.plan_id,
@@ -205,10 +210,14 @@ export class OsbService {
       },
       fingerprint,
     };
-    return this.startAndAnswer(input, accepts, { status: 201, body: async () => dashboard(await this.openInstance(instanceId)) }, async (running) => {
+    return this.startAndAnswer(input, accepts, this.provisionSync(instanceId), async (running) => {
       if (running.operation === 'provision') throw conflict(`instance ${instanceId} is being provisioned with different attributes`);
       return undefined;
     });
+  }
+
+  private provisionSync(instanceId: string): { status: number; body: () => Promise<Json> } {
+    return { status: 201, body: async () => dashboard(await this.openInstance(instanceId)) };
   }
 
   async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer> {
@@ -233,22 +242,24 @@ export class OsbService {
     const parameters = b.parameters ? { ...currentParams, ...b.parameters } : currentParams;
     const targetVersion = plan.maintenance_info?.version;
     const ctx = entry.get<Json>('context') ?? {};
+    const previous = await this.deps.operations.status({ instanceId });
+    const fingerprint = instanceFingerprint({
+      serviceId: b.service_id,
+      planId: targetPlanId,
+      parameters,
+      organizationGuid: ctx.organization_guid,
+      spaceGuid: ctx.space_guid,
+    });
     const input: OperationInput = {
       operation: 'update',
-      operationId: newOperationId('update'),
+      operationId: operationIdFor('update', { instanceId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
       instanceId,
       serviceId: b.service_id,
       planId: targetPlanId,
       ...(targetVersion ? { maintenanceVersion: targetVersion } : {}),
       parameters,
       context: b.context ? { ...ctx, ...b.context } : ctx,
-      fingerprint: instanceFingerprint({
-        serviceId: b.service_id,
-        planId: targetPlanId,
-        parameters,
-        organizationGuid: ctx.organization_guid,
-        spaceGuid: ctx.space_guid,
-      }),
+      fingerprint,
     };
     const unchanged = input.fingerprint === entry.get(ExtraKeys.Fingerprint) && !b.context && (!targetVersion || entry.get(ExtraKeys.MaintenanceVersion) === targetVersion);
     if (unchanged) {
@@ -267,9 +278,11 @@ export class OsbService {
       const running = await this.deps.operations.running(instanceId);
       if (running?.operation !== 'provision') throw gone(`instance ${instanceId} does not exist`);
     }
+    const previous = await this.deps.operations.status({ instanceId });
+    const fingerprint = requestFingerprint({ deprovision: instanceId });
     const input: OperationInput = {
       operation: 'deprovision',
-      operationId: newOperationId('deprovision'),
+      operationId: operationIdFor('deprovision', { instanceId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
       instanceId,
       serviceId: entry.get<string>('service-id') ?? q.service_id,
       planId: entry.get<string>('plan-id') ?? q.plan_id,
@@ -278,7 +291,7 @@ export class OsbService {
         : {}),
       parameters: entry.get<Json>('parameters') ?? {},
       context: entry.get<Json>('context') ?? {},
-      fingerprint: requestFingerprint({ deprovision: instanceId }),
+      fingerprint,
     };
     const sync = { status: 200, body: async () => ({}) };
     return this.startAndAnswer(input, accepts, sync, async (busy) => {
@@ -342,9 +355,15 @@ export class OsbService {
       if (binding.get(ExtraKeys.Fingerprint) === fingerprint) return answer(200, bindingView(binding));
       throw conflict(`binding ${bindingId} already exists with different attributes`);
     }
+    const bindSync = { status: 201, body: async () => bindingView(await this.openBinding(instanceId, bindingId)) };
+    const current = await this.deps.operations.status({ instanceId, bindingId });
+    if (current?.state === 'in progress' && current.operation === 'bind' && binding.exists()) {
+      if (binding.get(ExtraKeys.Fingerprint) !== fingerprint) throw conflict(`binding ${bindingId} is being created with different attributes`);
+      return accepts ? answer(202, { operation: current.operationId }) : this.answerSync({ instanceId } as OperationInput, current.operationId, bindSync);
+    }
     const input: OperationInput = {
       operation: 'bind',
-      operationId: newOperationId('bind'),
+      operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(current) }),
       instanceId,
       bindingId,
       serviceId: b.service_id,
@@ -357,7 +376,7 @@ export class OsbService {
     return this.startAndAnswer(
       input,
       accepts,
-      { status: 201, body: async () => bindingView(await this.openBinding(instanceId, bindingId)) },
+      bindSync,
       async (running) => {
         if (running.operation === 'bind' && running.bindingId === bindingId) throw conflict(`binding ${bindingId} is being created with different attributes`);
         return undefined;
@@ -370,16 +389,18 @@ export class OsbService {
     this.requireAsyncAllowed(plan, accepts);
     const binding = await this.openBinding(instanceId, bindingId);
     if (!binding.exists()) throw gone(`binding ${bindingId} does not exist`);
+    const previous = await this.deps.operations.status({ instanceId, bindingId });
+    const fingerprint = requestFingerprint({ unbind: bindingId });
     const input: OperationInput = {
       operation: 'unbind',
-      operationId: newOperationId('unbind'),
+      operationId: operationIdFor('unbind', { instanceId, bindingId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
       instanceId,
       bindingId,
       serviceId: binding.get<string>('service-id') ?? q.service_id,
       planId: binding.get<string>('plan-id') ?? q.plan_id,
       parameters: binding.get<Json>('parameters') ?? {},
       context: binding.get<Json>('context') ?? {},
-      fingerprint: requestFingerprint({ unbind: bindingId }),
+      fingerprint,
     };
     return this.startAndAnswer(input, accepts, { status: 200, body: async () => ({}) }, async () => undefined);
   }
@@ -392,6 +413,14 @@ export class OsbService {
     if (found && !found.service.bindings_retrievable) throw badRequest('bindings of this service are not retrievable');
     return answer(200, bindingView(binding));
   }
+}
+
+/**
+ * What a create (provision, bind) derives its operation ID from: the failed attempt it retries, or the deleted
+ * incarnation it replaces. An in-progress or successful one is answered before an ID is needed.
+ */
+function retryBase(current: OperationStatus | undefined): { previousOperationId?: string } {
+  return current && (current.state === 'failed' || current.gone) ? { previousOperationId: current.operationId } : {};
 }
 
 function lastOp(e: Entry): { operation?: OperationType; operationId?: string; status?: string } {

@@ -1,0 +1,58 @@
+// CONTRACTS.md §6 under concurrency: identical requests share one operation; conflicting ones lose cleanly.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
+import { PLAN, SERVICE, instancePath, newId } from '../support/osb';
+
+let stack: TestStack;
+before(async () => {
+  stack = await startTestStack();
+});
+after(() => stack.close());
+
+async function runsOf(id: string): Promise<number> {
+  let n = 0;
+  for await (const _ of stack.client.workflow.list({ query: `WorkflowId = 'instance/${id}'` })) n++;
+  return n;
+}
+
+test('100 concurrent identical PUTs start one workflow and all answer 202 or 200 with the same operation', async () => {
+  const id = newId('same');
+  const body = { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 42 } };
+  const answers = await Promise.all(Array.from({ length: 100 }, () => stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, body)));
+  const codes = new Set(answers.map((a) => a.statusCode));
+  assert.ok([...codes].every((c) => c === 202 || c === 200), `codes: ${[...codes].join(',')}`);
+  const operations = new Set(answers.filter((a) => a.statusCode === 202).map((a) => a.json().operation as string));
+  assert.equal(operations.size, 1, `one operation for all: ${[...operations].join(', ')}`);
+  const [operation] = operations;
+  assert.equal((await pollLastOperation(stack, instancePath(id), operation)).body.state, 'succeeded');
+  // Visibility is eventually consistent: wait for it to list the run, then check there is exactly one.
+  for (let i = 0; i < 50 && (await runsOf(id)) === 0; i++) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await runsOf(id), 1);
+});
+
+test('20 concurrent conflicting PUTs: one wins with 202, the rest get 409, and the winner is what exists', async () => {
+  const id = newId('race');
+  const answers = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: i + 1 } })),
+  );
+  const winners = answers.filter((a) => a.statusCode === 202);
+  assert.equal(winners.length, 1, answers.map((a) => a.statusCode).join(','));
+  assert.equal(answers.filter((a) => a.statusCode === 409).length, 19);
+  assert.equal((await pollLastOperation(stack, instancePath(id), winners[0]!.json().operation)).body.state, 'succeeded');
+  const winnerIndex = answers.indexOf(winners[0]!);
+  assert.deepEqual((await stack.osb('GET', instancePath(id))).json().parameters, { quotaKeys: winnerIndex + 1 });
+});
+
+test('concurrent PATCHes on one instance: one runs, the others get 422 ConcurrencyError or join it', async () => {
+  const id = newId('patch');
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  await pollLastOperation(stack, instancePath(id), put.json().operation);
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 100 + i } })),
+  );
+  const accepted = answers.filter((a) => a.statusCode === 202);
+  assert.ok(accepted.length >= 1);
+  assert.ok(answers.every((a) => a.statusCode === 202 || (a.statusCode === 422 && a.json().error === 'ConcurrencyError')), answers.map((a) => a.statusCode).join(','));
+  for (const a of accepted) assert.equal((await pollLastOperation(stack, instancePath(id), a.json().operation)).body.state, 'succeeded');
+});
