@@ -6,6 +6,7 @@ import { publicCatalog } from '../../config/catalog';
 import { createAuthenticator, type BrokerCredentials } from './auth';
 import { OsbError, preconditionFailed, unauthorized } from './errors';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics';
+import { openApiDocument } from './openapi';
 
 /** A named dependency check for `/readyz`: resolves when the dependency answers. */
 export interface ReadinessCheck {
@@ -118,6 +119,8 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
 
   const served = publicCatalog(opts.catalog);
   app.get('/v2/catalog', async () => served);
+  const openapi = openApiDocument();
+  app.get('/openapi.json', async () => openapi);
 
   if (opts.routes) await opts.routes(app);
   return app;
