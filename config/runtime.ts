@@ -50,7 +50,14 @@ export interface RuntimeConfigFile {
   encryption?: { currentKeyId: string; keys: EncryptionKeyConfig[] };
   kubernetes?: { kubeconfig?: string; namespace?: string };
   codecServer?: { host?: string; port?: number; corsOrigins?: string[] };
-  worker?: { maxConcurrentActivities?: number; maxConcurrentWorkflowTasks?: number; metricsPort?: number };
+  worker?: {
+    maxConcurrentActivities?: number;
+    maxConcurrentWorkflowTasks?: number;
+    /** brokerflow's own worker metrics (reconcile metrics) on 127.0.0.1:<port>/metrics. */
+    metricsPort?: number;
+    /** The Temporal SDK runtime's Prometheus metrics (task latencies, slots, polls) on 127.0.0.1:<port>/metrics. */
+    sdkMetricsPort?: number;
+  };
 }
 
 const secretSource = {
@@ -222,6 +229,7 @@ const runtimeSchema = {
         maxConcurrentActivities: { type: 'integer', minimum: 1, maximum: 10000 },
         maxConcurrentWorkflowTasks: { type: 'integer', minimum: 2, maximum: 10000 },
         metricsPort: { type: 'integer', minimum: 0, maximum: 65535 },
+        sdkMetricsPort: { type: 'integer', minimum: 1, maximum: 65535 },
       },
     },
   },

@@ -2,12 +2,14 @@
 import { createServer } from 'node:http';
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { createLogger } from '../client/logging';
-import { createWorker } from './worker';
+import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 
 async function main(): Promise<void> {
   const log = createLogger('worker');
   const config = loadRuntimeConfig(configPathFromArgs());
+  const sdkPort = config.worker?.sdkMetricsPort;
+  installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
   const built = await buildWorkerDependencies(config);
   const worker = await createWorker({ config, deps: built.deps });
   const metricsPort = config.worker?.metricsPort;
