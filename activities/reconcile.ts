@@ -70,6 +70,8 @@ export function createReconcileActivities(deps: ReconcileDeps) {
   async function run<T>(step: CrudStep, input: StepInput, body: (d: ResourceDriver, spec: Record<string, unknown>, ctx: DriverContext) => Promise<T>): Promise<StepResult<T>> {
     const started = process.hrtime.bigint();
     let failed = false;
+    // Applies run under a heartbeat timeout: beat while the driver works so only a dead worker misses it.
+    const beat = step.startsWith('apply') ? setInterval(() => heartbeatIfActivity(), 3000) : undefined;
     try {
       return await asActivity(`resource "${input.resource.name}" (${input.resource.driver}) ${step}`, async () => {
         try {
@@ -86,6 +88,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       failed = true;
       throw err;
     } finally {
+      if (beat) clearInterval(beat);
       deps.metrics?.observeStep(input.resource.name, step, Number(process.hrtime.bigint() - started) / 1e9, failed);
     }
   }
@@ -113,6 +116,14 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       return run('applyUpdateChange', input, (d, _spec, ctx) => d.applyUpdateChange(input.state, ctx));
     },
   };
+}
+
+function heartbeatIfActivity(): void {
+  try {
+    Context.current().heartbeat();
+  } catch {
+    /* not inside an activity (direct calls in tests) */
+  }
 }
 
 /** The reconcile activities, as workflows see them. */

@@ -29,8 +29,9 @@ import {
   type OperationResult,
 } from './messages';
 
+// Registry calls are single reads and writes: a 10 s limit lets a dead worker's call be retried elsewhere soon.
 const records = proxyActivities<OperationActivities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes: ['Invalid', 'Permission', 'OperationInProgress', 'AmbiguousResourceSet'] },
 });
 

@@ -62,10 +62,15 @@ export interface ReconcileSinks extends Sinks {
 /** Thrown (as the failure type) when a resource step fails for good. */
 export const ReconcileFailedType = 'ReconcileFailed';
 
+/**
+ * Timeouts decide how fast a step is retried elsewhere when its worker dies: reads and patches are single calls
+ * (10 s is generous); applies may wait for readiness for minutes but heartbeat while they do, so a dead worker
+ * is noticed after 10 s without a heartbeat.
+ */
 function stepActivities(retry: RetryPolicy) {
-  const reads = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '30 seconds', retry });
+  const reads = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry });
   const pure = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry: { ...retry, maximumAttempts: 3 } });
-  const applies = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '30 seconds', retry });
+  const applies = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '1 hour', heartbeatTimeout: '10 seconds', retry });
   return {
     getCurrentState: reads.getCurrentState,
     getDesiredState: reads.getDesiredState,

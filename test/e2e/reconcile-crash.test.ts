@@ -1,0 +1,78 @@
+// Issue 6: killing the worker in the middle of a resource set and starting a new one completes the set exactly
+// once — no duplicated Kubernetes object, etcd key or etcd user.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
+import { requireTestEnv } from '../support/env';
+import { PLAN, SERVICE, bindingPath, instancePath, newId, osbResourceSets } from '../support/osb';
+import { scheduledActivities } from '../support/history';
+
+const root = resolve(__dirname, '..', '..');
+let stack: TestStack | undefined;
+let worker: ChildProcess | undefined;
+after(async () => {
+  worker?.kill('SIGKILL');
+  await stack?.close();
+});
+
+function startWorkerProcess(configFile: string): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts', '--config', configFile], { cwd: root, stdio: 'ignore' });
+}
+
+async function killWhen(handle: WorkflowHandle, stack: TestStack, seen: (summaries: string[]) => boolean): Promise<string[]> {
+  for (let i = 0; i < 600; i++) {
+    const summaries = (await scheduledActivities(stack.client, handle).catch(() => [])).map((a) => a.summary || a.type);
+    if (seen(summaries)) {
+      worker!.kill('SIGKILL');
+      await new Promise((r) => worker!.once('exit', r));
+      return summaries;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('the workflow never reached the step to kill at');
+}
+
+test('a worker killed mid-reconciliation leaves a set that a new worker completes exactly once', { timeout: 180_000 }, async () => {
+  stack = await startTestStack({ worker: false, overrides: { resourceSets: osbResourceSets } });
+  const id = newId('crash');
+  worker = startWorkerProcess(stack.configFile);
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  assert.equal(put.statusCode, 202);
+  const handle = stack.client.workflow.getHandle(`instance/${id}`);
+  // Killed while the first resource (the ConfigMap) is being created, before the keyspace.
+  const atKill = await killWhen(handle, stack, (s) => s.includes('settings: applyCreateChange'));
+  assert.equal(atKill.some((s) => s.startsWith('keyspace')), false);
+  worker = startWorkerProcess(stack.configFile);
+  assert.equal((await pollLastOperation(stack, instancePath(id), put.json().operation, 120_000)).body.state, 'succeeded');
+
+  const bid = newId('b');
+  const bind = await stack.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  await killWhen(handle, stack, (s) => s.includes('user: applyCreateChange'));
+  worker = startWorkerProcess(stack.configFile);
+  assert.equal((await pollLastOperation(stack, bindingPath(id, bid), bind.json().operation, 120_000)).body.state, 'succeeded');
+
+  const { KubeConfig, CoreV1Api } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  kc.loadFromFile(requireTestEnv('kubeconfig'));
+  const maps = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: 'default', labelSelector: `brokerflow.io/instance-id=${id}` });
+  assert.equal(maps.items.length, 1, 'one ConfigMap');
+  const tenant = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
+  try {
+    assert.deepEqual(await tenant.getAll().prefix(`/tenants/${id}/`).keys(), [`/tenants/${id}/.brokerflow-owner`], 'one owner key, nothing else');
+    const creds = (await stack.osb('GET', bindingPath(id, bid))).json().credentials as { username: string; password: string };
+    const users = (await tenant.getUsers()).map((u) => u.name).filter((n) => n === creds.username);
+    assert.equal(users.length, 1, 'one etcd user');
+    const asUser = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: creds.username, password: creds.password } });
+    try {
+      await asUser.put(`/tenants/${id}/after-crash`).value('ok');
+    } finally {
+      asUser.close();
+    }
+  } finally {
+    tenant.close();
+  }
+});
