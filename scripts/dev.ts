@@ -1,36 +1,53 @@
 // `npm run dev`: the whole system on one machine. Installs what is missing, starts the Temporal dev server
-// (SQLite file and Web UI), etcd, the codec server, the worker and the broker with config/brokerflow.example.yaml,
-// prints where to look, and stops everything on Ctrl-C. State lives in .data/ and survives restarts.
+// (SQLite file and Web UI), etcd, the tenant etcd (auth on) that etcd resource drivers manage, a local
+// Kubernetes control plane (unless $KUBECONFIG names a cluster, or --no-kube), the worker and the broker with
+// config/brokerflow.example.yaml, prints where to look, and stops everything on Ctrl-C. State lives in .data/
+// and survives restarts.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { loadRuntimeConfig } from '../config/runtime';
 import { httpOk, repoRoot, startProcess, type ManagedProcess } from './lib/process';
 import { startTemporal } from './lib/temporal';
-import { startEtcd } from './lib/etcd';
+import { enableEtcdAuth, startEtcd } from './lib/etcd';
+import { startKubeControlPlane } from './lib/kube';
 
 const dataDir = process.env.BROKERFLOW_DATA_DIR ?? join(repoRoot, '.data');
 const logDir = join(dataDir, 'logs');
 const configFile = process.env.BROKERFLOW_CONFIG ?? join(repoRoot, 'config', 'brokerflow.example.yaml');
 
-/** Development secrets, generated once and kept in .data/dev-secrets.json so restarts can decode old payloads. */
-function devSecrets(): { brokerPassword: string; encryptionKey: string } {
-  const file = join(dataDir, 'dev-secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
-  const secrets = { brokerPassword: randomBytes(12).toString('base64url'), encryptionKey: randomBytes(32).toString('base64') };
-  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
-  return secrets;
+/**
+ * Development secrets, generated once into .data/secrets/ (mode 600) where config/brokerflow.example.yaml reads
+ * them, so worker, broker and the CLI all find them; kept across restarts so old payloads stay readable.
+ */
+function devSecrets(): { brokerPassword: string; tenantEtcdPassword: string } {
+  const dir = join(dataDir, 'secrets');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const ensure = (name: string, make: () => string) => {
+    const file = join(dir, name);
+    if (!existsSync(file)) writeFileSync(file, make(), { mode: 0o600 });
+    return readFileSync(file, 'utf8').trim();
+  };
+  ensure('encryption-key', () => randomBytes(32).toString('base64'));
+  return {
+    brokerPassword: ensure('broker-password', () => randomBytes(12).toString('base64url')),
+    tenantEtcdPassword: ensure('tenant-etcd-password', () => randomBytes(12).toString('base64url')),
+  };
+}
+
+/** The tenant etcd of `drivers.etcd`, started on its configured port with authentication on. */
+async function startTenantEtcd(endpoint: string | undefined, rootPassword: string) {
+  if (!endpoint) return undefined;
+  const port = Number(new URL(endpoint).port);
+  const server = await startEtcd({ dataDir: join(dataDir, 'etcd-tenants'), logDir, clientPort: port, name: 'etcd-tenants' });
+  await enableEtcdAuth(server.endpoint, rootPassword);
+  return server;
 }
 
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   const secrets = devSecrets();
-  const env = {
-    ...process.env,
-    BROKERFLOW_BROKER_PASSWORD: process.env.BROKERFLOW_BROKER_PASSWORD ?? secrets.brokerPassword,
-    BROKERFLOW_ENCRYPTION_KEY: process.env.BROKERFLOW_ENCRYPTION_KEY ?? secrets.encryptionKey,
-  };
-  Object.assign(process.env, env);
+  const env: NodeJS.ProcessEnv = { ...process.env };
   const config = loadRuntimeConfig(configFile);
   const [host, port] = config.temporal.address.split(':');
   if (host !== '127.0.0.1' && host !== 'localhost') {
@@ -39,7 +56,7 @@ async function main(): Promise<void> {
   const etcdPort = Number(new URL(config.etcd?.endpoints[0] ?? 'http://127.0.0.1:2379').port || 2379);
   const codecPort = config.codecServer?.port ?? 8081;
   console.log('brokerflow dev: starting Temporal and etcd (first run installs them; logs in .data/logs)');
-  const [temporal, etcd] = await Promise.all([
+  const [temporal, etcd, tenantEtcd] = await Promise.all([
     startTemporal({
       dataDir: join(dataDir, 'temporal'),
       logDir,
@@ -48,7 +65,13 @@ async function main(): Promise<void> {
       codecEndpoint: `http://127.0.0.1:${codecPort}`,
     }),
     startEtcd({ dataDir: join(dataDir, 'etcd'), logDir, clientPort: etcdPort }),
+    startTenantEtcd(config.drivers?.etcd?.endpoints[0], secrets.tenantEtcdPassword),
   ]);
+  const wantKube = !process.argv.includes('--no-kube') && !process.env.KUBECONFIG;
+  const kube = wantKube
+    ? await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(dataDir, 'kube'), logDir, etcdPrefix: '/kubernetes-dev' })
+    : undefined;
+  if (kube) env.KUBECONFIG = kube.kubeconfigPath;
   const procs: ManagedProcess[] = [];
   const node = (name: string, entry: string, ready: () => Promise<boolean>) =>
     startProcess({
@@ -68,7 +91,8 @@ async function main(): Promise<void> {
   const stopAll = async () => {
     console.log('\nbrokerflow dev: stopping');
     await Promise.allSettled(procs.map((p) => p.stop()));
-    await Promise.allSettled([temporal.stop(), etcd.stop()]);
+    await kube?.stop();
+    await Promise.allSettled([temporal.stop(), etcd.stop(), tenantEtcd?.stop()]);
     process.exit(0);
   };
   process.removeAllListeners('SIGINT');
@@ -78,17 +102,19 @@ async function main(): Promise<void> {
 
   console.log(`
 brokerflow is running.
-  OSB broker        ${brokerUrl}   (user admin, password in .data/dev-secrets.json)
-                    curl -u "admin:$(node -p 'require("./.data/dev-secrets.json").brokerPassword')" \\
+  OSB broker        ${brokerUrl}   (user admin, password in .data/secrets/broker-password)
+                    curl -u "admin:$(cat .data/secrets/broker-password)" \\
                          -H 'X-Broker-API-Version: 2.17' ${brokerUrl}/v2/catalog
   Temporal Web UI   ${temporal.uiUrl}
   Temporal gRPC     ${temporal.address}
-  etcd              ${etcd.endpoint}
+  etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
+  Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}
   logs              ${logDir}
+  CLI               node bin/brokerflow.js catalog   (or: npx brokerflow doctor)
 Press Ctrl-C to stop everything.`);
   // A child that dies is reported, not hidden.
   const watch = setInterval(() => {
-    for (const p of [...procs, temporal.process, etcd.process]) {
+    for (const p of [...procs, temporal.process, etcd.process, ...(tenantEtcd ? [tenantEtcd.process] : [])]) {
       if (p.exitCode() !== undefined) {
         console.error(`brokerflow dev: ${p.name} exited (code ${p.exitCode()}); see ${p.logFile}`);
         clearInterval(watch);
