@@ -8,4 +8,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 bash scripts/install/all.sh
+if [ "$#" -eq 0 ]; then
+  echo "# typecheck (tsc) and lint (eslint: floating promises, the workflow sandbox)"
+  npx tsc --noEmit -p tsconfig.json
+  npx eslint --max-warnings=0 .
+fi
 exec node --import tsx test/run.ts "$@"

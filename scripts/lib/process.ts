@@ -1,7 +1,7 @@
 // Managed child processes for the dev stack, the test runner and the benchmarks: each child runs in its own
 // process group with its output in a log file, readiness is awaited with a deadline, a child that exits early
 // fails the wait at once with the tail of its log, and every child still running is killed when we exit.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -14,16 +14,19 @@ export function toolsDir(): string {
   return process.env.BROKERFLOW_TOOLS_DIR ?? join(process.env.HOME ?? '/tmp', '.cache', 'brokerflow', 'tools');
 }
 
-/** Runs one of scripts/install/*.sh and returns the path it prints on its last stdout line. */
+/**
+ * Runs one of scripts/install/*.sh and returns the path it prints on its last stdout line. Its progress
+ * (stderr) is passed on; when it fails, the error carries the installer's own last words.
+ */
 export function runInstaller(name: 'temporal' | 'etcd' | 'moto' | 'kube'): string {
   const script = join(repoRoot, 'scripts', 'install', `${name}.sh`);
-  let out: string;
-  try {
-    out = execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  } catch (err) {
-    throw new Error(`installing ${name} failed (scripts/install/${name}.sh): ${(err as Error).message}`);
+  const res = spawnSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+  if (res.stderr) process.stderr.write(res.stderr);
+  if (res.status !== 0) {
+    const said = (res.stderr ?? '').trim().split('\n').slice(-5).join('\n') || res.error?.message || `exit code ${res.status}`;
+    throw new Error(`installing ${name} failed (scripts/install/${name}.sh): ${said}`);
   }
-  const lines = out.trim().split('\n');
+  const lines = (res.stdout ?? '').trim().split('\n');
   const path = lines[lines.length - 1]?.trim();
   if (!path) throw new Error(`scripts/install/${name}.sh printed no path`);
   return path;
