@@ -5,6 +5,7 @@ import type { Catalog } from '../config/catalog';
 import { findPlan } from '../config/catalog';
 import { routeResourceSet, type ResourceDef, type ResourceSetDef } from '../config/resource-sets';
 import type { Registry } from '../adapters/registry';
+import type { OwnerReference } from '../adapters/persistence';
 import type { Entry } from '../adapters/registry/entry';
 import type { ReconcileObject, ResourceDriver } from '../adapters/resources/types';
 import { renderSpec, type TemplateContext } from '../adapters/resources/template';
@@ -60,7 +61,7 @@ export function createOperationActivities(deps: OperationDeps) {
      * succeeded reports `alreadySucceeded` and changes nothing. An operation left open by a run that ended
      * without completing it is closed as failed first: only one run per instance exists at a time, so it is stale.
      */
-    async recordBegin(input: OperationInput): Promise<{ alreadySucceeded: boolean }> {
+    async recordBegin(input: OperationInput): Promise<{ alreadySucceeded: boolean; owner?: OwnerReference }> {
       return asActivity(`recording ${input.operation} ${input.operationId}`, async () => {
         const entry = await open(input);
         const cur = currentOperation(entry);
@@ -102,7 +103,10 @@ export function createOperationActivities(deps: OperationDeps) {
           if (input.bindResource) entry.set(ExtraKeys.BindResource, input.bindResource);
         }
         await registry.beginOperation(entry, { operation: input.operation, operationId: input.operationId });
-        return { alreadySucceeded: false };
+        // On the Kubernetes registry backend, objects that name this entry as their owner are garbage-collected
+        // with it; templates pass it on as `owner`.
+        const owner = entry.getOwnerReference();
+        return { alreadySucceeded: false, ...(owner ? { owner } : {}) };
       });
     },
 

@@ -49,7 +49,11 @@ function reconcileObject(i: OperationInput): ReconcileObject {
 }
 
 /** What templates can read: pure data from the operation input. */
-export function templateContext(i: OperationInput, instance?: Pick<OperationInput, 'parameters' | 'context'>): TemplateContext {
+export function templateContext(
+  i: OperationInput,
+  instance?: Pick<OperationInput, 'parameters' | 'context'>,
+  owner: TemplateContext['owner'] = null,
+): TemplateContext {
   const ns = typeof i.context.namespace === 'string' ? i.context.namespace : undefined;
   const inst = i.bindingId ? instance ?? { parameters: {}, context: {} } : i;
   return {
@@ -63,6 +67,7 @@ export function templateContext(i: OperationInput, instance?: Pick<OperationInpu
     },
     ...(i.bindingId ? { binding: { id: i.bindingId, parameters: i.parameters, context: i.context } } : {}),
     operation: { id: i.operationId, type: i.operation },
+    owner,
   };
 }
 
@@ -90,10 +95,13 @@ class OperationRun {
 
   /** Whether the registry has recorded this operation as begun (so its end must be recorded too). */
   begun = false;
+  /** The registry entry's owner reference (Kubernetes registry backend), for templates. */
+  owner: TemplateContext['owner'] = null;
 
   async begin(): Promise<{ alreadySucceeded: boolean }> {
     const res = await records.recordBegin(this.input);
     this.begun = !res.alreadySucceeded;
+    this.owner = res.owner ?? null;
     this.progress.phase = 'reconciling';
     return res;
   }
@@ -141,7 +149,7 @@ class OperationRun {
       {
         resources,
         object: reconcileObject(this.input),
-        template: templateContext(this.input, instance),
+        template: templateContext(this.input, instance, this.owner),
         mode,
         ...(this.input.stepRetry ? { options: { retry: this.input.stepRetry } } : {}),
       },
@@ -257,7 +265,7 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
       await records.storeCredentials({
         resources,
         object: reconcileObject(input),
-        template: templateContext(input, instance),
+        template: templateContext(input, instance, run.owner),
       });
     }
     return run.finish(undefined);

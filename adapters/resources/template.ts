@@ -14,6 +14,12 @@ export interface TemplateContext {
   };
   binding?: { id: string; parameters: Record<string, unknown>; context: Record<string, unknown> };
   operation: { id: string; type: string };
+  /**
+   * The owner reference of this operation's registry entry (instance, or binding for binding resources) when
+   * the registry is on Kubernetes, else null. `ownerReference: {$if: "owner", then: {$eval: "owner"}}` in a
+   * Kubernetes resource makes the object garbage-collected with the entry.
+   */
+  owner?: { apiVersion: string; kind: string; name: string; uid: string } | null;
 }
 
 /** A template that cannot be rendered with the given context (missing value, wrong type). Never retried. */
