@@ -6,7 +6,6 @@ import { ErrorValidation } from './errors';
 export const MAX_KEY_BYTES = 1024;
 
 // C0 controls, DEL and the C1 controls: none belongs in a key, and NUL would end a C string in tooling.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const REVISION = /^[1-9][0-9]{0,15}$/;
 

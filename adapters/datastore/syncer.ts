@@ -180,6 +180,11 @@ export class Syncer<T = string> {
 
   /** Applies a fresh list: news and updates for what changed, deletes for what is gone, nothing for the rest. */
   private reconcile(w: PrefixWatcher, listed: KVList): void {
+    if (w.known.size === 0) {
+      // First sync (or everything was deleted): nothing can be owed a delete, so skip the bookkeeping.
+      for (const pair of listed.pairs) this.observe(w, pair.key, pair.value, pair.revision);
+      return;
+    }
     const seen = new Set<string>();
     for (const pair of listed.pairs) {
       seen.add(pair.key);

@@ -9,7 +9,7 @@ export interface KVPair {
   revision: string;
 }
 
-/** The result of a list: the pairs under a prefix and the store revision the list was read at. */
+/** The result of a list: the pairs under a prefix (in key order) and the store revision the list was read at. */
 export interface KVList {
   pairs: KVPair[];
   revision: string;

@@ -30,7 +30,7 @@ test('async bind answers 202 without credentials; fetch binding then returns wor
   try {
     await client.put(`${c.keyPrefix}hello`).value('world');
     assert.equal(await client.get(`${c.keyPrefix}hello`).string(), 'world');
-    await assert.rejects(client.put('/tenants/someone-else/x').value('no'), 'the credentials are limited to the instance prefix');
+    await assert.rejects(client.put('/tenants/someone-else/x').value('no').exec(), 'the credentials are limited to the instance prefix');
   } finally {
     client.close();
   }

@@ -117,7 +117,7 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
   void test('the tenant etcd has authentication on: anonymous writes are rejected', async () => {
     const anonymous = new Etcd3({ hosts: server.endpoint });
     clients.push(anonymous);
-    await assert.rejects(anonymous.put('/anything').value('x'), (err: unknown) => err instanceof Error);
+    await assert.rejects(anonymous.put('/anything').value('x').exec(), (err: unknown) => err instanceof Error);
   });
 
   void test('a bound user reads and writes inside its prefix and is denied outside it', async () => {
@@ -140,8 +140,8 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
       `${prefix}/config`,
     ]);
     // Outside the prefix, including a sibling that merely shares its characters, etcd itself says no.
-    await assert.rejects(app.put(`/tenants/other/config`).value('x'), denied);
-    await assert.rejects(app.put(`${prefix}x`).value('x'), denied);
+    await assert.rejects(app.put(`/tenants/other/config`).value('x').exec(), denied);
+    await assert.rejects(app.put(`${prefix}x`).value('x').exec(), denied);
     await assert.rejects(app.get(prefix).string(), denied);
     await assert.rejects(app.getAll().prefix('/tenants/').keys(), denied);
   });
@@ -155,8 +155,8 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
     await reconcile(users, { prefix, readOnly: true }, ctx);
     const reader = clientAs(await users.outputs({ prefix, readOnly: true }, ctx));
     assert.equal(await reader.get(`${prefix}/data`).string(), 'hello');
-    await assert.rejects(reader.put(`${prefix}/data`).value('changed'), denied);
-    await assert.rejects(reader.delete().key(`${prefix}/data`), denied);
+    await assert.rejects(reader.put(`${prefix}/data`).value('changed').exec(), denied);
+    await assert.rejects(reader.delete().key(`${prefix}/data`).exec(), denied);
     assert.equal(await root.get(`${prefix}/data`).string(), 'hello');
   });
 
@@ -204,7 +204,7 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
     // Switching the spec to read-only downgrades the same user.
     assert.ok((await reconcile(users, { prefix, readOnly: true }, ctx)).update);
     const reader = clientAs(await users.outputs({ prefix }, ctx));
-    await assert.rejects(reader.put(`${prefix}/k`).value('no'), denied);
+    await assert.rejects(reader.put(`${prefix}/k`).value('no').exec(), denied);
   });
 
   void test('deleting a user twice is a no-op; its user, role and password are gone', async () => {

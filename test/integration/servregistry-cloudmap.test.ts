@@ -54,7 +54,7 @@ describe('AWS Cloud Map specifics', () => {
     for (const s of out.Services ?? []) {
       if (s.Name !== name) continue;
       const full = await raw.send(new GetServiceCommand({ Id: s.Id }));
-      if (full.Service?.NamespaceId === nsId) return { id: s.Id!, arn: s.Arn!, type: full.Service.Type };
+      if (full.Service?.NamespaceId === nsId) return { id: s.Id!, arn: s.Arn!, type: full.Service?.Type };
     }
     assert.fail(`service ${name} not found in Cloud Map`);
   };
