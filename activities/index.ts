@@ -5,6 +5,7 @@ import { createProbeActivities } from './probe';
 import { createReconcileActivities } from './reconcile';
 import type { ReconcileMetrics } from './metrics';
 import { createOperationActivities, type OperationDeps } from './operations';
+import { createEndpointActivities, type EndpointDeps } from './endpoints';
 
 /** The adapters activities are built from. */
 export interface ActivityDeps {
@@ -14,6 +15,8 @@ export interface ActivityDeps {
   reconcileMetrics?: ReconcileMetrics;
   /** The registry, catalog and resource sets the OSB operation activities need. */
   operations?: Omit<OperationDeps, 'drivers'>;
+  /** The registry Broker, kubeconfig and settings of endpoint reconciliation (Kubernetes -> service registry). */
+  endpoints?: EndpointDeps;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -21,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createProbeActivities(deps),
     ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
     ...(deps.operations ? createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }) : {}),
+    ...(deps.endpoints ? createEndpointActivities(deps.endpoints) : {}),
   };
 }
 

@@ -7,6 +7,8 @@ import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
 import { loadResourceSets, type ResourceSetDef } from './resource-sets';
+import { secretSourceSchema as secretSource } from './secret-source';
+import { endpointSyncConfigSchema, type EndpointSyncConfig } from './endpoints';
 
 /** A secret given inline (development only), from an environment variable, or from a file. */
 export type SecretSource = string | { env: string } | { file: string };
@@ -50,6 +52,8 @@ export interface RuntimeConfigFile {
   encryption?: { currentKeyId: string; keys: EncryptionKeyConfig[] };
   kubernetes?: { kubeconfig?: string; namespace?: string };
   codecServer?: { host?: string; port?: number; corsOrigins?: string[] };
+  /** Endpoint reconciliation: Kubernetes services mirrored into a service registry (absent = off). */
+  endpoints?: EndpointSyncConfig;
   worker?: {
     maxConcurrentActivities?: number;
     maxConcurrentWorkflowTasks?: number;
@@ -60,13 +64,6 @@ export interface RuntimeConfigFile {
   };
 }
 
-const secretSource = {
-  oneOf: [
-    { type: 'string', minLength: 1 },
-    { type: 'object', required: ['env'], additionalProperties: false, properties: { env: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' } } },
-    { type: 'object', required: ['file'], additionalProperties: false, properties: { file: { type: 'string', minLength: 1 } } },
-  ],
-} as const;
 
 const hostPort = { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 } } as const;
 
@@ -222,6 +219,7 @@ const runtimeSchema = {
       additionalProperties: false,
       properties: { ...hostPort, corsOrigins: { type: 'array', items: { type: 'string' } } },
     },
+    endpoints: endpointSyncConfigSchema,
     worker: {
       type: 'object',
       additionalProperties: false,

@@ -6,6 +6,8 @@ import { createDrivers, createRegistry, driverSecretStore, type RegistryBundle }
 import type { ResourceDriver } from '../adapters/resources/types';
 import type { ActivityDeps } from '../activities';
 import { createReconcileMetrics } from '../activities/metrics';
+import { createEndpointDeps } from '../activities/endpoints';
+import { resolve } from 'node:path';
 
 /** Activity dependencies with the resources behind them. */
 export interface WorkerDependencies {
@@ -23,6 +25,8 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
   const registry = await createRegistry(cfg);
   const { drivers, close: closeDrivers } = await createDrivers(cfg, driverSecretStore(registry.secrets));
   for (const [kind, d] of extraDrivers) drivers.set(kind, d);
+  const kubeconfig = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
+  const endpoints = cfg.endpoints ? createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir }) : undefined;
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'brokerflow_worker_' });
   return {
@@ -31,10 +35,12 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
       drivers,
       reconcileMetrics: createReconcileMetrics(metrics),
       operations: { registry: registry.registry, catalog: cfg.catalogData, resourceSets: cfg.resourceSetData },
+      ...(endpoints ? { endpoints } : {}),
     },
     registry,
     metrics,
     async close() {
+      await endpoints?.close?.();
       await closeDrivers();
       await registry.close();
     },

@@ -4,6 +4,8 @@ import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { createLogger } from '../client/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
+import { connectClient } from '../client/temporal';
+import { ensureEndpointSync } from '../activities/endpoints';
 
 async function main(): Promise<void> {
   const log = createLogger('worker');
@@ -30,6 +32,13 @@ async function main(): Promise<void> {
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort },
     'worker started',
   );
+  if (built.deps.endpoints) {
+    // Endpoint reconciliation runs as a singleton watcher workflow plus a resync schedule; starting them is idempotent.
+    const client = await connectClient(config);
+    const started = await ensureEndpointSync(client, { taskQueue: config.temporal.taskQueue, settings: built.deps.endpoints.settings });
+    log.info({ sync: built.deps.endpoints.settings.name, schedule: started.scheduleId }, 'endpoint reconciliation running');
+    await client.connection.close();
+  }
   await worker.run();
   server?.close();
   await built.close();

@@ -3,3 +3,4 @@ export type { KubeNamespace, KubeObjectMeta, KubeService } from './types';
 export { AnnotationAllowlist } from './annotations';
 export { defaultWatchLabelPrefix, isNamespaceWatched, watchLabelKey, type NamespaceWatchPolicy } from './watch';
 export { endpointName, extractServiceData, serviceIPs, type ServiceExtraction } from './extract';
+export { KubeServiceWatcher, WatcherFailedError, type KubeServiceWatcherOptions, type ServiceKey, type WatchedChange, type WatcherStats } from './watcher';

@@ -1,0 +1,543 @@
+// The activities of endpoint reconciliation, and what builds them: reconcile one Kubernetes service into the
+// registry through the ownership-checking Broker (always from current state), run the informers while
+// heartbeating, and compare the whole cluster with the registry for the scheduled resync. Also here: the
+// configuration section, its validation, and `ensureEndpointSync`, which starts the watcher and the schedule.
+import { Context, CancelledFailure } from '@temporalio/activity';
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ApiException, CoreV1Api, KubeConfig, type V1Namespace, type V1Service } from '@kubernetes/client-node';
+import { NotFoundError, PermissionError, UnavailableError, ValidationError } from '../adapters/errors';
+import {
+  AnnotationAllowlist,
+  extractServiceData,
+  isNamespaceWatched,
+  watchLabelKey,
+  type NamespaceWatchPolicy,
+} from '../adapters/kubernetes';
+import { KubeServiceWatcher, type ServiceKey } from '../adapters/kubernetes/watcher';
+import {
+  CloudMapServiceRegistry,
+  EndpointNotOwnedError,
+  EtcdServiceRegistry,
+  NamespaceNotEmptyError,
+  NamespaceNotOwnedError,
+  NoEndpointsError,
+  ServiceDirectoryServiceRegistry,
+  ServiceHasForeignEndpointsError,
+  ServiceNotOwnedError,
+  ServiceRegistryBroker,
+  validateName,
+  type Endpoint,
+  type ServiceRegistry,
+} from '../adapters/servregistry';
+import { resolveSecret } from '../config/runtime';
+import type { endpointResyncWorkflow, endpointWatcherWorkflow, kubeServiceWorkflow } from '../workflows/endpoints';
+import {
+  endpointResyncScheduleId,
+  endpointWatcherWorkflowId,
+  isValidSyncName,
+  kubeServiceChangedSignal,
+  kubeServiceWorkflowId,
+  type KubeServiceInput,
+  type KubeServiceOutcome,
+  type ResyncSummary,
+  type ServiceChange,
+  type ServiceChangeReason,
+  type WatchSummary,
+} from '../workflows/endpoints-messages';
+import { KubeService } from '../workflows/searchAttributes';
+import type { EndpointSyncConfig } from '../config/endpoints';
+export { endpointSyncConfigSchema, type EndpointSyncConfig } from '../config/endpoints';
+import { asActivity, toFailure } from './failures';
+
+/** The configuration section validated and completed with defaults. */
+export interface EndpointSyncSettings {
+  name: string;
+  allowlist: AnnotationAllowlist;
+  policy: Required<NamespaceWatchPolicy>;
+  resyncIntervalSeconds: number;
+  debounceMs: number;
+  idleMs: number;
+  heartbeatTimeoutSeconds: number;
+  stallTimeoutMs: number;
+  reconcileTimeoutSeconds: number;
+  reconcileIn: 'local-activity' | 'activity';
+  /** signalWithStart calls in flight at once. */
+  signalConcurrency: number;
+}
+
+/** What the endpoint activities are built from. */
+export interface EndpointDeps {
+  settings: EndpointSyncSettings;
+  /** The Broker in front of the configured registry. */
+  broker: ServiceRegistryBroker;
+  /** Where namespaces and services are read and watched. */
+  kubeConfig: KubeConfig;
+  /** Signals per-service workflows; default: the worker's own client (activity context). */
+  client?: Client;
+  /** Releases what `createEndpointDeps` opened. */
+  close?: () => Promise<void>;
+}
+
+/** A reconcile asked of a worker that mirrors another registry. Not retryable. */
+export class UnknownSyncError extends ValidationError {
+  constructor(asked: string, served: string) {
+    super(`this worker mirrors endpoints for ${JSON.stringify(served)}, not ${JSON.stringify(asked)}`, 'sync');
+  }
+}
+
+/** A parent vanished under a create (another service's workflow removed the namespace). Retryable: the next attempt recreates it. */
+export class RegistryParentGoneError extends UnavailableError {
+  constructor(path: string, cause?: unknown) {
+    super(`the registry namespace of ${path} was removed while registering it`, cause);
+  }
+}
+
+function integerIn(value: number | undefined, dflt: number, min: number, max: number, field: string): number {
+  const n = value ?? dflt;
+  if (!Number.isInteger(n) || n < min || n > max) throw new ValidationError(`endpoints.${field} must be an integer from ${min} to ${max}`, `endpoints.${field}`);
+  return n;
+}
+
+function reconcileIn(cfg: EndpointSyncConfig): 'local-activity' | 'activity' {
+  const v = cfg.reconcileIn ?? (cfg.registry === 'etcd' ? 'local-activity' : 'activity');
+  if (v !== 'local-activity' && v !== 'activity') throw new ValidationError('endpoints.reconcileIn must be local-activity or activity', 'endpoints.reconcileIn');
+  return v;
+}
+
+/** Validates the section and applies defaults; each error names the bad field. */
+export function endpointSettings(cfg: EndpointSyncConfig): EndpointSyncSettings {
+  if (!cfg || typeof cfg !== 'object') throw new ValidationError('endpoints must be an object', 'endpoints');
+  if (!['etcd', 'cloudmap', 'servicedirectory'].includes(cfg.registry)) {
+    throw new ValidationError('endpoints.registry must be etcd, cloudmap or servicedirectory', 'endpoints.registry');
+  }
+  const name = cfg.name ?? cfg.registry;
+  if (!isValidSyncName(name)) throw new ValidationError(`endpoints.name ${JSON.stringify(name)} is not a DNS label`, 'endpoints.name');
+  const labelPrefix = cfg.labelPrefix ?? 'brokerflow.io';
+  try {
+    watchLabelKey(labelPrefix);
+  } catch {
+    throw new ValidationError(`endpoints.labelPrefix ${JSON.stringify(labelPrefix)} is not a DNS subdomain`, 'endpoints.labelPrefix');
+  }
+  let allowlist: AnnotationAllowlist;
+  try {
+    allowlist = new AnnotationAllowlist(cfg.allowedAnnotations ?? []);
+  } catch (err) {
+    throw new ValidationError(`endpoints.allowedAnnotations: ${(err as Error).message}`, 'endpoints.allowedAnnotations');
+  }
+  return {
+    name,
+    allowlist,
+    policy: { labelPrefix, watchByDefault: cfg.watchByDefault ?? false },
+    resyncIntervalSeconds: integerIn(cfg.resyncIntervalSeconds, 3600, 10, 604800, 'resyncIntervalSeconds'),
+    debounceMs: integerIn(cfg.debounceMs, 500, 0, 60000, 'debounceMs'),
+    idleMs: integerIn(cfg.idleSeconds, 0, 0, 3600, 'idleSeconds') * 1000,
+    heartbeatTimeoutSeconds: integerIn(cfg.heartbeatTimeoutSeconds, 15, 2, 600, 'heartbeatTimeoutSeconds'),
+    stallTimeoutMs: integerIn(cfg.stallTimeoutSeconds, 300, 5, 86400, 'stallTimeoutSeconds') * 1000,
+    reconcileTimeoutSeconds: integerIn(cfg.reconcileTimeoutSeconds, 60, 1, 3600, 'reconcileTimeoutSeconds'),
+    reconcileIn: reconcileIn(cfg),
+    signalConcurrency: 8,
+  };
+}
+
+/** Connects the configured registry backend (the caller closes it). */
+export function connectServiceRegistry(cfg: EndpointSyncConfig, baseDir?: string): ServiceRegistry {
+  switch (cfg.registry) {
+    case 'etcd': {
+      if (!cfg.etcd) throw new ValidationError('endpoints.etcd is required when endpoints.registry is etcd', 'endpoints.etcd');
+      const auth = cfg.etcd.auth ? { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, 'endpoints.etcd.auth.password', baseDir) } : undefined;
+      return EtcdServiceRegistry.connect({ endpoints: cfg.etcd.endpoints, ...(cfg.etcd.prefix ? { prefix: cfg.etcd.prefix } : {}), ...(auth ? { auth } : {}) });
+    }
+    case 'cloudmap':
+      if (!cfg.cloudmap) throw new ValidationError('endpoints.cloudmap is required when endpoints.registry is cloudmap', 'endpoints.cloudmap');
+      // Credentials come from the AWS default chain (environment, profile, instance role), never the file.
+      return new CloudMapServiceRegistry({ clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) } });
+    case 'servicedirectory': {
+      const sd = cfg.servicedirectory;
+      if (!sd) throw new ValidationError('endpoints.servicedirectory is required when endpoints.registry is servicedirectory', 'endpoints.servicedirectory');
+      return new ServiceDirectoryServiceRegistry({
+        projectId: sd.projectId,
+        location: sd.location,
+        clientOptions: { ...(sd.apiEndpoint ? { apiEndpoint: sd.apiEndpoint } : {}), ...(sd.port ? { port: sd.port } : {}) },
+      });
+    }
+    default:
+      throw new ValidationError('endpoints.registry must be etcd, cloudmap or servicedirectory', 'endpoints.registry');
+  }
+}
+
+/** Builds the activity dependencies from the configuration section: settings, registry + Broker, kubeconfig. */
+export function createEndpointDeps(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string; client?: Client } = {}): EndpointDeps {
+  const settings = endpointSettings(cfg);
+  const kubeConfig = new KubeConfig();
+  const path = cfg.kubeconfig ?? opts.kubeconfig;
+  if (path) kubeConfig.loadFromFile(path);
+  else kubeConfig.loadFromDefault();
+  const registry = connectServiceRegistry(cfg, opts.baseDir);
+  const broker = new ServiceRegistryBroker(registry, {
+    ...(cfg.ownerPair ? { ownerPair: cfg.ownerPair } : {}),
+    ...(cfg.persistentMetadata ? { persistentMetadata: cfg.persistentMetadata } : {}),
+  });
+  return { settings, broker, kubeConfig, ...(opts.client ? { client: opts.client } : {}), close: () => registry.close() };
+}
+
+/** The per-service workflow input the watcher and the resync start with. */
+export function kubeServiceInput(s: EndpointSyncSettings, key: ServiceKey): KubeServiceInput {
+  return {
+    sync: s.name,
+    namespace: key.namespace,
+    service: key.service,
+    debounceMs: s.debounceMs,
+    idleMs: s.idleMs,
+    reconcileTimeoutSeconds: s.reconcileTimeoutSeconds,
+    ...(s.reconcileIn === 'local-activity' ? { localActivity: true } : {}),
+  };
+}
+
+/** Signals (starting it when needed) the per-service workflow of `key`. */
+export async function signalKubeService(client: Client, taskQueue: string, s: EndpointSyncSettings, key: ServiceKey, reason: ServiceChangeReason): Promise<void> {
+  // Names from the apiserver are checked like any outside input before they become a workflow ID.
+  validateName('namespace', key.namespace);
+  validateName('service', key.service);
+  await client.workflow.signalWithStart<typeof kubeServiceWorkflow, [ServiceChange]>('kubeServiceWorkflow', {
+    workflowId: kubeServiceWorkflowId(s.name, key.namespace, key.service),
+    taskQueue,
+    args: [kubeServiceInput(s, key)],
+    signal: kubeServiceChangedSignal,
+    signalArgs: [{ reason }],
+    typedSearchAttributes: [{ key: KubeService, value: `${key.namespace}/${key.service}` }],
+  });
+}
+
+/** A Kubernetes read with typed errors: refused -> PermissionError, anything else -> UnavailableError (retried). */
+async function kubeRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof ApiException) {
+      if (err.code === 404) throw new NotFoundError(`Kubernetes has no ${what}`);
+      if (err.code === 401 || err.code === 403) throw new PermissionError(`Kubernetes refused to read ${what} (${err.code})`);
+      throw new UnavailableError(`Kubernetes failed to read ${what} (${err.code})`);
+    }
+    throw new UnavailableError(`cannot reach Kubernetes to read ${what}: ${(err as Error)?.message ?? String(err)}`, err);
+  }
+}
+
+/** {@link kubeRead} of one object, undefined when it does not exist. */
+async function readOrUndefined<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await kubeRead(what, read);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** Why a service should not be in the registry, or undefined when it should. */
+function removalReason(s: EndpointSyncSettings, ns: V1Namespace | undefined, svc: V1Service | undefined): string | undefined {
+  if (!ns) return 'namespace-gone';
+  if (ns.metadata?.deletionTimestamp) return 'namespace-terminating';
+  if (!isNamespaceWatched(ns, s.policy)) return 'namespace-unwatched';
+  if (!svc) return 'service-gone';
+  return undefined;
+}
+
+export function createEndpointActivities(deps: EndpointDeps) {
+  const s = deps.settings;
+  const { broker } = deps;
+  const core = deps.kubeConfig.makeApiClient(CoreV1Api);
+  const checkSync = (sync: string) => {
+    if (sync !== s.name) throw new UnknownSyncError(sync, s.name);
+  };
+
+  async function register(path: string, x: Extract<ReturnType<typeof extractServiceData>, { action: 'register' }>): Promise<KubeServiceOutcome> {
+    const { name: nsName } = x.namespace;
+    const svcName = x.service.name;
+    try {
+      await broker.manageNs(x.namespace);
+      const serv = await broker.manageServ(x.service);
+      // A service someone else registered under this name stays theirs: no endpoints of ours are mixed into it.
+      if (!broker.isOwned(serv.metadata)) return { action: 'registered', endpoints: 0, untouched: ['service-not-owned'] };
+      const errors = await broker.manageServEndps(nsName, svcName, x.endpoints);
+      const untouched: string[] = [];
+      let failure: Error | undefined;
+      for (const [name, err] of errors) {
+        if (err instanceof EndpointNotOwnedError) untouched.push(name);
+        else failure ??= err;
+      }
+      if (failure) throw failure;
+      return { action: 'registered', endpoints: x.endpoints.length, untouched };
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new RegistryParentGoneError(path, err);
+      throw err;
+    }
+  }
+
+  async function remove(nsName: string, svcName: string, reason: string): Promise<KubeServiceOutcome> {
+    const untouched: string[] = [];
+    try {
+      await broker.removeServ(nsName, svcName, true);
+    } catch (err) {
+      if (err instanceof ServiceHasForeignEndpointsError) untouched.push('foreign-endpoints');
+      else if (err instanceof ServiceNotOwnedError) untouched.push('service-not-owned');
+      else throw err;
+    }
+    // The namespace goes with its last owned service; one still holding services (or not ours) stays.
+    try {
+      await broker.removeNs(nsName, false);
+    } catch (err) {
+      if (!(err instanceof NamespaceNotEmptyError || err instanceof NamespaceNotOwnedError)) throw err;
+    }
+    return { action: 'removed', reason, endpoints: 0, untouched };
+  }
+
+  /**
+   * Compares every watched Kubernetes service with the registry and signals each one the registry disagrees
+   * with (missing, different metadata or endpoints, or owned but no longer wanted); removes owned namespaces
+   * left empty and unwanted. Both the scheduled resync and a starting watch use it.
+   */
+  async function compareAndSignal(client: Client, taskQueue: string, heartbeat: (details: unknown) => void, abort?: AbortSignal): Promise<ResyncSummary> {
+    // A list that fails fails the whole comparison: an empty answer must never read as "remove everything".
+    const [nsList, svcList] = await Promise.all([
+      kubeRead('namespace list', () => core.listNamespace()),
+      kubeRead('service list', () => core.listServiceForAllNamespaces()),
+    ]);
+    const namespaces = new Map(nsList.items.map((n) => [n.metadata?.name ?? '', n]));
+    const desired = new Map<string, Extract<ReturnType<typeof extractServiceData>, { action: 'register' }>>();
+    const wantedNs = new Set<string>();
+    for (const svc of svcList.items) {
+      const ns = namespaces.get(svc.metadata?.namespace ?? '');
+      if (removalReason(s, ns, svc) || !ns) continue;
+      let x: ReturnType<typeof extractServiceData>;
+      try {
+        x = extractServiceData(ns, svc, { allowedAnnotations: s.allowlist });
+      } catch {
+        continue; // a name the registry cannot hold; its own reconcile reports why
+      }
+      if (x.action !== 'register') continue;
+      desired.set(`${x.namespace.name}/${x.service.name}`, x);
+      wantedNs.add(x.namespace.name);
+    }
+    const desiredCount = desired.size;
+
+    const toSignal = new Map<string, ServiceKey>();
+    const emptyOwnedNs: string[] = [];
+    let registered = 0;
+    const registryNs = await broker.registry.listNs();
+    for (const regNs of registryNs) {
+      heartbeat({ namespace: regNs.name });
+      const services = await broker.registry.listServ(regNs.name).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return [];
+        throw err;
+      });
+      if (services.length === 0 && broker.isOwned(regNs.metadata) && !wantedNs.has(regNs.name)) emptyOwnedNs.push(regNs.name);
+      for (const sv of services) {
+        const key = `${regNs.name}/${sv.name}`;
+        const want = desired.get(key);
+        if (!broker.isOwned(sv.metadata)) {
+          desired.delete(key); // foreign: never ours to change
+          continue;
+        }
+        registered += 1;
+        if (!want) {
+          toSignal.set(key, { namespace: regNs.name, service: sv.name });
+          continue;
+        }
+        desired.delete(key);
+        const persistent = Object.fromEntries(broker.persistentMetadata.map((p) => [p.key, p.value]));
+        const nsDiffers = broker.isOwned(regNs.metadata) && !broker.sameMetadata(want.namespace.metadata, regNs.metadata);
+        if (nsDiffers || !broker.sameMetadata({ ...want.service.metadata, ...persistent }, sv.metadata)) {
+          toSignal.set(key, { namespace: regNs.name, service: sv.name });
+          continue;
+        }
+        const endpoints = await broker.registry.listEndp(regNs.name, sv.name).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        });
+        if (!endpoints || !sameEndpoints(broker, want.endpoints, endpoints)) toSignal.set(key, { namespace: regNs.name, service: sv.name });
+      }
+    }
+    // What is wanted but was not found in the registry at all.
+    for (const [key, x] of desired) toSignal.set(key, { namespace: x.namespace.name, service: x.service.name });
+
+    const keys = [...toSignal.values()];
+    let next = 0;
+    const lane = async () => {
+      while (next < keys.length && !abort?.aborted) {
+        const key = keys[next++]!;
+        await signalKubeService(client, taskQueue, s, key, 'resync');
+        heartbeat({ signalled: next });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(s.signalConcurrency, keys.length) }, lane));
+
+    let namespacesRemoved = 0;
+    for (const nsName of emptyOwnedNs) {
+      if (abort?.aborted) break;
+      try {
+        await broker.removeNs(nsName, false);
+        namespacesRemoved += 1;
+      } catch (err) {
+        if (!(err instanceof NamespaceNotEmptyError || err instanceof NamespaceNotOwnedError)) throw err;
+      }
+    }
+    return { desired: desiredCount, registered, signalled: keys.length, namespacesRemoved };
+  }
+
+  return {
+    /**
+     * Makes the registry match one Kubernetes service as it is now: registered (namespace, service, endpoints)
+     * when its namespace is watched and it has allowed annotations and endpoints, removed otherwise. Foreign
+     * objects are left as they are and listed in `untouched`.
+     */
+    async reconcileKubeService(input: { sync: string; namespace: string; service: string }): Promise<KubeServiceOutcome> {
+      const path = `${input.namespace}/${input.service}`;
+      return asActivity(`reconcile of service ${path}`, async () => {
+        checkSync(input.sync);
+        validateName('namespace', input.namespace);
+        validateName('service', input.service);
+        const [ns, svc] = await Promise.all([
+          readOrUndefined(`namespace ${input.namespace}`, () => core.readNamespace({ name: input.namespace })),
+          readOrUndefined(`service ${path}`, () => core.readNamespacedService({ name: input.service, namespace: input.namespace })),
+        ]);
+        const reason = removalReason(s, ns, svc);
+        if (reason || !ns || !svc) return remove(input.namespace, input.service, reason ?? 'service-gone');
+        const x = extractServiceData(ns, svc, { allowedAnnotations: s.allowlist });
+        if (x.action === 'remove') return remove(input.namespace, input.service, x.reason instanceof NoEndpointsError ? 'no-endpoints' : 'no-metadata');
+        return register(path, x);
+      });
+    },
+
+    /**
+     * Runs the namespace and service informers, signalling the per-service workflow of every service that may
+     * need reconciling, and heartbeats their counters. Once the first lists are in, it compares the cluster
+     * with the registry and signals only what differs, instead of every service: a watch that moved to another
+     * worker (or continued as new) costs a registry read, not a workflow per service. Ends after
+     * `maxRunSeconds` (the workflow continues as new), fails (retryably) when the watch keeps failing or a
+     * signal cannot be sent, and stops on cancellation.
+     */
+    async watchKubernetes(input: { sync: string; maxRunSeconds: number }): Promise<WatchSummary> {
+      const ctx = Context.current();
+      try {
+        checkSync(input.sync);
+      } catch (err) {
+        throw toFailure(err, 'endpoint watch');
+      }
+      const client = deps.client ?? ctx.client;
+      const taskQueue = ctx.info.taskQueue;
+      const watcher = new KubeServiceWatcher({
+        kubeConfig: deps.kubeConfig,
+        policy: s.policy,
+        allowedAnnotations: s.allowlist,
+        stallTimeoutMs: s.stallTimeoutMs,
+        concurrency: s.signalConcurrency,
+        onChange: async (key, change, initial) => {
+          if (!initial) await signalKubeService(client, taskQueue, s, key, change);
+        },
+        onRestart: (reason, err) => ctx.log.warn('Kubernetes informers restarted', { reason, error: err instanceof Error ? err.message : undefined }),
+      });
+      const heartbeatMs = ctx.info.heartbeatTimeoutMs ?? s.heartbeatTimeoutSeconds * 1000;
+      const beat = setInterval(() => ctx.heartbeat(watcher.stats()), Math.max(100, Math.floor(heartbeatMs / 3)));
+      let timer: NodeJS.Timeout | undefined;
+      const ended = new AbortController();
+      const timeUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, input.maxRunSeconds) * 1000)));
+      ctx.heartbeat(watcher.stats());
+      try {
+        watcher.start();
+        const caughtUp = watcher.synced.then(() => compareAndSignal(client, taskQueue, () => undefined, ended.signal));
+        await Promise.race([watcher.done, ctx.cancelled, timeUp, caughtUp.then(() => Promise.race([watcher.done, ctx.cancelled, timeUp]))]);
+        await watcher.stop();
+        const st = watcher.stats();
+        return { events: st.events, notified: st.notified, restarts: st.restarts };
+      } catch (err) {
+        await watcher.stop();
+        if (err instanceof CancelledFailure) throw err;
+        throw toFailure(err, 'endpoint watch');
+      } finally {
+        ended.abort();
+        clearInterval(beat);
+        clearTimeout(timer);
+      }
+    },
+
+    /**
+     * Compares every watched Kubernetes service with the registry and signals each one the registry disagrees
+     * with (missing, different metadata or endpoints, or owned but no longer wanted); removes owned namespaces
+     * left empty and unwanted.
+     */
+    /** The scheduled full resync: {@link compareAndSignal} as an activity. */
+    async resyncEndpoints(input: { sync: string }): Promise<ResyncSummary> {
+      return asActivity('endpoint resync', async () => {
+        checkSync(input.sync);
+        const ctx = Context.current();
+        return compareAndSignal(deps.client ?? ctx.client, ctx.info.taskQueue, (d) => ctx.heartbeat(d));
+      });
+    },
+  };
+}
+
+/** Whether the owned endpoints in the registry are exactly the wanted ones (names, addresses, ports). */
+function sameEndpoints(broker: ServiceRegistryBroker, want: Endpoint[], have: Endpoint[]): boolean {
+  const owned = have.filter((e) => broker.isOwned(e.metadata));
+  if (owned.length !== want.length) return false;
+  const byName = new Map(owned.map((e) => [e.name, e]));
+  return want.every((w) => {
+    const h = byName.get(w.name);
+    return h !== undefined && h.address === w.address && h.port === w.port && broker.sameMetadata(w.metadata, h.metadata);
+  });
+}
+
+/** The endpoint activities, as workflows see them. */
+export type EndpointActivities = ReturnType<typeof createEndpointActivities>;
+
+/** What {@link ensureEndpointSync} needs: where workers poll and the validated settings. */
+export interface EnsureEndpointSyncOptions {
+  taskQueue: string;
+  settings: EndpointSyncSettings;
+  /** The watch activity ends and the watcher continues as new after this long (default 6 h). */
+  maxRunSeconds?: number;
+}
+
+/**
+ * Starts endpoint reconciliation for a mirror, idempotently: the watcher singleton `endpoint-watcher/<name>`
+ * (an already running one is kept) and the resync schedule `endpoint-resync/<name>` (created, or updated to the
+ * configured interval). Call it at worker start-up or from a deployment step.
+ */
+export async function ensureEndpointSync(client: Client, opts: EnsureEndpointSyncOptions): Promise<{ watcherRunId: string; scheduleId: string }> {
+  const { settings: s, taskQueue } = opts;
+  const watcher = await client.workflow.start<typeof endpointWatcherWorkflow>('endpointWatcherWorkflow', {
+    workflowId: endpointWatcherWorkflowId(s.name),
+    taskQueue,
+    args: [{ sync: s.name, heartbeatTimeoutSeconds: s.heartbeatTimeoutSeconds, ...(opts.maxRunSeconds ? { maxRunSeconds: opts.maxRunSeconds } : {}) }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+  const scheduleId = endpointResyncScheduleId(s.name);
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: 'endpointResyncWorkflow',
+    taskQueue,
+    args: [{ sync: s.name }] as Parameters<typeof endpointResyncWorkflow>,
+    workflowId: scheduleId,
+  };
+  const spec = { intervals: [{ every: `${s.resyncIntervalSeconds} seconds` as const }] };
+  try {
+    await client.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' } });
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action }));
+  }
+  return { watcherRunId: watcher.firstExecutionRunId, scheduleId };
+}
+
+/** Stops a mirror: cancels the watcher and deletes the resync schedule (registry entries stay). Idempotent. */
+export async function stopEndpointSync(client: Client, name: string): Promise<void> {
+  try {
+    await client.workflow.getHandle(endpointWatcherWorkflowId(name)).cancel();
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+  try {
+    await client.schedule.getHandle(endpointResyncScheduleId(name)).delete();
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+  }
+}

@@ -1,0 +1,115 @@
+// The `endpoints:` section of the runtime configuration: which Kubernetes services are mirrored into which
+// service registry, and how (see docs/ENDPOINTS.md).
+import type { MetadataPair } from '../adapters/servregistry';
+import type { SecretSource } from './runtime';
+import { secretSourceSchema as secretSource } from './secret-source';
+
+/** The `endpoints:` section of the runtime configuration (see docs/ENDPOINTS.md). */
+export interface EndpointSyncConfig {
+  /** Name of this mirror, a DNS label; workflow and schedule IDs carry it (default: the registry kind). */
+  name?: string;
+  registry: 'etcd' | 'cloudmap' | 'servicedirectory';
+  etcd?: { endpoints: string[]; prefix?: string; auth?: { username: string; password: SecretSource } };
+  cloudmap?: { region: string; endpoint?: string };
+  servicedirectory?: { projectId: string; location: string; apiEndpoint?: string; port?: number };
+  /** Path of a kubeconfig; default: $KUBECONFIG, ~/.kube/config or in-cluster. */
+  kubeconfig?: string;
+  /** Annotation allowlist: `*\/*`, exact keys, `prefix/*`, `*\/name`. */
+  allowedAnnotations: string[];
+  /** Namespace label prefix: `<prefix>/watch=enabled|disabled` (default `brokerflow.io`). */
+  labelPrefix?: string;
+  /** Whether a namespace without that label is watched (default false). */
+  watchByDefault?: boolean;
+  /** The pair that marks what brokerflow owns in the registry (default `owner=brokerflow`). */
+  ownerPair?: MetadataPair;
+  /** Pairs added to every registered service (e.g. the cluster's name). */
+  persistentMetadata?: MetadataPair[];
+  /** Interval of the full resync schedule (default 3600). */
+  resyncIntervalSeconds?: number;
+  /** Quiet time before a service is reconciled again right after a reconcile; a first change goes at once (default 500). */
+  debounceMs?: number;
+  /** How long a per-service workflow waits for more changes once in sync before it ends (default 0). */
+  idleSeconds?: number;
+  /** Heartbeat timeout of the watch: how fast it moves off a dead worker (default 15). */
+  heartbeatTimeoutSeconds?: number;
+  /** No Kubernetes event for this long restarts the informers (default 300). */
+  stallTimeoutSeconds?: number;
+  /** Deadline of one reconcile attempt (default 60). */
+  reconcileTimeoutSeconds?: number;
+  /**
+   * Where a reconcile runs: `local-activity` (inside the workflow task: half the round trips, for a registry
+   * that answers in milliseconds; the default for etcd) or `activity` (a task of its own, visible while it
+   * runs; the default for Cloud Map and Service Directory, whose operations take seconds).
+   */
+  reconcileIn?: 'local-activity' | 'activity';
+}
+
+/** The JSON Schema of {@link EndpointSyncConfig}, for the runtime configuration's schema. */
+export const endpointSyncConfigSchema = {
+  type: 'object',
+  required: ['registry', 'allowedAnnotations'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' },
+    registry: { enum: ['etcd', 'cloudmap', 'servicedirectory'] },
+    etcd: {
+      type: 'object',
+      required: ['endpoints'],
+      additionalProperties: false,
+      properties: {
+        endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
+        prefix: { type: 'string', pattern: '^/[A-Za-z0-9._/-]*$' },
+        auth: {
+          type: 'object',
+          required: ['username', 'password'],
+          additionalProperties: false,
+          properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
+        },
+      },
+    },
+    cloudmap: {
+      type: 'object',
+      required: ['region'],
+      additionalProperties: false,
+      properties: { region: { type: 'string', minLength: 1 }, endpoint: { type: 'string', pattern: '^https?://' } },
+    },
+    servicedirectory: {
+      type: 'object',
+      required: ['projectId', 'location'],
+      additionalProperties: false,
+      properties: {
+        projectId: { type: 'string', minLength: 1 },
+        location: { type: 'string', minLength: 1 },
+        apiEndpoint: { type: 'string', minLength: 1 },
+        port: { type: 'integer', minimum: 1, maximum: 65535 },
+      },
+    },
+    kubeconfig: { type: 'string', minLength: 1 },
+    allowedAnnotations: { type: 'array', items: { type: 'string', minLength: 1 } },
+    labelPrefix: { type: 'string', minLength: 1 },
+    watchByDefault: { type: 'boolean' },
+    ownerPair: {
+      type: 'object',
+      required: ['key', 'value'],
+      additionalProperties: false,
+      properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string', minLength: 1 } },
+    },
+    persistentMetadata: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['key', 'value'],
+        additionalProperties: false,
+        properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
+      },
+    },
+    resyncIntervalSeconds: { type: 'integer', minimum: 10, maximum: 604800 },
+    debounceMs: { type: 'integer', minimum: 0, maximum: 60000 },
+    idleSeconds: { type: 'integer', minimum: 0, maximum: 3600 },
+    heartbeatTimeoutSeconds: { type: 'integer', minimum: 2, maximum: 600 },
+    stallTimeoutSeconds: { type: 'integer', minimum: 5, maximum: 86400 },
+    reconcileTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
+    reconcileIn: { enum: ['local-activity', 'activity'] },
+  },
+} as const;
+
