@@ -26,7 +26,11 @@ import type { DriverContext, Patch, ResourceDriver, ResourceState, SecretStore }
 /** Longest accepted prefix in UTF-8 bytes: room for the tenant's own keys under it. */
 export const MAX_ETCD_PREFIX_BYTES = 512;
 /** The key, under a prefix, that holds the ID of the instance owning the prefix. */
-export const ETCD_OWNER_KEY = '.brokerflow-owner';
+/**
+ * Owner marks live under this prefix, outside every tenant range: a bound user, who may write anything under its
+ * instance's `<prefix>/`, can never rewrite or delete the mark that decides what deprovision may delete.
+ */
+export const ETCD_OWNERS_PREFIX = '/brokerflow-owners/etcd-prefix';
 /** Every user and role these drivers manage starts with this; nothing else is ever touched. */
 export const ETCD_MANAGED_NAME_PREFIX = 'bf-';
 
@@ -100,6 +104,9 @@ export function validateEtcdPrefix(prefix: unknown): string {
     throw new ValidationError(`prefix is longer than ${MAX_ETCD_PREFIX_BYTES} bytes`, 'prefix');
   }
   if (p.includes('..')) throw new ValidationError('prefix must not contain ".."', 'prefix');
+  if (p === '/brokerflow-owners' || p.startsWith('/brokerflow-owners/')) {
+    throw new ValidationError('prefix must not be under /brokerflow-owners (owner marks live there)', 'prefix');
+  }
   return p;
 }
 
@@ -109,8 +116,13 @@ function prefixRange(prefix: string): { key: Buffer; rangeEnd: Buffer } {
   return { key: utf8(`${prefix}/`), rangeEnd: utf8(`${prefix}0`) };
 }
 
+/** The key holding the ID of the instance that owns a prefix (outside the prefix's range). */
+export function etcdOwnerKey(prefix: string): string {
+  return `${ETCD_OWNERS_PREFIX}${prefix}`;
+}
+
 function ownerKey(prefix: string): Buffer {
-  return utf8(`${prefix}/${ETCD_OWNER_KEY}`);
+  return utf8(etcdOwnerKey(prefix));
 }
 
 function validateId(value: unknown, field: string): string {
@@ -198,8 +210,8 @@ function parsePrefixState(state: ResourceState): PrefixState {
 }
 
 /**
- * A key prefix per instance (kind `etcd-prefix`). Ownership is the owner key `<prefix>/.brokerflow-owner` holding
- * the instance ID; a prefix with another owner, or with keys but no owner key, is foreign and never touched.
+ * A key prefix per instance (kind `etcd-prefix`). Ownership is the owner key `/brokerflow-owners/etcd-prefix<prefix>`
+ * holding the instance ID; a prefix with another owner, or with keys but no owner key, is foreign and never touched.
  */
 export class EtcdPrefixDriver implements ResourceDriver {
   readonly kind = 'etcd-prefix';
@@ -237,10 +249,13 @@ export class EtcdPrefixDriver implements ResourceDriver {
     checkOwnerIsCaller(owner, ctx);
     const { key, rangeEnd } = prefixRange(prefix);
     const okey = ownerKey(prefix);
-    // One transaction: claim only an empty range, so data nobody marked is never adopted.
+    // One transaction: claim only an empty, unmarked range, so data nobody marked is never adopted.
     const res = await call(`claim ${prefix}`, () =>
       this.client.kv.txn({
-        compare: [{ key, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
+        compare: [
+          { key, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 },
+          { key: okey, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 },
+        ],
         success: [{ request_put: { key: okey, value: utf8(owner) } }],
         failure: [{ request_range: { key: okey } }],
       }),
@@ -262,7 +277,7 @@ export class EtcdPrefixDriver implements ResourceDriver {
     await call(`delete ${prefix}`, () =>
       this.client.kv.txn({
         compare: [{ key: ownerKey(prefix), target: CompareTarget.Value, result: CompareResult.Equal, value: utf8(owner) }],
-        success: [{ request_delete_range: { key, range_end: rangeEnd } }],
+        success: [{ request_delete_range: { key, range_end: rangeEnd } }, { request_delete_range: { key: ownerKey(prefix) } }],
         failure: [],
       }),
     );

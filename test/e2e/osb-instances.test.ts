@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
+import { etcdOwnerKey } from '../../adapters/resources/etcd';
 import { requireTestEnv } from '../support/env';
 import { PLAN, SERVICE, deleteQuery, instancePath, newId, osbResourceSets, provisionAndWait } from '../support/osb';
 
@@ -41,7 +42,7 @@ test('async provision answers 202 with an operation; last_operation says in prog
   const done = await pollLastOperation(stack, instancePath(id), operation);
   assert.deepEqual(done, { status: 200, body: { state: 'succeeded' } });
   assert.equal(((await configMap(id))?.data as Record<string, string>).quotaKeys, '5');
-  assert.equal(await tenant.get(`/tenants/${id}/.brokerflow-owner`).string(), id);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), id);
   // Pollers that send no operation, or the operation type instead of its ID, get the same answer.
   for (const q of ['', '?operation=provision']) {
     const r = await stack.osb('GET', `${instancePath(id)}/last_operation${q}`);

@@ -10,6 +10,7 @@ import { startTestStack, pollLastOperation, type TestStack } from '../support/st
 import { requireTestEnv } from '../support/env';
 import { PLAN, SERVICE, bindingPath, instancePath, newId, osbResourceSets } from '../support/osb';
 import { scheduledActivities } from '../support/history';
+import { etcdOwnerKey } from '../../adapters/resources/etcd';
 
 const root = resolve(__dirname, '..', '..');
 let stack: TestStack | undefined;
@@ -62,7 +63,8 @@ test('a worker killed mid-reconciliation leaves a set that a new worker complete
   assert.equal(maps.items.length, 1, 'one ConfigMap');
   const tenant = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
   try {
-    assert.deepEqual(await tenant.getAll().prefix(`/tenants/${id}/`).keys(), [`/tenants/${id}/.brokerflow-owner`], 'one owner key, nothing else');
+    assert.deepEqual(await tenant.getAll().prefix(`/tenants/${id}/`).keys(), [], 'nothing written twice under the prefix');
+    assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), id, 'one owner mark, naming the instance');
     const creds = (await stack.osb('GET', bindingPath(id, bid))).json().credentials as { username: string; password: string };
     const users = (await tenant.getUsers()).map((u) => u.name).filter((n) => n === creds.username);
     assert.equal(users.length, 1, 'one etcd user');

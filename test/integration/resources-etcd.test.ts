@@ -11,6 +11,7 @@ import { requireTestEnv } from '../support/env';
 import { ConflictError, PermissionError, UnavailableError, ValidationError } from '../../adapters/errors';
 import {
   connectTenantEtcd,
+  etcdOwnerKey,
   etcdUserName,
   EtcdPrefixDriver,
   EtcdUserDriver,
@@ -135,10 +136,10 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
     const app = clientAs(creds);
     await app.put(`${prefix}/config`).value('v1');
     assert.equal(await app.get(`${prefix}/config`).string(), 'v1');
-    assert.deepEqual(Object.keys(await app.getAll().prefix(`${prefix}/`).strings()).sort(), [
-      `${prefix}/.brokerflow-owner`,
-      `${prefix}/config`,
-    ]);
+    assert.deepEqual(Object.keys(await app.getAll().prefix(`${prefix}/`).strings()).sort(), [`${prefix}/config`]);
+    // The owner mark sits outside the range the user may write: it cannot unmark (or re-mark) its prefix.
+    assert.equal(await root.get(etcdOwnerKey(prefix)).string(), instanceId);
+    await assert.rejects(app.delete().key(etcdOwnerKey(prefix)).exec(), denied);
     // Outside the prefix, including a sibling that merely shares its characters, etcd itself says no.
     await assert.rejects(app.put(`/tenants/other/config`).value('x').exec(), denied);
     await assert.rejects(app.put(`${prefix}x`).value('x').exec(), denied);
@@ -246,7 +247,7 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
 
   void test('a prefix owned by another instance is never claimed, changed or deleted', async () => {
     const prefix = `/tenants/${id()}`;
-    await root.put(`${prefix}/.brokerflow-owner`).value('someone-else');
+    await root.put(etcdOwnerKey(prefix)).value('someone-else');
     await root.put(`${prefix}/their-data`).value('keep');
     const ctx = context({ instanceId: `inst-${id()}` });
 
@@ -256,7 +257,7 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
     // Even a delete step handed this prefix directly leaves it alone.
     await prefixes.applyDeleteChange({ prefix, owner: ctx.object.instanceId }, ctx);
     assert.equal(await root.get(`${prefix}/their-data`).string(), 'keep');
-    assert.equal(await root.get(`${prefix}/.brokerflow-owner`).string(), 'someone-else');
+    assert.equal(await root.get(etcdOwnerKey(prefix)).string(), 'someone-else');
   });
 
   void test('a prefix that already holds unmarked keys is not adopted', async () => {
@@ -264,7 +265,7 @@ void describe('etcd resource drivers on an etcd with authentication enabled', ()
     await root.put(`${prefix}/legacy`).value('keep');
     const ctx = context({ instanceId: `inst-${id()}` });
     await assert.rejects(reconcile(prefixes, { prefix }, ctx), ConflictError);
-    assert.equal(await root.get(`${prefix}/.brokerflow-owner`).string(), null);
+    assert.equal(await root.get(etcdOwnerKey(prefix)).string(), null);
     assert.equal(await root.get(`${prefix}/legacy`).string(), 'keep');
   });
 
