@@ -5,7 +5,7 @@ import { createProbeActivities } from './probe';
 import { createReconcileActivities } from './reconcile';
 import type { ReconcileMetrics } from './metrics';
 import { createOperationActivities, type OperationDeps } from './operations';
-import { createEndpointActivities, type EndpointDeps } from './endpoints';
+import type { EndpointDeps } from './endpoints';
 
 /** The adapters activities are built from. */
 export interface ActivityDeps {
@@ -24,7 +24,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createProbeActivities(deps),
     ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
     ...(deps.operations ? createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }) : {}),
-    ...(deps.endpoints ? createEndpointActivities(deps.endpoints) : {}),
+    // Loaded only when endpoint reconciliation is configured: it pulls in @kubernetes/client-node (~75 MB RSS).
+    ...(deps.endpoints ? (require('./endpoints') as typeof import('./endpoints')).createEndpointActivities(deps.endpoints) : {}),
   };
 }
 

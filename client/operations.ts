@@ -207,7 +207,10 @@ export class OperationsClient {
     const runHolds = (opId: string) => d?.status.name === 'RUNNING' && memo?.operationId === opId;
     if (recordMatches) {
       if (runHolds(record.operationId)) return fromRecord(record);
-      // The run that opened this operation is gone without completing it (terminated, timed out).
+      // The run is gone: it may have recorded its end between our two reads — read the registry again.
+      const again = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
+      if (again && again.operationId === record.operationId && again.state !== 'in progress') return fromRecord(again);
+      // The run that opened this operation ended without completing it (terminated, timed out).
       return { ...fromRecord(record), state: 'failed', description: 'the operation ended without completing; retry it' };
     }
     // A deprovision requested during a provision: until the workflow handles the signal, the memo names the provision.

@@ -6,7 +6,6 @@ import { createDrivers, createRegistry, driverSecretStore, type RegistryBundle }
 import type { ResourceDriver } from '../adapters/resources/types';
 import type { ActivityDeps } from '../activities';
 import { createReconcileMetrics } from '../activities/metrics';
-import { createEndpointDeps } from '../activities/endpoints';
 import { resolve } from 'node:path';
 
 /** Activity dependencies with the resources behind them. */
@@ -26,7 +25,10 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
   const { drivers, close: closeDrivers } = await createDrivers(cfg, driverSecretStore(registry.secrets));
   for (const [kind, d] of extraDrivers) drivers.set(kind, d);
   const kubeconfig = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
-  const endpoints = cfg.endpoints ? createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir }) : undefined;
+  // Imported only when configured: endpoint reconciliation pulls in @kubernetes/client-node.
+  const endpoints = cfg.endpoints
+    ? (require('../activities/endpoints') as typeof import('../activities/endpoints')).createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir })
+    : undefined;
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'brokerflow_worker_' });
   return {

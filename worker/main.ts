@@ -4,8 +4,8 @@ import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { createLogger } from '../client/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
+import { prebuiltWorkflowBundle } from './bundle';
 import { connectClient } from '../client/temporal';
-import { ensureEndpointSync } from '../activities/endpoints';
 
 async function main(): Promise<void> {
   const log = createLogger('worker');
@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const sdkPort = config.worker?.sdkMetricsPort;
   installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
   const built = await buildWorkerDependencies(config);
-  const worker = await createWorker({ config, deps: built.deps });
+  const worker = await createWorker({ config, deps: built.deps, workflowBundle: { codePath: prebuiltWorkflowBundle() } });
   const metricsPort = config.worker?.metricsPort;
   const server =
     metricsPort !== undefined
@@ -35,6 +35,7 @@ async function main(): Promise<void> {
   if (built.deps.endpoints) {
     // Endpoint reconciliation runs as a singleton watcher workflow plus a resync schedule; starting them is idempotent.
     const client = await connectClient(config);
+    const { ensureEndpointSync } = require('../activities/endpoints') as typeof import('../activities/endpoints');
     const started = await ensureEndpointSync(client, { taskQueue: config.temporal.taskQueue, settings: built.deps.endpoints.settings });
     log.info({ sync: built.deps.endpoints.settings.name, schedule: started.scheduleId }, 'endpoint reconciliation running');
     await client.connection.close();

@@ -1,0 +1,160 @@
+// The stack `npm run bench` starts once, the same way the test runner does (scripts/lib): Temporal dev server,
+// etcd, a tenant etcd with authentication on, moto and the Kubernetes control plane, plus one bundle of the
+// product's workflows. Also what the report says about the machine and the versions measured.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { arch, availableParallelism, cpus, loadavg, release, totalmem, type } from 'node:os';
+import { dirname, join } from 'node:path';
+import { repoRoot, runInstaller } from '../../scripts/lib/process';
+import { startTemporal } from '../../scripts/lib/temporal';
+import { enableEtcdAuth, startEtcd } from '../../scripts/lib/etcd';
+import { startMoto } from '../../scripts/lib/moto';
+import { startKubeControlPlane } from '../../scripts/lib/kube';
+import { testEnvNames } from '../support/env';
+import { bundleWorkflows } from '../../worker/worker';
+
+/** The running servers, their addresses as benchmarks see them, and how to stop them. */
+export interface BenchStack {
+  temporalAddress: string;
+  etcdEndpoint: string;
+  motoEndpoint: string;
+  kubeconfig: string;
+  /** The test-support environment (test/support/env.ts names), so benchmarks can reuse the test helpers. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/** Starts every server; on a failure, stops what had started and rethrows. */
+export async function startBenchStack(workDir: string): Promise<BenchStack> {
+  const logDir = join(workDir, 'logs');
+  const stoppers: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    await Promise.allSettled(stoppers.map((s) => s()));
+  };
+  try {
+    const bundlePath = join(workDir, 'workflow-bundle.js');
+    const tenantRootPassword = randomBytes(16).toString('hex');
+    const started = await Promise.allSettled([
+      startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
+      startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
+      startMoto({ logDir }),
+      startEtcd({ dataDir: join(workDir, 'etcd-tenants'), logDir, name: 'etcd-tenants' }).then(async (e) => {
+        try {
+          await enableEtcdAuth(e.endpoint, tenantRootPassword);
+        } catch (err) {
+          await e.stop();
+          throw err;
+        }
+        return e;
+      }),
+    ]);
+    for (const s of started) if (s.status === 'fulfilled') stoppers.push(() => s.value.stop());
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    const [temporal, etcd, moto, tenantEtcd] = started.map((s) => (s as PromiseFulfilledResult<unknown>).value) as [
+      Awaited<ReturnType<typeof startTemporal>>,
+      Awaited<ReturnType<typeof startEtcd>>,
+      Awaited<ReturnType<typeof startMoto>>,
+      Awaited<ReturnType<typeof startEtcd>>,
+    ];
+    // kube-apiserver keeps its objects in the main etcd (its own prefix); bundling runs meanwhile.
+    const [kubeStarted, bundled] = await Promise.allSettled([
+      startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir }),
+      bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
+    ]);
+    if (kubeStarted.status === 'fulfilled') stoppers.unshift(() => kubeStarted.value.stop());
+    if (kubeStarted.status === 'rejected') throw kubeStarted.reason;
+    if (bundled.status === 'rejected') throw bundled.reason;
+    const kube = kubeStarted.value;
+    return {
+      temporalAddress: temporal.address,
+      etcdEndpoint: etcd.endpoint,
+      motoEndpoint: moto.endpoint,
+      kubeconfig: kube.kubeconfigPath,
+      env: {
+        [testEnvNames.temporalAddress]: temporal.address,
+        [testEnvNames.temporalUi]: temporal.uiUrl,
+        [testEnvNames.etcdEndpoint]: etcd.endpoint,
+        [testEnvNames.motoEndpoint]: moto.endpoint,
+        [testEnvNames.tenantEtcdEndpoint]: tenantEtcd.endpoint,
+        [testEnvNames.tenantEtcdRootPassword]: tenantRootPassword,
+        [testEnvNames.kubeconfig]: kube.kubeconfigPath,
+        [testEnvNames.workDir]: workDir,
+        [testEnvNames.workflowBundle]: bundlePath,
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The machine a report was measured on. */
+export interface MachineInfo {
+  cpuModel: string;
+  cores: number;
+  memoryMB: number;
+  os: string;
+  node: string;
+  /** 1-minute load average when the run started and ended: other work on the machine skews every figure. */
+  loadAverageAtStart: number;
+  loadAverageAtEnd?: number;
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: availableParallelism(),
+    memoryMB: Math.round(totalmem() / 2 ** 20),
+    os: `${type()} ${release()} ${arch()}`,
+    node: process.version,
+    loadAverageAtStart: Math.round(loadavg()[0]! * 100) / 100,
+  };
+}
+
+/** Versions of what was measured. */
+export interface Versions {
+  brokerflow: string;
+  temporalCli: string;
+  etcd: string;
+  kubernetes: string;
+  moto: string;
+  node: string;
+  packages: Record<string, string>;
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 }).trim().split('\n')[0]!.trim();
+  } catch (err) {
+    return `unknown (${(err as Error).message.split('\n')[0]})`;
+  }
+}
+
+const PACKAGES = ['@temporalio/client', '@temporalio/worker', 'etcd3', 'fastify', '@kubernetes/client-node', '@aws-sdk/client-s3', 'tsx'];
+
+export function collectVersions(): Versions {
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  const commit = firstLine('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
+  const dirty = firstLine('git', ['-C', repoRoot, 'status', '--porcelain', '--untracked-files=no']) !== '';
+  const moto = runInstaller('moto');
+  return {
+    brokerflow: `${pkg.version} (${commit}${dirty ? ', with uncommitted changes' : ''})`,
+    temporalCli: firstLine(runInstaller('temporal'), ['--version']),
+    etcd: firstLine(runInstaller('etcd'), ['--version']),
+    kubernetes: firstLine(join(runInstaller('kube'), 'kube-apiserver'), ['--version']),
+    moto: `moto ${firstLine(join(dirname(moto), 'python'), ['-c', 'import moto; print(moto.__version__)'])}`,
+    node: process.version,
+    packages: Object.fromEntries(
+      PACKAGES.map((name) => {
+        try {
+          return [name, (JSON.parse(readFileSync(join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version];
+        } catch {
+          return [name, 'not installed'];
+        }
+      }),
+    ),
+  };
+}
