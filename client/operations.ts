@@ -95,7 +95,8 @@ export class OperationsClient {
 
   private async describe(instanceId: string): Promise<WorkflowExecutionDescription | undefined> {
     try {
-      return await this.client.workflow.getHandle(instanceWorkflowId(instanceId)).describe();
+      // A short deadline: when Temporal is down, callers fall back to the registry instead of hanging.
+      return await this.client.connection.withDeadline(Date.now() + 3000, () => this.client.workflow.getHandle(instanceWorkflowId(instanceId)).describe());
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw err;
@@ -193,7 +194,8 @@ export class OperationsClient {
     const record: OperationRecord | undefined = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
     const wanted = ref.operationId;
     const recordMatches = record && (!wanted || record.operationId === wanted);
-    if (recordMatches && record.state !== 'in progress') return fromRecord(record);
+    // A terminal record answers a poll for its own operation; a poll naming none must also see a newer run.
+    if (recordMatches && record.state !== 'in progress' && wanted) return fromRecord(record);
 
     // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
     let d: WorkflowExecutionDescription | undefined;
@@ -204,9 +206,14 @@ export class OperationsClient {
       return recordMatches ? fromRecord(record) : undefined;
     }
     const memo = d?.memo as unknown as OperationMemo | undefined;
-    const runHolds = (opId: string) => d?.status.name === 'RUNNING' && memo?.operationId === opId;
+    const running = d?.status.name === 'RUNNING' ? memo : undefined;
+    const sameEntry = (m: OperationMemo) => (ref.bindingId ? m.bindingId === ref.bindingId : !m.bindingId);
+    // No operation asked and a newer run than the record's holds this entry: the gap before its first write.
+    if (!wanted && running && running.operationId !== record?.operationId && sameEntry(running)) {
+      return { operation: running.operation, operationId: running.operationId, state: 'in progress' };
+    }
     if (recordMatches) {
-      if (runHolds(record.operationId)) return fromRecord(record);
+      if (record.state !== 'in progress' || running?.operationId === record.operationId) return fromRecord(record);
       // The run is gone: it may have recorded its end between our two reads — read the registry again.
       const again = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
       if (again && again.operationId === record.operationId && again.state !== 'in progress') return fromRecord(again);
@@ -214,21 +221,17 @@ export class OperationsClient {
       return { ...fromRecord(record), state: 'failed', description: 'the operation ended without completing; retry it' };
     }
     // A deprovision requested during a provision: until the workflow handles the signal, the memo names the provision.
-    if (wanted && d?.status.name === 'RUNNING' && memo && wanted === deprovisionAfterProvisionId(memo.operationId)) {
+    if (wanted && running && wanted === deprovisionAfterProvisionId(running.operationId)) {
       return { operation: 'deprovision', operationId: wanted, state: 'in progress' };
     }
     if (wanted && memo?.operationId === wanted && (!ref.bindingId || memo.bindingId === ref.bindingId)) {
-      if (d?.status.name === 'RUNNING') return { operation: memo.operation, operationId: wanted, state: 'in progress' };
+      if (running) return { operation: memo.operation, operationId: wanted, state: 'in progress' };
       const result = await this.client.workflow
         .getHandle(instanceWorkflowId(ref.instanceId), d!.runId)
         .result()
         .then((r) => r as OperationResult)
         .catch((err: Error) => ({ operation: memo.operation, operationId: wanted, state: 'failed' as const, description: err.message }));
       return { operation: result.operation, operationId: wanted, state: result.state, ...(result.description ? { description: result.description } : {}) };
-    }
-    // Nothing recorded yet, but a run holds an operation: the gap between start and the workflow's first write.
-    if (!record && !wanted && d?.status.name === 'RUNNING' && memo && (ref.bindingId ? memo.bindingId === ref.bindingId : true)) {
-      return { operation: memo.operation, operationId: memo.operationId, state: 'in progress' };
     }
     // An operation ID we never issued for this instance (or a poller that sends a type name): report the latest.
     return record ? fromRecord(record) : undefined;

@@ -197,22 +197,28 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   } catch (err) {
     if (!(deprovisionInput && isCancellation(err))) error = describeFailure(err);
   }
-  if (deprovisionInput) {
-    // A provision interrupted before it recorded anything has nothing to close in the registry.
-    if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
+  const continueAsDeprovision = (d: OperationInput) => {
     const next = makeContinueAsNewFunc<typeof deprovision>({
       workflowType: 'deprovision',
-      memo: { operation: 'deprovision', operationId: deprovisionInput.operationId, fingerprint: deprovisionInput.fingerprint, summary: operationSummary(deprovisionInput) },
+      memo: { operation: 'deprovision', operationId: d.operationId, fingerprint: d.fingerprint, summary: operationSummary(d) },
       typedSearchAttributes: workflowInfo().typedSearchAttributes.updateCopy([
         { key: OperationType, value: 'deprovision' },
         { key: OperationState, value: 'in progress' },
       ]),
     });
-    return next(deprovisionInput);
+    return next(d);
+  };
+  if (deprovisionInput) {
+    // A provision interrupted before it recorded anything has nothing to close in the registry.
+    if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
+    return continueAsDeprovision(deprovisionInput);
   }
   // An identical provision that already succeeded (a re-PUT racing the previous run's end) records nothing new.
-  if (alreadySucceeded) return run.done();
-  return run.finish(error);
+  const result = alreadySucceeded ? run.done() : await run.finish(error);
+  // A DELETE that arrived while the end was being recorded was answered 202: it must still happen.
+  const late = deprovisionInput as OperationInput | undefined;
+  if (late) return continueAsDeprovision(late);
+  return result;
 }
 
 /** Update: reconcile the (possibly new) plan's resource set with the new parameters. */

@@ -150,6 +150,9 @@ function etcdError(op: string, err: unknown): BrokerflowError {
     return new PermissionError(`etcd ${op}: authentication as the driver's user failed`);
   }
   if (e instanceof EtcdPermissionDeniedError) return new PermissionError(`etcd ${op}: permission denied to the driver's user`);
+  // A request authorised against an older auth revision (a user or role changed meanwhile) comes back as
+  // InvalidArgument, yet the same call succeeds when repeated.
+  if (/revision of auth store is old/.test(e.message)) return new UnavailableError(`etcd ${op}: the auth store changed meanwhile`, e);
   if (e instanceof GRPCInvalidArgumentError) return new ValidationError(`etcd ${op}: ${errorText(e)}`);
   if (e instanceof EtcdError && /authentication is not enabled/.test(e.message)) {
     return new ValidationError(`etcd ${op}: the tenant etcd has authentication disabled; users and roles would not be enforced`);

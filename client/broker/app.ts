@@ -5,6 +5,7 @@ import type { Catalog } from '../../config/catalog';
 import { publicCatalog } from '../../config/catalog';
 import { createAuthenticator, type BrokerCredentials } from './auth';
 import { OsbError, preconditionFailed, unauthorized } from './errors';
+import { ValidationError } from '../../adapters/errors';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics';
 import { openApiDocument } from './openapi';
 
@@ -44,6 +45,10 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
     // OSB IDs are path segments; never let an encoded slash become a path separator.
     routerOptions: { maxParamLength: 300 },
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    // URLs the router refuses (undecodable, a parameter too long) get the OSB error body too.
+    frameworkErrors: (err, _req, reply) => {
+      void (reply as unknown as { code(n: number): { send(b: unknown): unknown } }).code(err.statusCode ?? 400).send({ description: err.message });
+    },
   });
 
   app.addHook('onRequest', async (req, reply) => {
@@ -81,6 +86,8 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
 
   app.setErrorHandler(async (err: FastifyError | OsbError, req, reply) => {
     if (err instanceof OsbError) return reply.code(err.statusCode).send(err.body());
+    // An ID or key the adapters refuse is bad input, refused before anything changed.
+    if (err instanceof ValidationError) return reply.code(400).send({ description: err.message });
     if (err.validation) {
       const first = err.validation[0];
       const where = `${err.validationContext ?? 'request'}${first?.instancePath ?? ''}`;

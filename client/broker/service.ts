@@ -162,9 +162,9 @@ export class OsbService {
   private async answerSync(input: OperationInput, operationId: string, sync: { status: number; body: () => Promise<Json> }): Promise<OsbAnswer> {
     const result = await this.deps.operations.waitForResult(input.instanceId, this.deps.syncTimeoutMs);
     if (!result) {
-      throw unprocessable(
-        'AsyncRequired',
-        `the operation did not finish within ${Math.round(this.deps.syncTimeoutMs / 1000)} s; retry with accepts_incomplete=true (operation ${operationId} continues)`,
+      throw new OsbError(
+        500,
+        `the operation did not finish within ${Math.round(this.deps.syncTimeoutMs / 1000)} s and continues (operation ${operationId}): repeat the request with accepts_incomplete=true, or delete to undo it`,
       );
     }
     if (result.state === 'failed') throw new OsbError(500, `${input.operation} failed: ${result.description ?? 'unknown error'}`);
@@ -388,7 +388,12 @@ export class OsbService {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     this.requireAsyncAllowed(plan, accepts);
     const binding = await this.openBinding(instanceId, bindingId);
-    if (!binding.exists()) throw gone(`binding ${bindingId} does not exist`);
+    if (!binding.exists()) {
+      // A bind that has not recorded itself yet is about to create the binding: the platform must come back.
+      const running = await this.deps.operations.running(instanceId);
+      if (running?.operation === 'bind' && running.bindingId === bindingId) throw unprocessable('ConcurrencyError', `binding ${bindingId} is still being created`);
+      throw gone(`binding ${bindingId} does not exist`);
+    }
     const previous = await this.deps.operations.status({ instanceId, bindingId });
     const fingerprint = requestFingerprint({ unbind: bindingId });
     const input: OperationInput = {
