@@ -1,8 +1,8 @@
 // `npm run dev`: the whole system on one machine. Installs what is missing, starts the Temporal dev server
 // (SQLite file and Web UI), etcd, the tenant etcd (auth on) that etcd resource drivers manage, a local
-// Kubernetes control plane (unless $KUBECONFIG names a cluster, or --no-kube), the worker and the broker with
-// config/brokerflow.example.yaml, prints where to look, and stops everything on Ctrl-C. State lives in .data/
-// and survives restarts.
+// Kubernetes control plane (unless $KUBECONFIG names a cluster, or --no-kube), the worker, the broker and the
+// codec server the Web UI decodes through, with config/brokerflow.example.yaml, prints where to look, and stops
+// everything on Ctrl-C. State lives in .data/ and survives restarts.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -87,6 +87,9 @@ async function main(): Promise<void> {
   const brokerUrl = `http://${config.broker?.host ?? '127.0.0.1'}:${config.broker?.port ?? 8080}`;
   procs.push(await node('worker', 'worker/main.ts', async () => readFileSync(join(logDir, 'worker.log'), 'utf8').includes('worker started')));
   procs.push(await node('broker', 'client/broker/main.ts', () => httpOk(`${brokerUrl}/healthz`)));
+  // The Web UI was started pointing at this address (--ui-codec-endpoint); it decodes payloads through it.
+  const codecUrl = `http://${config.codecServer?.host ?? '127.0.0.1'}:${codecPort}`;
+  procs.push(await node('codec-server', 'client/codec-main.ts', () => httpOk(`${codecUrl}/healthz`)));
 
   const stopAll = async () => {
     console.log('\nbrokerflow dev: stopping');
@@ -106,6 +109,8 @@ brokerflow is running.
                     curl -u "admin:$(cat .data/secrets/broker-password)" \\
                          -H 'X-Broker-API-Version: 2.17' ${brokerUrl}/v2/catalog
   Temporal Web UI   ${temporal.uiUrl}
+  codec server      ${codecUrl}   (decodes payloads for the Web UI: in the UI's codec settings tick
+                    "Include cross-origin credentials", then sign in as admin when the browser asks)
   Temporal gRPC     ${temporal.address}
   etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
   Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}

@@ -6,6 +6,8 @@ import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 import { prebuiltWorkflowBundle } from './bundle';
 import { connectClient } from '../client/temporal';
+import { searchAttributeDefinitions } from '../workflows/searchAttributes';
+import { temporal } from '@temporalio/proto';
 
 async function main(): Promise<void> {
   const log = createLogger('worker');
@@ -32,6 +34,7 @@ async function main(): Promise<void> {
     { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort },
     'worker started',
   );
+  await registerSearchAttributes(config, log);
   if (built.deps.endpoints) {
     // Endpoint reconciliation runs as a singleton watcher workflow plus a resync schedule; starting them is idempotent.
     const client = await connectClient(config);
@@ -44,6 +47,29 @@ async function main(): Promise<void> {
   server?.close();
   await built.close();
   log.info('worker stopped');
+}
+
+/**
+ * Registers brokerflow's search attributes on the namespace (idempotent): a real cluster refuses workflow starts
+ * that set unknown ones. Needs operator rights; without them (Temporal Cloud) it warns and the attributes must be
+ * added in the Cloud UI or with tcld.
+ */
+async function registerSearchAttributes(config: Parameters<typeof connectClient>[0], log: ReturnType<typeof createLogger>): Promise<void> {
+  const client = await connectClient(config);
+  try {
+    const { customAttributes } = await client.connection.operatorService.listSearchAttributes({ namespace: config.temporal.namespace });
+    const missing = searchAttributeDefinitions.filter((d) => !(d.name in (customAttributes ?? {})));
+    if (missing.length === 0) return;
+    await client.connection.operatorService.addSearchAttributes({
+      namespace: config.temporal.namespace,
+      searchAttributes: Object.fromEntries(missing.map((d) => [d.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+    log.info({ added: missing.map((d) => d.name) }, 'search attributes registered');
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not register search attributes; add them to the namespace by hand (see docs/DEPLOY.md)');
+  } finally {
+    await client.connection.close();
+  }
 }
 
 main().catch((err: Error) => {

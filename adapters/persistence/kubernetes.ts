@@ -4,7 +4,7 @@
 // what it owns. Objects land in their `metadata.namespace`, else in the instance's namespace.
 import { createHash } from 'node:crypto';
 import type { CoreV1Api, KubeConfig, V1ConfigMap, V1ObjectMeta, V1Secret } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
-import { BrokerflowError, ConflictError, NotFoundError, UnavailableError, ValidationError } from '../errors';
+import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
 import { InstanceTable, type InstanceState } from './instances';
 import type { MachineId } from './machine-id';
 import { formatKey, groupKindOf, identityOf, parseKey, parseStored, storableCopy, validateNamespace, type ObjectIdentity } from './object-key';
@@ -97,7 +97,9 @@ function kubeError(what: string, err: unknown): BrokerflowError {
   const status = httpStatus(err);
   if (status === 409) return new ConflictError(`kubernetes persistence: ${what} conflicted with another writer`);
   if (status === 400 || status === 422) return new ValidationError(`kubernetes persistence: ${what} was rejected (HTTP ${status})`);
-  // Network trouble, 5xx, 429, and denied credentials: the instance cannot serve now.
+  // A denied request does not heal by itself: RBAC or credentials must change, so it is not retried.
+  if (status === 401 || status === 403) return new PermissionError(`kubernetes persistence: ${what} was denied (HTTP ${status}): check the ServiceAccount's RBAC`);
+  // Network trouble, 5xx and 429: the instance cannot serve now.
   return new UnavailableError(`kubernetes persistence: ${what} failed (${status ? `HTTP ${status}` : (err as Error)?.message ?? 'error'})`);
 }
 

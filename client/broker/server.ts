@@ -64,7 +64,8 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
       {
         name: 'temporal',
         check: async () => {
-          await temporal.workflowService.getSystemInfo({});
+          // A short deadline: an unreachable Temporal must turn /readyz to 503 in seconds, not after gRPC's retries.
+          await temporal.connection.withDeadline(Date.now() + 2000, () => temporal.workflowService.getSystemInfo({}));
         },
       },
       {

@@ -191,7 +191,7 @@ export function buildProgram(): Command {
 
   program
     .command('bind <instance> <binding>')
-    .description('create a binding (credentials are shown with `status --binding ... --credentials`)')
+    .description('create a binding (fetch its credentials through the broker: GET .../service_bindings/<binding>)')
     .addOption(paramsOpt)
     .option('--app-guid <guid>', 'the application to bind')
     .addOption(waitOpt)
