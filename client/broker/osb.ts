@@ -6,6 +6,8 @@ import * as S from './schemas';
 
 const send = (reply: FastifyReply, a: OsbAnswer) => {
   for (const [k, v] of Object.entries(a.headers ?? {})) void reply.header(k, v);
+  // Ties the request (reqId, principal, originating identity) to the operation it started or joined.
+  if (typeof a.body.operation === 'string') reply.log.info({ operationId: a.body.operation, status: a.status }, 'operation');
   return reply.code(a.status).send(a.body);
 };
 const accepts = (q: { accepts_incomplete?: string }) => q.accepts_incomplete === 'true';
