@@ -2,7 +2,7 @@
 // service registry, and how (see docs/ENDPOINTS.md).
 import type { MetadataPair } from '../adapters/servregistry';
 import type { SecretSource } from './runtime';
-import { secretSourceSchema as secretSource } from './secret-source';
+import { etcdAuthSchema, etcdEndpointsSchema } from './secret-source';
 
 /** The `endpoints:` section of the runtime configuration (see docs/ENDPOINTS.md). */
 export interface EndpointSyncConfig {
@@ -57,14 +57,9 @@ export const endpointSyncConfigSchema = {
       required: ['endpoints'],
       additionalProperties: false,
       properties: {
-        endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
+        endpoints: etcdEndpointsSchema,
         prefix: { type: 'string', pattern: '^/[A-Za-z0-9._/-]*$' },
-        auth: {
-          type: 'object',
-          required: ['username', 'password'],
-          additionalProperties: false,
-          properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
-        },
+        auth: etcdAuthSchema,
       },
     },
     cloudmap: {

@@ -7,7 +7,7 @@ import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
 import { loadResourceSets, type ResourceSetDef } from './resource-sets';
-import { secretSourceSchema as secretSource } from './secret-source';
+import { etcdAuthSchema, etcdEndpointsSchema, secretSourceSchema as secretSource } from './secret-source';
 import { endpointSyncConfigSchema, type EndpointSyncConfig } from './endpoints';
 
 /** A secret given inline (development only), from an environment variable, or from a file. */
@@ -92,13 +92,8 @@ const runtimeSchema = {
           required: ['endpoints', 'auth'],
           additionalProperties: false,
           properties: {
-            endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
-            auth: {
-              type: 'object',
-              required: ['username', 'password'],
-              additionalProperties: false,
-              properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
-            },
+            endpoints: etcdEndpointsSchema,
+            auth: etcdAuthSchema,
           },
         },
       },
@@ -139,14 +134,9 @@ const runtimeSchema = {
       required: ['endpoints'],
       additionalProperties: false,
       properties: {
-        endpoints: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://[^\\s/]+$' } },
+        endpoints: etcdEndpointsSchema,
         prefix: { type: 'string', pattern: '^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$' },
-        auth: {
-          type: 'object',
-          required: ['username', 'password'],
-          additionalProperties: false,
-          properties: { username: { type: 'string', minLength: 1 }, password: secretSource },
-        },
+        auth: etcdAuthSchema,
       },
     },
     registry: {
