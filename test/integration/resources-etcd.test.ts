@@ -16,11 +16,10 @@ import {
   EtcdPrefixDriver,
   EtcdUserDriver,
   type DriverContext,
-  type Patch,
   type ReconcileObject,
-  type ResourceDriver,
   type SecretStore,
 } from '../../adapters/resources';
+import { reconcile, remove, viaHistory } from '../support/driver-steps';
 
 /** The SecretStore contract in memory; the real one is the SecretPersistenceProvider. */
 class MemorySecretStore implements SecretStore {
@@ -46,29 +45,6 @@ function context(object: Partial<ReconcileObject> & { instanceId: string }): Dri
     heartbeat: () => undefined,
     signal: new AbortController().signal,
   };
-}
-
-/** States travel through workflow history as JSON between steps. */
-const viaHistory = <T>(v: T): T => (v === null || v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
-
-/** One reconciliation of one resource, in the workflow's order: current, desired, patch, create, delete, update. */
-async function reconcile(driver: ResourceDriver, spec: Record<string, unknown>, ctx: DriverContext): Promise<Patch> {
-  const current = viaHistory(await driver.getCurrentState(spec, ctx));
-  const desired = viaHistory(await driver.getDesiredState(spec, ctx));
-  const patch = viaHistory(driver.newUpdatePatch(current, desired));
-  if (patch.create) await driver.applyCreateChange(patch.create, ctx);
-  if (patch.delete) await driver.applyDeleteChange(patch.delete, ctx);
-  if (patch.update) await driver.applyUpdateChange(patch.update, ctx);
-  return patch;
-}
-
-/** One deletion reconciliation of one resource. */
-async function remove(driver: ResourceDriver, spec: Record<string, unknown>, ctx: DriverContext): Promise<Patch> {
-  const current = viaHistory(await driver.getCurrentState(spec, ctx));
-  const desired = viaHistory(await driver.getDesiredState(spec, ctx));
-  const patch = viaHistory(driver.newDeletePatch(current, desired));
-  if (patch.delete) await driver.applyDeleteChange(patch.delete, ctx);
-  return patch;
 }
 
 void describe('etcd resource drivers on an etcd with authentication enabled', () => {

@@ -15,10 +15,9 @@ import {
   INSTANCE_ID_KEY,
   MANAGED_BY_LABEL,
   type DriverContext,
-  type Patch,
   type ReconcileObject,
-  type ResourceDriver,
 } from '../../adapters/resources';
+import { reconcile, remove, viaHistory } from '../support/driver-steps';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const id = () => randomBytes(5).toString('hex');
@@ -32,26 +31,6 @@ async function eventually<T>(what: string, check: () => Promise<T | undefined>, 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(100);
   }
-}
-
-const viaHistory = <T>(v: T): T => (v === null || v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
-
-async function reconcile(driver: ResourceDriver, spec: Record<string, unknown>, ctx: DriverContext): Promise<Patch> {
-  const current = viaHistory(await driver.getCurrentState(spec, ctx));
-  const desired = viaHistory(await driver.getDesiredState(spec, ctx));
-  const patch = viaHistory(driver.newUpdatePatch(current, desired));
-  if (patch.create) await driver.applyCreateChange(patch.create, ctx);
-  if (patch.delete) await driver.applyDeleteChange(patch.delete, ctx);
-  if (patch.update) await driver.applyUpdateChange(patch.update, ctx);
-  return patch;
-}
-
-async function remove(driver: ResourceDriver, spec: Record<string, unknown>, ctx: DriverContext): Promise<Patch> {
-  const current = viaHistory(await driver.getCurrentState(spec, ctx));
-  const desired = viaHistory(await driver.getDesiredState(spec, ctx));
-  const patch = viaHistory(driver.newDeletePatch(current, desired));
-  if (patch.delete) await driver.applyDeleteChange(patch.delete, ctx);
-  return patch;
 }
 
 void describe('Kubernetes object driver on a real kube-apiserver', () => {

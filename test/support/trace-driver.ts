@@ -47,11 +47,6 @@ export class TraceDriver implements ResourceDriver {
     if (b.cancelReconciliationAt === step) throw new ReconciliationCanceled(`${key}: reconciliation canceled at ${step}`);
   }
 
-  /** The steps recorded for one operation, as `resource:step`. */
-  steps(): string[] {
-    return this.trace.map((t) => `${t.resource}:${t.step}`);
-  }
-
   async getCurrentState(spec: Record<string, unknown>, ctx: DriverContext): Promise<ResourceState> {
     this.record(ctx, 'getCurrentState', spec);
     return this.objects.get(spec.id as string) ?? null;
