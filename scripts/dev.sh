@@ -4,9 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "# installing npm packages from the lockfile"
-  # npm ci refuses a lockfile whose optional platform packages the registry does not serve (such as @swc/core's
-  # builds for other systems); npm install then installs the same locked versions without changing the lockfile.
-  npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error
+  # Exactly the committed lockfile, never a silent re-resolve: a lockfile npm ci refuses is a bug to fix.
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 bash scripts/install/all.sh
 exec node --import tsx scripts/dev.ts "$@"
