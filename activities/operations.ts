@@ -4,21 +4,18 @@
 import type { Catalog } from '../config/catalog';
 import { findPlan } from '../config/catalog';
 import { routeResourceSet, type ResourceDef, type ResourceSetDef } from '../config/resource-sets';
-import type { Registry } from '../adapters/registry';
+import { BindingOperationsRunningError, BrokerflowKey, InstanceBusyError, OperationMismatchError, operationOf, type Registry } from '../adapters/registry';
 import type { OwnerReference } from '../adapters/persistence';
-import type { Entry } from '../adapters/registry/entry';
 import type { ReconcileObject, ResourceDriver } from '../adapters/resources/types';
 import { renderSpec, type TemplateContext } from '../adapters/resources/template';
-import { NotFoundError, ValidationError } from '../adapters/errors';
+import { ConflictError, NotFoundError, ValidationError } from '../adapters/errors';
+import { RegistryKey } from '../adapters/registry/keys';
+import type { Entry } from '../adapters/registry/entry';
 import type { OperationInput, OperationType } from '../workflows/messages';
 import { asActivity } from './failures';
 
-/** Registry keys brokerflow adds to the seed's system keys. */
-export const ExtraKeys = {
-  Fingerprint: 'fingerprint',
-  MaintenanceVersion: 'maintenance-version',
-  BindResource: 'bind-resource',
-} as const;
+/** Registry keys brokerflow adds to the seed's system keys (defined with the registry's keys). */
+export const ExtraKeys = BrokerflowKey;
 
 /** What the operation activities are built from. */
 export interface OperationDeps {
@@ -40,12 +37,20 @@ function entryOf(ref: Pick<EntryRef, 'instanceId' | 'bindingId'>): ['service-ins
   return ref.bindingId ? ['service-binding', ref.bindingId] : ['service-instance', ref.instanceId];
 }
 
-function currentOperation(entry: Entry): { operation?: string; operationId?: string; status?: string } {
-  return {
-    operation: entry.get<string>('operation'),
-    operationId: entry.get<string>('operation-id'),
-    status: entry.get<string>('operation-status'),
-  };
+/** What recordBegin found. `refused`: the state moved since the broker decided (the instance or binding is gone,
+ *  or the instance is busy); the operation records nothing and ends as failed with that reason. */
+export interface BeginOutcome {
+  alreadySucceeded: boolean;
+  owner?: OwnerReference;
+  refused?: string;
+}
+
+/** The target of an update, kept on the instance while it runs and applied only when it succeeds. */
+interface PendingUpdate {
+  planId: string;
+  parameters: Record<string, unknown>;
+  fingerprint: string;
+  maintenanceVersion?: string;
 }
 
 export function createOperationActivities(deps: OperationDeps) {
@@ -61,61 +66,135 @@ export function createOperationActivities(deps: OperationDeps) {
      * succeeded reports `alreadySucceeded` and changes nothing. An operation left open by a run that ended
      * without completing it is closed as failed first: only one run per instance exists at a time, so it is stale.
      */
-    async recordBegin(input: OperationInput): Promise<{ alreadySucceeded: boolean; owner?: OwnerReference }> {
-      return asActivity(`recording ${input.operation} ${input.operationId}`, async () => {
+    async recordBegin(input: OperationInput): Promise<BeginOutcome> {
+      return asActivity(`recording ${input.operation} ${input.operationId}`, () => onFreshCopies(async () => {
         const entry = await open(input);
-        const cur = currentOperation(entry);
-        if (
-          (input.operation === 'provision' || input.operation === 'bind') &&
-          entry.exists() &&
-          cur.operation === input.operation &&
-          cur.status === '' &&
-          cur.operationId !== input.operationId &&
-          entry.get(ExtraKeys.Fingerprint) === input.fingerprint
-        ) {
-          return { alreadySucceeded: true };
+        const cur = operationOf(entry);
+        const refused = (reason: string): BeginOutcome => ({ alreadySucceeded: false, refused: reason });
+        const provisioned = entry.exists() && !!cur && !(cur.operation === 'provision' && cur.state !== 'succeeded');
+        switch (input.operation) {
+          case 'provision':
+          case 'bind': {
+            if (input.operation === 'bind' && entry.exists() && entry.get(RegistryKey.InstanceID) !== input.instanceId) {
+              return refused(`binding ${input.bindingId} belongs to another instance`);
+            }
+            if (entry.exists() && cur?.operation === input.operation && cur.state === 'succeeded' && cur.operationId !== input.operationId) {
+              // An identical request that already succeeded (a re-PUT racing the previous run's end) records nothing;
+              // a different one lost a race against it.
+              if (entry.get(ExtraKeys.Fingerprint) === input.fingerprint) return { alreadySucceeded: true };
+              return refused(`${input.bindingId ? `binding ${input.bindingId}` : `instance ${input.instanceId}`} already exists with different attributes`);
+            }
+            if (input.operation === 'provision' && provisioned && cur?.operationId !== input.operationId) {
+              return refused(`instance ${input.instanceId} already exists`);
+            }
+            break;
+          }
+          case 'update':
+            if (!provisioned) return refused(`instance ${input.instanceId} does not exist`);
+            break;
+          case 'unbind':
+            if (!entry.exists() || entry.get(RegistryKey.InstanceID) !== input.instanceId) return refused(`binding ${input.bindingId} does not exist`);
+            break;
+          case 'deprovision':
+            break;
         }
-        if (entry.exists() && cur.operationId && cur.operationId !== input.operationId && cur.status === undefined) {
+        if ((input.operation === 'update' || input.operation === 'deprovision') && cur?.operationId !== input.operationId) {
+          // Instance operations exclude binding operations: wait (retryable) until every share is given back.
+          const running = Object.keys(await registry.runningBindingShares(entry));
+          if (running.length > 0) throw new BindingOperationsRunningError(running, entry.name);
+        }
+        const share = input.bindingId && (input.operation === 'bind' || input.operation === 'unbind') ? input.bindingId : undefined;
+        if (share) {
+          try {
+            await registry.acquireBindingShare(input.instanceId, share, input.operationId);
+          } catch (err) {
+            if (err instanceof InstanceBusyError) return refused(err.message);
+            throw err;
+          }
+        }
+        try {
+          return await begin(entry, cur);
+        } catch (err) {
+          // The begin did not happen: give the share back (a retry takes it again), so no lock leaks.
+          if (share) await registry.releaseBindingShare(input.instanceId, share, input.operationId).catch(() => undefined);
+          throw err;
+        }
+      }));
+
+      async function begin(entry: Entry, cur: ReturnType<typeof operationOf>): Promise<BeginOutcome> {
+        if (entry.exists() && cur && cur.operationId !== input.operationId && cur.state === 'in progress') {
           await registry.completeOperation(entry, {
             operationId: cur.operationId,
             error: 'superseded: the workflow running this operation ended without completing it',
           });
         }
-        if (input.operation === 'provision' || input.operation === 'update') {
+        if (cur?.operationId !== input.operationId) {
           if (input.operation === 'provision') {
             entry.set('instance-id', input.instanceId);
             entry.set('service-id', input.serviceId);
             entry.set('context', input.context);
+            entry.set('plan-id', input.planId);
+            entry.set('parameters', input.parameters);
+            entry.set(ExtraKeys.Fingerprint, input.fingerprint);
+            if (input.maintenanceVersion) entry.set(ExtraKeys.MaintenanceVersion, input.maintenanceVersion);
+            if (typeof input.context.namespace === 'string') entry.set('namespace', input.context.namespace);
+          } else if (input.operation === 'update') {
+            const pending: PendingUpdate = {
+              planId: input.planId,
+              parameters: input.parameters,
+              fingerprint: input.fingerprint,
+              ...(input.maintenanceVersion ? { maintenanceVersion: input.maintenanceVersion } : {}),
+            };
+            entry.set(ExtraKeys.PendingUpdate, pending);
+          } else if (input.operation === 'bind') {
+            const instance = await registry.open('service-instance', input.instanceId);
+            if (!entry.exists()) entry.inherit(instance);
+            entry.set('instance-id', input.instanceId);
+            entry.set('binding-id', input.bindingId);
+            entry.set('parameters', input.parameters);
+            entry.set('context', input.context);
+            entry.set(ExtraKeys.Fingerprint, input.fingerprint);
+            if (input.bindResource) entry.set(ExtraKeys.BindResource, input.bindResource);
+            else entry.unset(ExtraKeys.BindResource);
           }
-          entry.set('plan-id', input.planId);
-          entry.set('parameters', input.parameters);
-          entry.set(ExtraKeys.Fingerprint, input.fingerprint);
-          if (input.maintenanceVersion) entry.set(ExtraKeys.MaintenanceVersion, input.maintenanceVersion);
-          if (typeof input.context.namespace === 'string' && input.operation === 'provision') entry.set('namespace', input.context.namespace);
-        } else if (input.operation === 'bind' && !entry.exists()) {
-          const instance = await registry.open('service-instance', input.instanceId);
-          if (!instance.exists()) throw new NotFoundError(`instance ${input.instanceId} does not exist`);
-          entry.inherit(instance);
-          entry.set('binding-id', input.bindingId);
-          entry.set('parameters', input.parameters);
-          entry.set('context', input.context);
-          entry.set(ExtraKeys.Fingerprint, input.fingerprint);
-          if (input.bindResource) entry.set(ExtraKeys.BindResource, input.bindResource);
         }
         await registry.beginOperation(entry, { operation: input.operation, operationId: input.operationId });
         // On the Kubernetes registry backend, objects that name this entry as their owner are garbage-collected
         // with it; templates pass it on as `owner`.
         const owner = entry.getOwnerReference();
         return { alreadySucceeded: false, ...(owner ? { owner } : {}) };
-      });
+      }
     },
 
-    /** Records the end: no error = succeeded (a deprovision/unbind then deletes the entry, leaving a tombstone). */
+    /**
+     * Records the end: no error = succeeded (a deprovision/unbind then deletes the entry, leaving a tombstone).
+     * A successful update applies its target in the same write; a binding operation gives back its share of the
+     * instance's lock.
+     */
     async recordComplete(input: EntryRef & { error?: string }): Promise<void> {
-      return asActivity(`completing ${input.operation} ${input.operationId}`, async () => {
+      return asActivity(`completing ${input.operation} ${input.operationId}`, () => onFreshCopies(async () => {
         const entry = await open(input);
+        if (input.operation === 'bind' && !entry.exists()) {
+          // A repeat of a completion that was written but whose report got lost (a worker stopped): meanwhile the
+          // instance's deprovision, which begins only once this end is recorded, removed the binding.
+          const record = await registry.readOperation('service-binding', input.bindingId!, { instanceId: input.instanceId });
+          if (record?.gone && record.operationId.endsWith(`/${input.bindingId}`)) return;
+        }
+        if (input.operation === 'update' && entry.exists()) {
+          const pending = entry.get<PendingUpdate>(ExtraKeys.PendingUpdate);
+          if (pending && input.error === undefined && operationOf(entry)?.operationId === input.operationId) {
+            entry.set('plan-id', pending.planId);
+            entry.set('parameters', pending.parameters);
+            entry.set(ExtraKeys.Fingerprint, pending.fingerprint);
+            if (pending.maintenanceVersion) entry.set(ExtraKeys.MaintenanceVersion, pending.maintenanceVersion);
+          }
+          entry.unset(ExtraKeys.PendingUpdate);
+        }
         await registry.completeOperation(entry, { operationId: input.operationId, ...(input.error !== undefined ? { error: input.error } : {}) });
-      });
+        if (input.bindingId && (input.operation === 'bind' || input.operation === 'unbind')) {
+          await registry.releaseBindingShare(input.instanceId, input.bindingId, input.operationId);
+        }
+      }));
     },
 
     /** Routes a plan (at a maintenance version) to its resource set's instance or binding resources. */
@@ -148,11 +227,13 @@ export function createOperationActivities(deps: OperationDeps) {
       });
     },
 
-    /** Deletes a binding's entry when its instance is deprovisioned (its resources are already gone). */
-    async removeBindingEntry(input: { instanceId: string; bindingId: string }): Promise<void> {
+    /**
+     * Deletes a binding's entry and credentials when its instance is deprovisioned (its resources are already
+     * gone), leaving a tombstone so the binding's last_operation answers 410 Gone.
+     */
+    async removeBindingEntry(input: { instanceId: string; bindingId: string; operationId?: string }): Promise<void> {
       return asActivity(`removing binding ${input.bindingId}`, async () => {
-        const entry = await registry.open('service-binding', input.bindingId, { instanceId: input.instanceId });
-        await entry.delete();
+        await registry.removeBinding(input.instanceId, input.bindingId, input.operationId ?? 'deprovision');
       });
     },
 
@@ -190,3 +271,18 @@ export function createOperationActivities(deps: OperationDeps) {
 
 /** The operation activities, as workflows see them. */
 export type OperationActivities = ReturnType<typeof createOperationActivities>;
+
+/**
+ * Runs a read-decide-write step again on a fresh copy when its write lost to another writer of the same entry
+ * (binding operations of one instance update its lock shares concurrently). The step re-reads everything, so a
+ * retry decides on the state that won. Bounded: every lost round means another writer made progress.
+ */
+async function onFreshCopies<T>(step: () => Promise<T>, attempts = 50): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (!(err instanceof ConflictError) || err instanceof OperationMismatchError || attempt >= attempts) throw err;
+    }
+  }
+}

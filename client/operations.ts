@@ -1,6 +1,7 @@
-// Starting and reading OSB operations, shared by the broker and the CLI. All operations on an instance share
-// the workflow ID `instance/<id>` started with conflict policy FAIL, so Temporal decides atomically which request
-// wins; the loser reads the running operation's memo to tell an identical request from a conflicting one.
+// Starting and reading OSB operations, shared by the broker and the CLI. The operations on an instance share the
+// workflow ID `instance/<id>`, those on a binding `binding/<id>`, started with conflict policy FAIL, so Temporal
+// decides atomically which request wins; the loser reads the running operation's memo to tell an identical
+// request from a conflicting one. Instance and binding operations exclude each other through the registry.
 // State comes from the registry (it answers without a worker); Temporal only fills the short gap between a
 // start and the workflow's first registry write, and unmasks operations whose run died while open.
 import { createHash } from 'node:crypto';
@@ -16,6 +17,7 @@ import { InternalWorkflowStartOptionsSymbol, type InternalWorkflowStartOptions }
 import type { Registry, OperationRecord } from '../adapters/registry';
 import {
   instanceWorkflowId,
+  operationWorkflowId,
   operationSummary,
   deprovisionRequestedSignal,
   deprovisionAfterProvisionId,
@@ -61,6 +63,12 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v ?? null);
 }
 
+/**
+ * How long a start waits for a run that has recorded its end to close before it supersedes it. With a worker
+ * running that takes milliseconds; longer means no worker is there to take the run's last step.
+ */
+const FINISHING_GRACE_MS = 2_000;
+
 /** What happened when asked to start an operation. */
 export type StartOutcome =
   | { kind: 'started'; operationId: string }
@@ -87,16 +95,16 @@ export class OperationsClient {
     readonly registry: Registry,
   ) {}
 
-  /** The memo of the operation running on an instance, if one runs. */
-  async running(instanceId: string): Promise<OperationMemo | undefined> {
-    const d = await this.describe(instanceId);
+  /** The memo of the operation running on an instance (or, with `bindingId`, on that binding), if one runs. */
+  async running(ref: { instanceId: string; bindingId?: string | undefined }): Promise<OperationMemo | undefined> {
+    const d = await this.describe(ref);
     return d && d.status.name === 'RUNNING' ? (d.memo as unknown as OperationMemo) : undefined;
   }
 
-  private async describe(instanceId: string): Promise<WorkflowExecutionDescription | undefined> {
+  private async describe(ref: { instanceId: string; bindingId?: string | undefined }): Promise<WorkflowExecutionDescription | undefined> {
     try {
       // A short deadline: when Temporal is down, callers fall back to the registry instead of hanging.
-      return await this.client.connection.withDeadline(Date.now() + 3000, () => this.client.workflow.getHandle(instanceWorkflowId(instanceId)).describe());
+      return await this.client.connection.withDeadline(Date.now() + 3000, () => this.client.workflow.getHandle(operationWorkflowId(ref)).describe());
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw err;
@@ -111,6 +119,7 @@ export class OperationsClient {
     const memo: OperationMemo = {
       operation: input.operation,
       operationId: input.operationId,
+      instanceId: input.instanceId,
       fingerprint: input.fingerprint,
       ...(input.bindingId ? { bindingId: input.bindingId } : {}),
       summary: operationSummary(input),
@@ -120,7 +129,7 @@ export class OperationsClient {
       try {
         const options: InternalWorkflowStartOptions & { taskQueue: string; args: unknown[] } = {
           taskQueue: this.taskQueue,
-          workflowId: instanceWorkflowId(input.instanceId),
+          workflowId: operationWorkflowId(input),
           workflowIdConflictPolicy: 'FAIL',
           workflowIdReusePolicy: 'ALLOW_DUPLICATE',
           [InternalWorkflowStartOptionsSymbol]: { requestId: input.operationId },
@@ -141,19 +150,47 @@ export class OperationsClient {
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       }
-      const running = await this.running(input.instanceId);
-      if (!running) continue;
+      const d = await this.describe(input);
+      if (!d || d.status.name !== 'RUNNING') continue;
+      const running = d.memo as unknown as OperationMemo;
       if (await this.isFinishing(running, input.instanceId)) {
-        // The running operation has recorded its end and is about to close: wait for that, then start ours.
-        await this.waitForResult(input.instanceId, 10_000).catch(() => undefined);
+        // The running operation has recorded its end and is about to close: wait a moment for that, then start
+        // ours. When it does not close, no worker is taking its last step (workers down or crashed): its work and
+        // its end are recorded, so our operation takes its place (see supersedeFinishedRun).
+        const closed = await this.waitForResult(input, FINISHING_GRACE_MS).catch(() => undefined);
+        if (closed === undefined && !(await this.supersedeFinishedRun(input, d, running))) return { kind: 'busy', running };
         continue;
       }
-      if (running.operation === input.operation && running.bindingId === input.bindingId && running.fingerprint === input.fingerprint) {
+      if (
+        running.operation === input.operation &&
+        running.bindingId === input.bindingId &&
+        (running.instanceId ?? input.instanceId) === input.instanceId &&
+        running.fingerprint === input.fingerprint
+      ) {
         return { kind: 'same', operationId: running.operationId };
       }
       return { kind: 'busy', running };
     }
     throw new Error(`could not start ${input.operation} on instance ${input.instanceId}: the instance's workflow kept changing`);
+  }
+
+  /**
+   * Terminates a run whose operation has recorded its end but which no worker has closed, so that `next` can
+   * start; false (nothing done) when the run still has work to do: a provision that a DELETE asked to continue as
+   * a deprovision (its signal is in the history). Only that exact run is terminated: if it closed meanwhile, or
+   * another run took the workflow ID, nothing else is touched.
+   */
+  private async supersedeFinishedRun(next: OperationInput, d: WorkflowExecutionDescription, running: OperationMemo): Promise<boolean> {
+    const handle = this.client.workflow.getHandle(d.workflowId, d.runId);
+    const history = await handle.fetchHistory();
+    const deprovisionPending = (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === deprovisionRequestedSignal.name);
+    if (deprovisionPending) return false;
+    try {
+      await handle.terminate(`${running.operation} ${running.operationId} had recorded its end; superseded by ${next.operation} ${next.operationId} while no worker closed it`);
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+    return true;
   }
 
   /** True when the registry already holds the final state of the running operation (its run is closing). */
@@ -168,14 +205,18 @@ export class OperationsClient {
    * Asks a running provision to stop and deprovision instead. Returns the deprovision's operation ID, the same
    * for every request that interrupts the same provision.
    */
-  async interruptProvision(running: OperationMemo, input: OperationInput): Promise<string> {
+  async interruptProvision(provisionOperationId: string, input: OperationInput): Promise<string> {
     await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId)).signal(deprovisionRequestedSignal, input);
-    return deprovisionAfterProvisionId(running.operationId);
+    return deprovisionAfterProvisionId(provisionOperationId);
   }
 
-  /** Waits up to `timeoutMs` for the instance's current run to end; undefined on timeout. */
-  async waitForResult(instanceId: string, timeoutMs: number): Promise<OperationResult | undefined> {
-    const handle = this.client.workflow.getHandle(instanceWorkflowId(instanceId));
+  /**
+   * Waits up to `timeoutMs` for the current run of the instance's (or binding's) workflow to end, following a
+   * provision that continued as a deprovision; undefined on timeout. Callers compare the result's operation ID
+   * with the one they wait for.
+   */
+  async waitForResult(ref: { instanceId: string; bindingId?: string | undefined }, timeoutMs: number): Promise<OperationResult | undefined> {
+    const handle = this.client.workflow.getHandle(operationWorkflowId(ref));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs)));
     try {
@@ -191,7 +232,12 @@ export class OperationsClient {
    */
   async status(ref: { instanceId: string; bindingId?: string; operationId?: string }): Promise<OperationStatus | undefined> {
     const [type, id] = ref.bindingId ? (['service-binding', ref.bindingId] as const) : (['service-instance', ref.instanceId] as const);
-    const record: OperationRecord | undefined = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
+    const read = async (): Promise<OperationRecord | undefined> => {
+      const r = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
+      // A binding is only ever seen under its own instance's path.
+      return r && ref.bindingId && r.instanceId !== undefined && r.instanceId !== ref.instanceId ? undefined : r;
+    };
+    const record = await read();
     const wanted = ref.operationId;
     const recordMatches = record && (!wanted || record.operationId === wanted);
     // A terminal record answers a poll for its own operation; a poll naming none must also see a newer run.
@@ -200,12 +246,14 @@ export class OperationsClient {
     // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
     let d: WorkflowExecutionDescription | undefined;
     try {
-      d = await this.describe(ref.instanceId);
+      d = await this.describe(ref);
     } catch {
       // Temporal unreachable: the registry's word is all we have.
       return recordMatches ? fromRecord(record) : undefined;
     }
-    const memo = d?.memo as unknown as OperationMemo | undefined;
+    const described = d?.memo as unknown as OperationMemo | undefined;
+    // A binding workflow of another instance (the same binding ID under another path) is not this binding's.
+    const memo = described && (described.instanceId ?? ref.instanceId) === ref.instanceId ? described : undefined;
     const running = d?.status.name === 'RUNNING' ? memo : undefined;
     const sameEntry = (m: OperationMemo) => (ref.bindingId ? m.bindingId === ref.bindingId : !m.bindingId);
     // No operation asked and a newer run than the record's holds this entry: the gap before its first write.
@@ -215,7 +263,7 @@ export class OperationsClient {
     if (recordMatches) {
       if (record.state !== 'in progress' || running?.operationId === record.operationId) return fromRecord(record);
       // The run is gone: it may have recorded its end between our two reads — read the registry again.
-      const again = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
+      const again = await read();
       if (again && again.operationId === record.operationId && again.state !== 'in progress') return fromRecord(again);
       // The run that opened this operation ended without completing it (terminated, timed out).
       return { ...fromRecord(record), state: 'failed', description: 'the operation ended without completing; retry it' };
@@ -227,7 +275,7 @@ export class OperationsClient {
     if (wanted && memo?.operationId === wanted && (!ref.bindingId || memo.bindingId === ref.bindingId)) {
       if (running) return { operation: memo.operation, operationId: wanted, state: 'in progress' };
       const result = await this.client.workflow
-        .getHandle(instanceWorkflowId(ref.instanceId), d!.runId)
+        .getHandle(operationWorkflowId(ref), d!.runId)
         .result()
         .then((r) => r as OperationResult)
         .catch((err: Error) => ({ operation: memo.operation, operationId: wanted, state: 'failed' as const, description: err.message }));

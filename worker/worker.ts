@@ -21,7 +21,9 @@ export interface CreateWorkerOptions {
   identity?: string;
 }
 
+/** A connection for workers; installs the SDK runtime first (with defaults, unless the process installed it already). */
 export async function connectWorker(cfg: RuntimeConfig): Promise<NativeConnection> {
+  installRuntime();
   const s = temporalSettings(cfg);
   return NativeConnection.connect({
     address: s.address,
@@ -45,6 +47,13 @@ export function installRuntime(opts: { sdkMetricsAddress?: string } = {}): void 
   });
 }
 
+/**
+ * How long a workflow task waits on the sticky queue of the worker that ran the workflow last before it goes to
+ * the task queue (Temporal's default, made explicit). A run whose last step was due when its worker stopped
+ * closes up to this long after another worker is there.
+ */
+export const STICKY_QUEUE_TIMEOUT_MS = 10_000;
+
 /** A Worker ready to `run()`; the caller owns the connection when it passed one. */
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
   installRuntime();
@@ -65,5 +74,6 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     ...(opts.identity ? { identity: opts.identity } : {}),
     maxConcurrentActivityTaskExecutions: opts.config.worker?.maxConcurrentActivities ?? 100,
     maxConcurrentWorkflowTaskExecutions: opts.config.worker?.maxConcurrentWorkflowTasks ?? 40,
+    stickyQueueScheduleToStartTimeout: STICKY_QUEUE_TIMEOUT_MS,
   });
 }

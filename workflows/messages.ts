@@ -53,6 +53,8 @@ export interface OperationResult {
 export interface OperationMemo {
   operation: OperationType;
   operationId: string;
+  /** The instance the operation is on (absent in memos written before binding workflows had their own IDs). */
+  instanceId?: string;
   fingerprint: string;
   bindingId?: string;
   /** One line for humans in the Web UI. */
@@ -64,9 +66,23 @@ export const progressQuery = defineQuery<OperationProgress>('progress');
 /** Sent to a running provision when the platform deletes the instance: creation stops and deprovision follows. */
 export const deprovisionRequestedSignal = defineSignal<[OperationInput]>('deprovisionRequested');
 
-/** The workflow ID all operations on one instance share, so only one runs at a time. */
+/** The workflow ID the operations on one instance (provision, update, deprovision) share, so one runs at a time. */
 export function instanceWorkflowId(instanceId: string): string {
   return `instance/${instanceId}`;
+}
+
+/**
+ * The workflow ID the operations on one binding (bind, unbind) share. Binding IDs are unique across
+ * instances, so requests for one binding ID under two instances still race for one workflow; bindings of
+ * one instance run concurrently and take shares of the instance's lock in the registry instead.
+ */
+export function bindingWorkflowId(bindingId: string): string {
+  return `binding/${bindingId}`;
+}
+
+/** The workflow that runs (or ran) the operations of an instance, or of a binding when one is named. */
+export function operationWorkflowId(ref: { instanceId: string; bindingId?: string | undefined }): string {
+  return ref.bindingId ? bindingWorkflowId(ref.bindingId) : instanceWorkflowId(ref.instanceId);
 }
 
 /** The operation ID a deprovision gets when it interrupts a running provision (the same for every retry). */

@@ -6,6 +6,7 @@ import {
   CancellationScope,
   isCancellation,
   makeContinueAsNewFunc,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -71,6 +72,14 @@ export function templateContext(
   };
 }
 
+/**
+ * Whether a failure before the begin was recorded ends without a registry write. Histories from before this
+ * rule recorded every failure (a recordComplete activity), so they replay on the old path.
+ */
+function refusesUnrecorded(): boolean {
+  return patched('refuse-unrecorded-failures');
+}
+
 /** Shared bookkeeping of every operation: progress query, search attributes, begin and complete records. */
 class OperationRun {
   readonly progress: OperationProgress;
@@ -98,12 +107,30 @@ class OperationRun {
   /** The registry entry's owner reference (Kubernetes registry backend), for templates. */
   owner: TemplateContext['owner'] = null;
 
-  async begin(): Promise<{ alreadySucceeded: boolean }> {
+  /**
+   * Records the operation as begun. `refused`: the state moved since the broker decided (instance or binding
+   * gone, instance busy); nothing was recorded and the operation ends at once as failed (see {@link refuse}).
+   */
+  async begin(): Promise<{ alreadySucceeded: boolean; refused?: string }> {
     const res = await records.recordBegin(this.input);
-    this.begun = !res.alreadySucceeded;
+    this.begun = !res.alreadySucceeded && res.refused === undefined;
     this.owner = res.owner ?? null;
     this.progress.phase = 'reconciling';
     return res;
+  }
+
+  /** Ends a failed operation: recorded as failed when it had begun, else (its begin failed) without a write. */
+  async end(err: unknown): Promise<OperationResult> {
+    return this.begun || !refusesUnrecorded() ? this.finish(describeFailure(err)) : this.refuse(describeFailure(err));
+  }
+
+  /** Ends without a registry write: the operation was refused at its start. */
+  refuse(reason: string): OperationResult {
+    this.progress.state = 'failed';
+    this.progress.phase = 'done';
+    this.progress.description = reason;
+    upsertSearchAttributes([{ key: OperationState, value: 'failed' }]);
+    return { operation: this.input.operation, operationId: this.input.operationId, state: 'failed', description: reason };
   }
 
   async resources(part: 'instance' | 'binding', planId = this.input.planId): Promise<ResourceDef[] | { skipped: string }> {
@@ -144,12 +171,21 @@ class OperationRun {
     return { operation: this.input.operation, operationId: this.input.operationId, state: 'succeeded', description: 'already done' };
   }
 
-  async reconcile(resources: ResourceDef[], mode: 'update' | 'delete', instance?: Pick<OperationInput, 'parameters' | 'context'>): Promise<void> {
+  /**
+   * Reconciles the resources for this operation, or — `as` — for another entry on its behalf (a deprovision
+   * deleting its bindings' resources), reporting into this operation's progress either way.
+   */
+  async reconcile(
+    resources: ResourceDef[],
+    mode: 'update' | 'delete',
+    instance?: Pick<OperationInput, 'parameters' | 'context'>,
+    as: OperationInput = this.input,
+  ): Promise<void> {
     await reconcile(
       {
         resources,
-        object: reconcileObject(this.input),
-        template: templateContext(this.input, instance, this.owner),
+        object: reconcileObject(as),
+        template: templateContext(as, instance, this.owner),
         mode,
         ...(this.input.stepRetry ? { options: { retry: this.input.stepRetry } } : {}),
       },
@@ -189,7 +225,12 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   let alreadySucceeded = false;
   try {
     await scope.run(async () => {
-      ({ alreadySucceeded } = await run.begin());
+      let refused: string | undefined;
+      ({ alreadySucceeded, refused } = await run.begin());
+      if (refused !== undefined) {
+        error = refused;
+        return;
+      }
       if (alreadySucceeded) return;
       const resources = await run.resources('instance');
       if (Array.isArray(resources)) await run.reconcile(resources, 'update');
@@ -213,8 +254,9 @@ export async function provision(input: OperationInput): Promise<OperationResult>
     if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
     return continueAsDeprovision(deprovisionInput);
   }
-  // An identical provision that already succeeded (a re-PUT racing the previous run's end) records nothing new.
-  const result = alreadySucceeded ? run.done() : await run.finish(error);
+  // An identical provision that already succeeded (a re-PUT racing the previous run's end) records nothing new;
+  // a refused one recorded nothing to close.
+  const result = alreadySucceeded ? run.done() : !run.begun && error !== undefined && refusesUnrecorded() ? run.refuse(error) : await run.finish(error);
   // A DELETE that arrived while the end was being recorded was answered 202: it must still happen.
   const late = deprovisionInput as OperationInput | undefined;
   if (late) return continueAsDeprovision(late);
@@ -225,12 +267,13 @@ export async function provision(input: OperationInput): Promise<OperationResult>
 export async function update(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
   try {
-    await run.begin();
+    const { refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
     const resources = await run.resources('instance');
     if (Array.isArray(resources)) await run.reconcile(resources, 'update');
     return run.finish(undefined);
   } catch (err) {
-    return run.finish(describeFailure(err));
+    return run.end(err);
   }
 }
 
@@ -238,15 +281,18 @@ export async function update(input: OperationInput): Promise<OperationResult> {
 export async function deprovision(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
   try {
-    await run.begin();
+    const { refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
     const bindings = await records.listBindings({ instanceId: input.instanceId });
     if (bindings.length > 0) {
       const bindingResources = await run.resources('binding');
-      if (Array.isArray(bindingResources) && bindingResources.length > 0) {
-        for (const b of bindings) {
-          const child = new OperationRun({ ...input, bindingId: b.bindingId, parameters: b.parameters, context: b.context });
-          await child.reconcile(bindingResources, 'delete', input);
-          await records.removeBindingEntry({ instanceId: input.instanceId, bindingId: b.bindingId });
+      const hasResources = Array.isArray(bindingResources) && bindingResources.length > 0;
+      for (const b of bindings) {
+        if (hasResources) await run.reconcile(bindingResources, 'delete', input, { ...input, bindingId: b.bindingId, parameters: b.parameters, context: b.context });
+        // Bindings without resources still have entries and credentials to remove (added later: histories
+        // recorded before it never removed them, hence the patch marker).
+        if (hasResources || patched('deprovision-removes-resourceless-bindings')) {
+          await records.removeBindingEntry({ instanceId: input.instanceId, bindingId: b.bindingId, operationId: input.operationId });
         }
       }
     }
@@ -254,7 +300,7 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
     if (Array.isArray(resources)) await run.reconcile(resources, 'delete');
     return run.finish(undefined);
   } catch (err) {
-    return run.finish(describeFailure(err));
+    return run.end(err);
   }
 }
 
@@ -262,11 +308,13 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
 export async function bind(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
   try {
-    const { alreadySucceeded } = await run.begin();
+    const { alreadySucceeded, refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
     if (alreadySucceeded) return run.done();
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
-    if (Array.isArray(resources)) {
+    // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
+    if (Array.isArray(resources) && resources.length > 0) {
       await run.reconcile(resources, 'update', instance);
       await records.storeCredentials({
         resources,
@@ -276,7 +324,7 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
     }
     return run.finish(undefined);
   } catch (err) {
-    return run.finish(describeFailure(err));
+    return run.end(err);
   }
 }
 
@@ -284,12 +332,13 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
 export async function unbind(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
   try {
-    await run.begin();
+    const { refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
-    if (Array.isArray(resources)) await run.reconcile(resources, 'delete', instance);
+    if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
     return run.finish(undefined);
   } catch (err) {
-    return run.finish(describeFailure(err));
+    return run.end(err);
   }
 }

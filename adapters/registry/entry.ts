@@ -21,7 +21,6 @@ export const RegistryKind = {
   Entry: 'RegistryEntry',
   Credentials: 'RegistryCredentials',
   Tombstone: 'RegistryTombstone',
-  DirectoryEntry: 'RegistryDirectoryEntry',
 } as const;
 
 /** The stores an entry is kept in. */

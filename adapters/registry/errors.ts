@@ -26,3 +26,23 @@ export class OperationInProgressError extends BrokerflowError {
 
 /** A completion names an operation that is not the entry's current one, or completes it with another result. */
 export class OperationMismatchError extends ConflictError {}
+
+/**
+ * A binding operation cannot take its share of the instance's lock: the instance is gone, not provisioned, or
+ * an instance operation runs. Not retryable: the binding operation ends as failed and the platform retries.
+ */
+export class InstanceBusyError extends BrokerflowError {
+  constructor(message: string) {
+    super('InstanceBusy', message);
+  }
+}
+
+/**
+ * An update or deprovision found binding operations holding shares of the instance's lock. Retryable: the
+ * instance operation waits at its start, bounded by its retry policy, until they end.
+ */
+export class BindingOperationsRunningError extends BrokerflowError {
+  constructor(readonly bindingIds: string[], entryName: string) {
+    super('BindingOperationsRunning', `${entryName}: binding operations are in progress (${bindingIds.slice(0, 5).join(', ')}${bindingIds.length > 5 ? ', …' : ''})`, { retryable: true });
+  }
+}

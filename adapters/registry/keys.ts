@@ -33,12 +33,34 @@ export const RegistryKey = {
 /** One of the system keys. */
 export type RegistryKey = (typeof RegistryKey)[keyof typeof RegistryKey];
 
+/** The keys brokerflow adds to the system keys: what the OSB rules compare and the instance's lock shares. */
+export const BrokerflowKey = {
+  /** Digest of the applied request attributes (identical re-requests have the same one). */
+  Fingerprint: 'fingerprint',
+  /** The applied maintenance_info.version. */
+  MaintenanceVersion: 'maintenance-version',
+  /** A binding's app GUID / bind resource. */
+  BindResource: 'bind-resource',
+  /** An update's target (plan, parameters, fingerprint, maintenance version), applied only when it succeeds. */
+  PendingUpdate: 'pending-update',
+  /** On an instance: binding ID -> operation ID of every binding operation that runs (the instance lock's shares). */
+  BindingOperations: 'binding-operations',
+} as const;
+
 /** Keys templates may read but not write. */
 export const USER_READ_ONLY_KEYS: ReadonlySet<string> = new Set(['namespace', 'instance-id', 'service-id', 'plan-id']);
 /** Keys templates may neither read nor write. */
-export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set(['context', 'parameters', 'operation', 'operation-id', 'operation-status']);
-/** Keys that never leave the registry through inherit into a binding (the instance's operation is not the binding's). */
-export const OPERATION_KEYS: ReadonlySet<string> = new Set(['operation', 'operation-id', 'operation-status']);
+export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set([
+  'context',
+  'parameters',
+  'operation',
+  'operation-id',
+  'operation-status',
+  BrokerflowKey.PendingUpdate,
+  BrokerflowKey.BindingOperations,
+]);
+/** Keys that never pass into a binding through inherit (the instance's operation and lock are not the binding's). */
+export const OPERATION_KEYS: ReadonlySet<string> = new Set(['operation', 'operation-id', 'operation-status', BrokerflowKey.PendingUpdate, BrokerflowKey.BindingOperations]);
 
 const KEY = /^[A-Za-z0-9._-]{1,253}$/;
 /** Longest instance or binding ID accepted (the entry name must stay a valid object name). */

@@ -1,13 +1,13 @@
-// The registry: entries for service instances and bindings over a persistence store, the directory, and the
+// The registry: entries for service instances and bindings over a persistence store, and the
 // operation records that last_operation, fetch and the CLI read without a worker running. Operation records are
 // idempotent under retries (the operation ID comes from the workflow input) and a final state is never cleared
 // by reading it; a successful deprovision/unbind leaves a tombstone so the broker can answer 410 Gone.
-import { ConflictError, NotFoundError, PermissionError, ValidationError } from '../errors';
+import { ConflictError, PermissionError, ValidationError } from '../errors';
 import { validateNamespace, type ObjectStore, type PersistedObject } from '../persistence';
-import { Directory } from './directory';
 import { Entry, REGISTRY_API_VERSION, RegistryKind, entryInternals, registryKey, type StoredEntry } from './entry';
-import { OperationInProgressError, OperationMismatchError } from './errors';
+import { InstanceBusyError, OperationInProgressError, OperationMismatchError } from './errors';
 import {
+  BrokerflowKey,
   OPERATIONS_BY_TYPE,
   RegistryKey,
   entryName,
@@ -23,14 +23,14 @@ export interface RegistryOptions {
   store: ObjectStore;
   /** Where binding credentials go (a store over SecretPersistenceProvider instances); never the plain store. */
   secrets?: ObjectStore;
-  /** Namespace of entries whose instance has no directory record (the broker's own); undefined = store default. */
+  /** Namespace the entries live in (the broker's own); undefined = the store's default. */
   defaultNamespace?: string;
 }
 
-/** Where to look for an entry; by default the directory decides (the instance's record), else the default namespace. */
+/** Where to look for an entry: the registry's namespace unless one is named. */
 export interface OpenOptions {
   namespace?: string;
-  /** For a binding: its instance, whose directory record gives the namespace. */
+  /** For a binding: its instance (kept for callers' clarity; entries of one registry share its namespace). */
   instanceId?: string;
 }
 
@@ -46,6 +46,8 @@ export interface OperationRecord {
   description?: string;
   /** The entry was deleted by this (successful deprovision/unbind) operation: answer 410 Gone. */
   gone?: boolean;
+  /** The instance the entry belongs to (a binding's parent), when known. */
+  instanceId?: string;
 }
 
 /** One entry as `list` returns it (no credentials). */
@@ -63,6 +65,8 @@ export interface EntrySummary {
 interface Tombstone extends PersistedObject {
   type: EntryType;
   id: string;
+  /** The instance a binding belonged to (absent on tombstones written before it was kept). */
+  instanceId?: string;
   operation: OperationType;
   operationId: string;
   completedAt: string;
@@ -72,7 +76,6 @@ const MAX_ERROR_TEXT = 10_000;
 
 /** Registry of service instance and binding entries. */
 export class Registry {
-  readonly directory: Directory;
   private readonly store: ObjectStore;
   private readonly secrets: ObjectStore | undefined;
   private readonly defaultNamespace: string | undefined;
@@ -81,7 +84,6 @@ export class Registry {
     this.store = opts.store;
     this.secrets = opts.secrets;
     this.defaultNamespace = opts.defaultNamespace === undefined ? undefined : validateNamespace(opts.defaultNamespace, 'defaultNamespace');
-    this.directory = new Directory(opts.store);
   }
 
   /** `registry-<type>-<id>`. */
@@ -89,21 +91,11 @@ export class Registry {
     return entryName(type, id);
   }
 
-  /** The namespace an instance's entries live in: its directory record, else the default. */
-  async namespaceFor(instanceId: string): Promise<string | undefined> {
-    try {
-      return (await this.directory.lookup(instanceId)).namespace;
-    } catch (err) {
-      if (err instanceof NotFoundError) return this.defaultNamespace;
-      throw err;
-    }
-  }
-
   /** Loads the entry (with its credentials), or a new empty one when none is stored (`exists()` false). */
   async open(type: EntryType, id: string, opts: OpenOptions = {}): Promise<Entry> {
     validateEntryType(type);
     validateId(id);
-    const namespace = await this.resolveNamespace(type, id, opts);
+    const namespace = this.namespaceOf(opts);
     const entry = new Entry(this.stores(), type, id, namespace);
     await this.load(entry);
     return entry;
@@ -119,7 +111,7 @@ export class Registry {
         const values = Object.fromEntries(Object.entries(o.data ?? {}).map(([k, v]) => [k, JSON.parse(v) as unknown]));
         const summary: EntrySummary = { type: o.type, id: o.id, name: o.metadata.name, values, hasCredentials: o.hasCredentials === true };
         if (o.metadata.namespace !== undefined) summary.namespace = o.metadata.namespace;
-        const op = operationOf(values);
+        const op = recordFromValues(values);
         if (op) summary.operation = op;
         return summary;
       })
@@ -138,7 +130,7 @@ export class Registry {
       throw new ValidationError(`a ${entry.type} records ${OPERATIONS_BY_TYPE[entry.type].join(', ')} operations`, 'operation');
     }
     const operationId = validateOperationId(op.operationId);
-    const current = operationOf(entryValues(entry));
+    const current = operationOf(entry);
     if (current?.operationId === operationId) return;
     if (current?.state === 'in progress') throw new OperationInProgressError(current.operation, current.operationId, entry.name);
     const wasStored = entry.exists();
@@ -152,7 +144,7 @@ export class Registry {
       entryInternals.restore(entry, snap);
       if (!(err instanceof ConflictError)) throw err;
       const fresh = await this.freshCopy(entry);
-      const now = fresh && operationOf(entryValues(fresh));
+      const now = fresh && operationOf(fresh);
       if (fresh && now?.operationId === operationId) {
         await this.load(entry);
         return;
@@ -177,7 +169,7 @@ export class Registry {
       if (status === '' && (await this.tombstoneMatches(entry, operationId))) return;
       throw new OperationMismatchError(`${entry.name} has no open operation ${operationId.slice(0, 80)}`);
     }
-    const current = operationOf(entryValues(entry));
+    const current = operationOf(entry);
     if (!current || current.operationId !== operationId) {
       throw new OperationMismatchError(`${entry.name}: operation ${operationId.slice(0, 80)} is not the current one`);
     }
@@ -202,7 +194,7 @@ export class Registry {
       if (!(err instanceof ConflictError)) throw err;
       // A stale copy: the completion may already be recorded (a retry whose first answer was lost).
       const fresh = await this.freshCopy(entry);
-      const now = fresh && operationOf(entryValues(fresh));
+      const now = fresh && operationOf(fresh);
       const done = fresh
         ? now?.operationId === operationId && now.state !== 'in progress' && (now.description ?? '') === status
         : status === '' && (await this.tombstoneMatches(entry, operationId));
@@ -219,26 +211,107 @@ export class Registry {
   async readOperation(type: EntryType, id: string, opts: OpenOptions = {}): Promise<OperationRecord | undefined> {
     validateEntryType(type);
     validateId(id);
-    const namespace = await this.resolveNamespace(type, id, opts);
+    const namespace = this.namespaceOf(opts);
     const name = entryName(type, id);
     const stored = (await this.store.get(registryKey(RegistryKind.Entry, name, namespace))) as StoredEntry | undefined;
     if (stored) {
       const values = Object.fromEntries(Object.entries(stored.data ?? {}).map(([k, v]) => [k, JSON.parse(v) as unknown]));
-      return operationOf(values);
+      const record = recordFromValues(values);
+      const instanceId = values[RegistryKey.InstanceID];
+      return record && typeof instanceId === 'string' ? { ...record, instanceId } : record;
     }
     const tomb = (await this.store.get(registryKey(RegistryKind.Tombstone, name, namespace))) as Tombstone | undefined;
     if (!tomb) return undefined;
-    return { operation: tomb.operation, operationId: tomb.operationId, state: 'succeeded', gone: true };
+    return { operation: tomb.operation, operationId: tomb.operationId, state: 'succeeded', gone: true, ...(tomb.instanceId ? { instanceId: tomb.instanceId } : {}) };
+  }
+
+  /**
+   * The binding operations holding a share of the instance's lock (binding ID -> operation ID). An update or
+   * deprovision begins only when there are none; binding operations of different bindings share it.
+   */
+  bindingShares(instance: Entry): Record<string, string> {
+    return { ...(instance.get<Record<string, string>>(BrokerflowKey.BindingOperations) ?? {}) };
+  }
+
+  /**
+   * The shares whose binding operation has not recorded its end. A binding operation gives its share back right
+   * after recording its end; until then its share is held but excludes nothing, so that an update or deprovision
+   * sent as soon as the binding's last_operation says it ended is not refused.
+   */
+  async runningBindingShares(instance: Entry): Promise<Record<string, string>> {
+    const running: Record<string, string> = {};
+    await Promise.all(
+      Object.entries(this.bindingShares(instance)).map(async ([bindingId, operationId]) => {
+        const record = await this.readOperation('service-binding', bindingId, { instanceId: instance.id });
+        if (record?.operationId === operationId && record.state !== 'in progress') return;
+        running[bindingId] = operationId;
+      }),
+    );
+    return running;
+  }
+
+  /**
+   * Takes a share of the instance's lock for a binding operation, with optimistic concurrency against every
+   * other writer of the instance entry (re-read and try again on a lost race). Idempotent for the same
+   * operation. Refuses (InstanceBusyError) when the instance is not provisioned or an instance operation runs.
+   */
+  async acquireBindingShare(instanceId: string, bindingId: string, operationId: string): Promise<void> {
+    await this.updateShares(instanceId, (instance, shares) => {
+      if (shares[bindingId] === operationId) return false;
+      const op = operationOf(instance);
+      if (!instance.exists() || !op || (op.operation === 'provision' && op.state !== 'succeeded')) {
+        throw new InstanceBusyError(`instance ${instanceId} does not exist`);
+      }
+      if (op.state === 'in progress') throw new InstanceBusyError(`instance ${instanceId} is busy: ${op.operation} ${op.operationId.slice(0, 80)} is in progress`);
+      shares[bindingId] = operationId;
+      return true;
+    });
+  }
+
+  /** Gives the share back (idempotent; an instance that is gone has nothing to give back). */
+  async releaseBindingShare(instanceId: string, bindingId: string, operationId: string): Promise<void> {
+    await this.updateShares(instanceId, (instance, shares) => {
+      if (!instance.exists() || shares[bindingId] !== operationId) return false;
+      delete shares[bindingId];
+      return true;
+    });
+  }
+
+  private async updateShares(instanceId: string, change: (instance: Entry, shares: Record<string, string>) => boolean): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const instance = await this.open('service-instance', instanceId);
+      const shares = this.bindingShares(instance);
+      if (!change(instance, shares)) return;
+      if (Object.keys(shares).length === 0) instance.unset(BrokerflowKey.BindingOperations);
+      else instance.set(BrokerflowKey.BindingOperations, shares);
+      try {
+        await instance.commit();
+        return;
+      } catch (err) {
+        // Concurrent binds of one instance write the same entry: the loser reads again. Bounded, as every
+        // round means another writer made progress.
+        if (!(err instanceof ConflictError) || attempt >= 50) throw err;
+      }
+    }
+  }
+
+  /**
+   * Deletes a binding entry (and its credentials) as part of its instance's deprovision, leaving a tombstone
+   * so the binding's last_operation answers 410 Gone. Idempotent.
+   */
+  async removeBinding(instanceId: string, bindingId: string, byOperationId: string): Promise<void> {
+    const entry = await this.open('service-binding', bindingId, { instanceId });
+    if (!entry.exists()) return;
+    if (entry.get(RegistryKey.InstanceID) !== instanceId) throw new PermissionError(`binding ${bindingId} does not belong to instance ${instanceId}`);
+    await this.finishDeletion(entry, 'unbind', `${byOperationId}/${bindingId}`.slice(0, 10_000));
   }
 
   private stores() {
     return this.secrets ? { store: this.store, secrets: this.secrets } : { store: this.store };
   }
 
-  private async resolveNamespace(type: EntryType, id: string, opts: OpenOptions): Promise<string | undefined> {
-    if (opts.namespace !== undefined) return validateNamespace(opts.namespace, 'namespace');
-    const instanceId = type === 'service-instance' ? id : opts.instanceId;
-    return instanceId === undefined ? this.defaultNamespace : this.namespaceFor(instanceId);
+  private namespaceOf(opts: OpenOptions): string | undefined {
+    return opts.namespace !== undefined ? validateNamespace(opts.namespace, 'namespace') : this.defaultNamespace;
   }
 
   /** Replaces the entry's state with what is stored now. */
@@ -272,6 +345,8 @@ export class Registry {
       metadata: meta,
       type: entry.type,
       id: entry.id,
+      // A binding's tombstone remembers its instance, so it is only ever seen under that instance's path.
+      ...(entry.type === 'service-binding' && typeof entry.get(RegistryKey.InstanceID) === 'string' ? { instanceId: entry.get<string>(RegistryKey.InstanceID)! } : {}),
       operation,
       operationId,
       completedAt: new Date().toISOString(),
@@ -281,16 +356,17 @@ export class Registry {
   }
 }
 
-function entryValues(entry: Entry): Record<string, unknown> {
-  return {
+/** The entry's operation record (the one typed reader of the operation keys); undefined when none was begun. */
+export function operationOf(entry: Entry): OperationRecord | undefined {
+  return recordFromValues({
     [RegistryKey.Operation]: entry.get(RegistryKey.Operation),
     [RegistryKey.OperationID]: entry.get(RegistryKey.OperationID),
     [RegistryKey.OperationStatus]: entry.get(RegistryKey.OperationStatus),
-  };
+  });
 }
 
 /** The operation record held in entry values; an absent status means still in progress. */
-function operationOf(values: Record<string, unknown>): OperationRecord | undefined {
+function recordFromValues(values: Record<string, unknown>): OperationRecord | undefined {
   const operation = values[RegistryKey.Operation];
   const operationId = values[RegistryKey.OperationID];
   if (typeof operation !== 'string' || typeof operationId !== 'string') return undefined;

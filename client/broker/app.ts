@@ -51,6 +51,19 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
     },
   });
 
+  // Platforms and conformance checkers send `Content-Type: application/json` on DELETE (and GET) requests, which
+  // carry no body in OSB: serve them exactly like requests without the header. Other requests keep fastify's
+  // JSON parser, with its prototype-poisoning protection.
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '' && (req.method === 'DELETE' || req.method === 'GET')) {
+      done(null, undefined);
+      return;
+    }
+    void defaultJson(req, body as string, done);
+  });
+
   app.addHook('onRequest', async (req, reply) => {
     const identity = req.headers['x-broker-api-request-identity'];
     if (typeof identity === 'string') void reply.header('X-Broker-API-Request-Identity', identity.slice(0, 256));

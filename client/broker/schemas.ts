@@ -36,13 +36,14 @@ const acceptsIncomplete = { type: 'string', enum: ['true', 'false'] } as const;
 
 export const provisionBody = {
   type: 'object',
-  required: ['service_id', 'plan_id'],
+  // v2.17: organization_guid and space_guid are REQUIRED and MUST be non-empty strings.
+  required: ['service_id', 'plan_id', 'organization_guid', 'space_guid'],
   properties: {
     service_id: idSchema,
     plan_id: idSchema,
     context: object,
-    organization_guid: { type: 'string', maxLength: 255 },
-    space_guid: { type: 'string', maxLength: 255 },
+    organization_guid: { type: 'string', minLength: 1, maxLength: 255 },
+    space_guid: { type: 'string', minLength: 1, maxLength: 255 },
     parameters: object,
     maintenance_info: maintenanceInfo,
   },

@@ -3,13 +3,26 @@
 // before anything starts, so an error answer changes nothing. Operations start through OperationsClient, whose
 // workflow-ID rule makes concurrent requests on one instance resolve atomically.
 import type { ValidateFunction } from 'ajv';
-import type { Registry } from '../../adapters/registry';
+import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../adapters/registry';
 import type { Entry } from '../../adapters/registry/entry';
 import { createParameterAjv, findPlan, withoutMetaSchema, type Catalog, type JsonSchema, type Plan, type Service } from '../../config/catalog';
-import { ExtraKeys } from '../../activities/operations';
 import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
-import type { OperationInput, OperationMemo, OperationType } from '../../workflows/messages';
-import { badRequest, conflict, gone, notFound, OsbError, unprocessable } from './errors';
+import type { OperationInput, OperationType } from '../../workflows/messages';
+import { badRequest, gone, notFound, OsbError, unprocessable } from './errors';
+import {
+  decideBind,
+  decideDeprovision,
+  decideFetchBinding,
+  decideFetchInstance,
+  decideProvision,
+  decideUnbind,
+  decideUpdate,
+  decideUpdateInstance,
+  type BindingFacts,
+  type Decision,
+  type InstanceFacts,
+  type OperationFact,
+} from './decide';
 import type { BrokerMetrics } from './metrics';
 
 type Json = Record<string, unknown>;
@@ -26,8 +39,8 @@ export interface ProvisionRequest {
   service_id: string;
   plan_id: string;
   context?: Json;
-  organization_guid?: string;
-  space_guid?: string;
+  organization_guid: string;
+  space_guid: string;
   parameters?: Json;
   maintenance_info?: { version: string };
 }
@@ -38,6 +51,7 @@ export interface UpdateRequest {
   plan_id?: string;
   context?: Json;
   parameters?: Json;
+  previous_values?: Json;
   maintenance_info?: { version: string };
 }
 
@@ -81,6 +95,12 @@ function instanceFingerprint(a: { serviceId: string; planId: string; parameters:
   });
 }
 
+/** A request about to be carried out: how to build its operation input, and what a synchronous success returns. */
+interface Intent {
+  build: () => OperationInput;
+  sync: { status: number; body: () => Promise<Json> };
+}
+
 export class OsbService {
   private readonly validators: Map<string, ValidateFunction>;
 
@@ -88,7 +108,7 @@ export class OsbService {
     this.validators = compileParameterValidators(deps.catalog);
   }
 
-  // ---- checks -------------------------------------------------------------------------------------------
+  // ---- checks that need no state ------------------------------------------------------------------------
 
   private planOf(serviceId: string, planId: string): { service: Service; plan: Plan } {
     const found = findPlan(this.deps.catalog, serviceId, planId);
@@ -116,20 +136,6 @@ export class OsbService {
     }
   }
 
-  private requireAsyncAllowed(plan: Plan, accepts: boolean): void {
-    if (plan.brokerflow.asyncOnly && !accepts) {
-      throw unprocessable('AsyncRequired', 'this plan is asynchronous only: retry with accepts_incomplete=true');
-    }
-  }
-
-  private openInstance(id: string): Promise<Entry> {
-    return this.deps.registry.open('service-instance', id);
-  }
-
-  private openBinding(instanceId: string, bindingId: string): Promise<Entry> {
-    return this.deps.registry.open('service-binding', bindingId, { instanceId });
-  }
-
   private count(type: OperationType, outcome: string): void {
     this.deps.metrics?.operations.inc({ type, outcome });
   }
@@ -138,36 +144,122 @@ export class OsbService {
     return this.deps.stepRetry ? { ...input, stepRetry: this.deps.stepRetry } : input;
   }
 
-  // ---- starting -----------------------------------------------------------------------------------------
+  // ---- facts --------------------------------------------------------------------------------------------
 
-  /** Starts an operation and answers: 202 for async, or the synchronous answer after waiting for the workflow. */
-  private async startAndAnswer(
-    input: OperationInput,
-    accepts: boolean,
-    sync: { status: number; body: () => Promise<Json> },
-    onBusy: (running: OperationMemo) => Promise<OsbAnswer | undefined>,
-  ): Promise<OsbAnswer> {
-    const outcome = await this.deps.operations.start(this.withRetry(input));
-    if (outcome.kind === 'busy') {
-      const handled = await onBusy(outcome.running);
-      if (handled) return handled;
-      this.count(input.operation, 'concurrency_error');
-      throw unprocessable('ConcurrencyError', `another operation (${outcome.running.operation}) is in progress on instance ${input.instanceId}`);
-    }
-    this.count(input.operation, outcome.kind === 'started' ? 'accepted' : 'identical');
-    if (accepts) return answer(202, { operation: outcome.operationId });
-    return this.answerSync(input, outcome.operationId, sync);
+  /** The running operation of a workflow, unless it has already recorded its end (its run is closing). */
+  private async runningOp(ref: { instanceId: string; bindingId?: string }, record: OperationFact | undefined): Promise<(OperationFact & { fingerprint: string; instanceId?: string }) | undefined> {
+    const memo = await this.deps.operations.running(ref);
+    if (!memo) return undefined;
+    if (record && record.operationId === memo.operationId && record.state !== 'in progress') return undefined;
+    return { operation: memo.operation, operationId: memo.operationId, state: 'in progress', fingerprint: memo.fingerprint, ...(memo.instanceId ? { instanceId: memo.instanceId } : {}) };
   }
 
-  private async answerSync(input: OperationInput, operationId: string, sync: { status: number; body: () => Promise<Json> }): Promise<OsbAnswer> {
-    const result = await this.deps.operations.waitForResult(input.instanceId, this.deps.syncTimeoutMs);
+  private async instanceFacts(instanceId: string): Promise<{ entry: Entry; facts: InstanceFacts }> {
+    const entry = await this.deps.registry.open('service-instance', instanceId);
+    let record: OperationFact | undefined = entry.exists() ? operationOf(entry) : await this.deps.registry.readOperation('service-instance', instanceId);
+    const running = await this.runningOp({ instanceId }, record);
+    // An operation recorded as in progress whose run is gone ended without completing: it failed.
+    if (record?.state === 'in progress' && running?.operationId !== record.operationId) record = { ...record, state: 'failed' };
+    return {
+      entry,
+      facts: {
+        exists: entry.exists(),
+        ...(record ? { record } : {}),
+        ...(running ? { running } : {}),
+        ...optional('fingerprint', entry.get<string>(BrokerflowKey.Fingerprint)),
+        ...optional('serviceId', entry.get<string>(RegistryKey.ServiceID)),
+        ...optional('planId', entry.get<string>(RegistryKey.PlanID)),
+        ...optional('maintenanceVersion', entry.get<string>(BrokerflowKey.MaintenanceVersion)),
+        bindingOperations: entry.exists() ? Object.keys(await this.deps.registry.runningBindingShares(entry)).length : 0,
+      },
+    };
+  }
+
+  private async bindingFacts(instanceId: string, bindingId: string): Promise<{ entry: Entry; facts: BindingFacts }> {
+    const entry = await this.deps.registry.open('service-binding', bindingId, { instanceId });
+    const ownerOfEntry = entry.get<string>(RegistryKey.InstanceID);
+    let ownedByAnotherInstance = entry.exists() && ownerOfEntry !== undefined && ownerOfEntry !== instanceId;
+    const exists = entry.exists() && !ownedByAnotherInstance;
+    let record: OperationFact | undefined;
+    if (exists) record = operationOf(entry);
+    else if (!entry.exists()) {
+      const tomb = await this.deps.registry.readOperation('service-binding', bindingId, { instanceId });
+      if (tomb && (tomb.instanceId === undefined || tomb.instanceId === instanceId)) record = tomb;
+    }
+    let running = await this.runningOp({ instanceId, bindingId }, record);
+    if (running && running.instanceId !== undefined && running.instanceId !== instanceId) {
+      ownedByAnotherInstance = true;
+      running = undefined;
+    }
+    if (record?.state === 'in progress' && running?.operationId !== record.operationId) record = { ...record, state: 'failed' };
+    return {
+      entry,
+      facts: {
+        exists,
+        ownedByAnotherInstance,
+        ...(record ? { record } : {}),
+        ...(running ? { running } : {}),
+        ...optional('fingerprint', exists ? entry.get<string>(BrokerflowKey.Fingerprint) : undefined),
+      },
+    };
+  }
+
+  // ---- carrying a decision out --------------------------------------------------------------------------
+
+  /**
+   * Decides on fresh facts and carries the decision out. A start that loses a race (another run took the
+   * workflow ID between our read and our start) decides again on the new facts, a few times at most.
+   */
+  private async carryOut(
+    type: OperationType,
+    ref: { instanceId: string; bindingId?: string },
+    accepts: boolean,
+    decideNow: () => Promise<{ decision: Decision; plan: Intent; answer: (body: 'empty' | 'dashboard' | 'instance' | 'binding') => Json }>,
+  ): Promise<OsbAnswer> {
+    for (let round = 0; round < 3; round++) {
+      const { decision, plan, answer: render } = await decideNow();
+      switch (decision.kind) {
+        case 'error':
+          if (decision.error === 'ConcurrencyError') this.count(type, 'concurrency_error');
+          throw decision.error ? unprocessable(decision.error, decision.description) : new OsbError(decision.status, decision.description);
+        case 'answer':
+          return answer(decision.status, render(decision.body));
+        case 'join':
+          this.count(type, 'identical');
+          return accepts ? answer(202, { operation: decision.operationId }) : this.answerSync(type, ref, decision.operationId, plan.sync);
+        case 'interrupt': {
+          const input = this.withRetry(plan.build());
+          const operationId = await this.deps.operations.interruptProvision(decision.provisionOperationId, input);
+          this.count('deprovision', 'interrupted_provision');
+          return accepts ? answer(202, { operation: operationId }) : this.answerSync(type, ref, operationId, plan.sync);
+        }
+        case 'start': {
+          const input = this.withRetry(plan.build());
+          const outcome = await this.deps.operations.start(input);
+          if (outcome.kind === 'busy') continue;
+          this.count(type, outcome.kind === 'started' ? 'accepted' : 'identical');
+          return accepts ? answer(202, { operation: outcome.operationId }) : this.answerSync(type, ref, outcome.operationId, plan.sync);
+        }
+      }
+    }
+    this.count(type, 'concurrency_error');
+    throw unprocessable('ConcurrencyError', `another operation is in progress on ${ref.bindingId ? `binding ${ref.bindingId}` : `instance ${ref.instanceId}`}`);
+  }
+
+  /** Waits for the operation; answers the synchronous success, or 500 when it failed, was interrupted or is slow. */
+  private async answerSync(type: OperationType, ref: { instanceId: string; bindingId?: string }, operationId: string, sync: Intent['sync']): Promise<OsbAnswer> {
+    const result = await this.deps.operations.waitForResult(ref, this.deps.syncTimeoutMs);
     if (!result) {
       throw new OsbError(
         500,
         `the operation did not finish within ${Math.round(this.deps.syncTimeoutMs / 1000)} s and continues (operation ${operationId}): repeat the request with accepts_incomplete=true, or delete to undo it`,
       );
     }
-    if (result.state === 'failed') throw new OsbError(500, `${input.operation} failed: ${result.description ?? 'unknown error'}`);
+    if (result.operationId !== operationId) {
+      // The run continued as another operation (a provision stopped by a DELETE): ours did not complete.
+      throw new OsbError(500, `${type} did not complete: it was interrupted by ${result.operation} ${result.operationId}`);
+    }
+    if (result.state === 'failed') throw new OsbError(500, `${type} failed: ${result.description ?? 'unknown error'}`);
     return answer(sync.status, await sync.body());
   }
 
@@ -175,9 +267,9 @@ export class OsbService {
 
   async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer> {
     const { plan } = this.planOf(b.service_id, b.plan_id);
-    this.checkMaintenance(plan, b.maintenance_info);
+    // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
     this.checkParameters(plan, 'create', b.parameters);
-    this.requireAsyncAllowed(plan, accepts);
+    this.checkMaintenance(plan, b.maintenance_info);
     const fingerprint = instanceFingerprint({
       serviceId: b.service_id,
       planId: b.plan_id,
@@ -185,139 +277,132 @@ export class OsbService {
       organizationGuid: b.organization_guid,
       spaceGuid: b.space_guid,
     });
-    const entry = await this.openInstance(instanceId);
-    if (isProvisioned(entry)) {
-      if (entry.get(ExtraKeys.Fingerprint) === fingerprint) return answer(200, dashboard(entry));
-      throw conflict(`instance ${instanceId} already exists with different attributes`);
-    }
-    const current = await this.deps.operations.status({ instanceId });
-    if (current?.state === 'in progress' && current.operation === 'provision' && entry.exists()) {
-      if (entry.get(ExtraKeys.Fingerprint) !== fingerprint) throw conflict(`instance ${instanceId} is being provisioned with different attributes`);
-      return accepts ? answer(202, { operation: current.operationId }) : this.answerSync({ instanceId } as OperationInput, current.operationId, this.provisionSync(instanceId));
-    }
-    const input: OperationInput = {
-      operation: 'provision',
-      operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(current) }),
-      instanceId,
-      serviceId: b.service_id,
-      planId: b.plan_id,
-      ...(plan.maintenance_info ? { maintenanceVersion: plan.maintenance_info.version } : {}),
-      parameters: b.parameters ?? {},
-      context: {
-        ...(b.context ?? {}),
-        ...(b.organization_guid ? { organization_guid: b.organization_guid } : {}),
-        ...(b.space_guid ? { space_guid: b.space_guid } : {}),
-      },
-      fingerprint,
-    };
-    return this.startAndAnswer(input, accepts, this.provisionSync(instanceId), async (running) => {
-      if (running.operation === 'provision') throw conflict(`instance ${instanceId} is being provisioned with different attributes`);
-      return undefined;
+    const sync = { status: 201, body: async () => dashboard(await this.deps.registry.open('service-instance', instanceId)) };
+    return this.carryOut('provision', { instanceId }, accepts, async () => {
+      const { entry, facts } = await this.instanceFacts(instanceId);
+      return {
+        decision: decideProvision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        answer: () => dashboard(entry),
+        plan: {
+          sync,
+          build: () => ({
+            operation: 'provision',
+            operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(facts.record) }),
+            instanceId,
+            serviceId: b.service_id,
+            planId: b.plan_id,
+            ...(plan.maintenance_info ? { maintenanceVersion: plan.maintenance_info.version } : {}),
+            parameters: b.parameters ?? {},
+            context: {
+              ...(b.context ?? {}),
+              ...(b.organization_guid ? { organization_guid: b.organization_guid } : {}),
+              ...(b.space_guid ? { space_guid: b.space_guid } : {}),
+            },
+            fingerprint,
+          }),
+        },
+      };
     });
-  }
-
-  private provisionSync(instanceId: string): { status: number; body: () => Promise<Json> } {
-    return { status: 201, body: async () => dashboard(await this.openInstance(instanceId)) };
   }
 
   async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer> {
-    const entry = await this.openInstance(instanceId);
-    if (!isProvisioned(entry)) {
-      const running = await this.deps.operations.running(instanceId);
-      if (running) throw unprocessable('ConcurrencyError', `instance ${instanceId} is still being provisioned`);
-      throw notFound(`instance ${instanceId} does not exist`);
-    }
-    const currentPlan = entry.get<string>('plan-id')!;
-    if (b.service_id !== entry.get<string>('service-id')) throw badRequest(`service_id "${b.service_id}" is not the instance's service`);
-    const targetPlanId = b.plan_id ?? currentPlan;
-    const { service, plan } = this.planOf(b.service_id, targetPlanId);
-    if (targetPlanId !== currentPlan && !(plan.plan_updateable ?? service.plan_updateable ?? false)) {
-      throw badRequest(`plan changes are not supported for service "${service.name}"`);
-    }
-    this.checkMaintenance(plan, b.maintenance_info);
-    this.checkParameters(plan, 'update', b.parameters);
-    this.requireAsyncAllowed(plan, accepts);
-    const currentParams = entry.get<Json>('parameters') ?? {};
-    // Absent parameters mean unchanged; present ones are merged over the current ones (shallow).
-    const parameters = b.parameters ? { ...currentParams, ...b.parameters } : currentParams;
-    const targetVersion = plan.maintenance_info?.version;
-    const ctx = entry.get<Json>('context') ?? {};
-    const previous = await this.deps.operations.status({ instanceId });
-    const fingerprint = instanceFingerprint({
-      serviceId: b.service_id,
-      planId: targetPlanId,
-      parameters,
-      organizationGuid: ctx.organization_guid,
-      spaceGuid: ctx.space_guid,
+    // Common check 4, before any state is read: the service, the plan when one is named, and the parameters
+    // against that plan's schema (without a plan_id the schema is the instance's plan's, known only below).
+    if (!this.deps.catalog.services.some((s) => s.id === b.service_id)) throw badRequest(`service_id "${b.service_id}" is not in the catalog`);
+    if (b.plan_id !== undefined) this.checkParameters(this.planOf(b.service_id, b.plan_id).plan, 'update', b.parameters);
+    return this.carryOut('update', { instanceId }, accepts, async () => {
+      const { entry, facts } = await this.instanceFacts(instanceId);
+      const currentPlan = facts.planId;
+      const targetPlanId = b.plan_id ?? currentPlan ?? '';
+      // The rows that need only the instance come first; the target plan is known once the instance is.
+      const first = decideUpdateInstance(b.service_id, facts);
+      if (first) return { decision: first, plan: noPlan, answer: () => ({}) };
+      const { service, plan } = this.planOf(b.service_id, targetPlanId);
+      const planChange = targetPlanId !== currentPlan;
+      // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
+      this.checkParameters(plan, 'update', b.parameters);
+      this.checkMaintenance(plan, b.maintenance_info);
+      const applied = entry.get<Json>(RegistryKey.Parameters) ?? {};
+      // Absent parameters mean unchanged; present ones are merged over the applied ones (shallow).
+      const parameters = b.parameters ? { ...applied, ...b.parameters } : applied;
+      // No maintenance upgrade unless asked for: the applied version stays, a plan change takes the new plan's.
+      const targetVersion = b.maintenance_info?.version ?? (planChange ? plan.maintenance_info?.version : (facts.maintenanceVersion ?? plan.maintenance_info?.version));
+      const ctx = entry.get<Json>(RegistryKey.Context) ?? {};
+      const fingerprint = instanceFingerprint({ serviceId: b.service_id, planId: targetPlanId, parameters, organizationGuid: ctx.organization_guid, spaceGuid: ctx.space_guid });
+      // Context is not compared (docs/design/osb-semantics.md): a PATCH that only sends context changes nothing.
+      const unchanged = fingerprint === facts.fingerprint && targetVersion === facts.maintenanceVersion;
+      const decision = decideUpdate(
+        {
+          accepts,
+          asyncOnly: plan.brokerflow.asyncOnly === true,
+          fingerprint,
+          serviceId: b.service_id,
+          planChange,
+          planUpdateable: plan.plan_updateable ?? service.plan_updateable ?? false,
+          unchanged,
+        },
+        facts,
+      );
+      return {
+        decision,
+        answer: () => ({}),
+        plan: {
+          sync: { status: 200, body: async () => ({}) },
+          build: () => ({
+            operation: 'update',
+            operationId: operationIdFor('update', { instanceId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            instanceId,
+            serviceId: b.service_id,
+            planId: targetPlanId,
+            ...(targetVersion ? { maintenanceVersion: targetVersion } : {}),
+            parameters,
+            context: b.context ? { ...ctx, ...b.context } : ctx,
+            fingerprint,
+          }),
+        },
+      };
     });
-    const input: OperationInput = {
-      operation: 'update',
-      operationId: operationIdFor('update', { instanceId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
-      instanceId,
-      serviceId: b.service_id,
-      planId: targetPlanId,
-      ...(targetVersion ? { maintenanceVersion: targetVersion } : {}),
-      parameters,
-      context: b.context ? { ...ctx, ...b.context } : ctx,
-      fingerprint,
-    };
-    const unchanged = input.fingerprint === entry.get(ExtraKeys.Fingerprint) && !b.context && (!targetVersion || entry.get(ExtraKeys.MaintenanceVersion) === targetVersion);
-    if (unchanged) {
-      const running = await this.deps.operations.running(instanceId);
-      if (!running || (await this.deps.operations.isFinishing(running, instanceId))) return answer(200, {});
-    }
-    return this.startAndAnswer(input, accepts, { status: 200, body: async () => ({}) }, async () => undefined);
   }
 
   async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer> {
     const { plan } = this.planOf(q.service_id, q.plan_id);
-    this.requireAsyncAllowed(plan, accepts);
-    const entry = await this.openInstance(instanceId);
-    if (!entry.exists()) {
-      // Only a provision that has not recorded itself yet makes a DELETE of an unrecorded instance meaningful.
-      const running = await this.deps.operations.running(instanceId);
-      if (running?.operation !== 'provision') throw gone(`instance ${instanceId} does not exist`);
-    }
-    const previous = await this.deps.operations.status({ instanceId });
     const fingerprint = requestFingerprint({ deprovision: instanceId });
-    const input: OperationInput = {
-      operation: 'deprovision',
-      operationId: operationIdFor('deprovision', { instanceId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
-      instanceId,
-      serviceId: entry.get<string>('service-id') ?? q.service_id,
-      planId: entry.get<string>('plan-id') ?? q.plan_id,
-      ...(entry.get<string>(ExtraKeys.MaintenanceVersion) ?? plan.maintenance_info?.version
-        ? { maintenanceVersion: entry.get<string>(ExtraKeys.MaintenanceVersion) ?? plan.maintenance_info!.version }
-        : {}),
-      parameters: entry.get<Json>('parameters') ?? {},
-      context: entry.get<Json>('context') ?? {},
-      fingerprint,
-    };
-    const sync = { status: 200, body: async () => ({}) };
-    return this.startAndAnswer(input, accepts, sync, async (busy) => {
-      if (busy.operation !== 'provision') return undefined;
-      // A delete during provisioning stops creation and deprovisions what was made.
-      const operationId = await this.deps.operations.interruptProvision(busy, this.withRetry(input));
-      this.count('deprovision', 'interrupted_provision');
-      if (accepts) return answer(202, { operation: operationId });
-      return this.answerSync(input, operationId, sync);
+    return this.carryOut('deprovision', { instanceId }, accepts, async () => {
+      const { entry, facts } = await this.instanceFacts(instanceId);
+      const version = facts.maintenanceVersion ?? plan.maintenance_info?.version;
+      return {
+        decision: decideDeprovision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        answer: () => ({}),
+        plan: {
+          sync: { status: 200, body: async () => ({}) },
+          build: () => ({
+            operation: 'deprovision',
+            operationId: operationIdFor('deprovision', { instanceId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            instanceId,
+            serviceId: facts.serviceId ?? q.service_id,
+            planId: facts.planId ?? q.plan_id,
+            ...(version ? { maintenanceVersion: version } : {}),
+            parameters: entry.get<Json>(RegistryKey.Parameters) ?? {},
+            context: entry.get<Json>(RegistryKey.Context) ?? {},
+            fingerprint,
+          }),
+        },
+      };
     });
   }
 
   async fetchInstance(instanceId: string): Promise<OsbAnswer> {
-    const entry = await this.openInstance(instanceId);
-    if (!isProvisioned(entry)) throw notFound(`instance ${instanceId} does not exist or is still being provisioned`);
-    const found = findPlan(this.deps.catalog, entry.get<string>('service-id')!, entry.get<string>('plan-id')!);
+    const { entry, facts } = await this.instanceFacts(instanceId);
+    const decision = decideFetchInstance(facts);
+    if (decision.kind === 'error') throw decision.error ? unprocessable(decision.error, decision.description) : new OsbError(decision.status, decision.description);
+    const found = findPlan(this.deps.catalog, facts.serviceId ?? '', facts.planId ?? '');
     if (found && !found.service.instances_retrievable) throw badRequest('instances of this service are not retrievable');
-    const op = lastOp(entry);
-    if (op.operation === 'update' && op.status === undefined) throw unprocessable('ConcurrencyError', `instance ${instanceId} is being updated`);
-    const version = entry.get<string>(ExtraKeys.MaintenanceVersion);
     return answer(200, {
-      service_id: entry.get('service-id'),
-      plan_id: entry.get('plan-id'),
-      parameters: entry.get('parameters') ?? {},
+      service_id: facts.serviceId,
+      plan_id: facts.planId,
+      parameters: entry.get(RegistryKey.Parameters) ?? {},
       ...dashboard(entry),
-      ...(version ? { maintenance_info: { version } } : {}),
+      ...(facts.maintenanceVersion ? { maintenance_info: { version: facts.maintenanceVersion } } : {}),
     });
   }
 
@@ -340,102 +425,90 @@ export class OsbService {
     const appGuid = b.app_guid ?? (typeof b.bind_resource?.app_guid === 'string' ? b.bind_resource.app_guid : undefined);
     if (plan.brokerflow.requiresApp && !appGuid) throw unprocessable('RequiresApp', 'this plan binds to applications only: send bind_resource.app_guid');
     this.checkParameters(plan, 'bind', b.parameters);
-    this.requireAsyncAllowed(plan, accepts);
-    const instance = await this.openInstance(instanceId);
-    if (!isProvisioned(instance)) {
-      if (await this.deps.operations.running(instanceId)) throw unprocessable('ConcurrencyError', `instance ${instanceId} is still being provisioned`);
-      throw notFound(`instance ${instanceId} does not exist`);
-    }
-    if (instance.get('service-id') !== b.service_id || instance.get('plan-id') !== b.plan_id) {
-      throw badRequest(`service_id/plan_id do not match instance ${instanceId}`);
-    }
     const fingerprint = requestFingerprint({ instance: instanceId, parameters: b.parameters ?? {}, app_guid: appGuid, bind_resource: b.bind_resource });
-    const binding = await this.openBinding(instanceId, bindingId);
-    if (binding.exists() && !(lastOp(binding).operation === 'bind' && lastOp(binding).status !== '')) {
-      if (binding.get(ExtraKeys.Fingerprint) === fingerprint) return answer(200, bindingView(binding));
-      throw conflict(`binding ${bindingId} already exists with different attributes`);
-    }
-    const bindSync = { status: 201, body: async () => bindingView(await this.openBinding(instanceId, bindingId)) };
-    const current = await this.deps.operations.status({ instanceId, bindingId });
-    if (current?.state === 'in progress' && current.operation === 'bind' && binding.exists()) {
-      if (binding.get(ExtraKeys.Fingerprint) !== fingerprint) throw conflict(`binding ${bindingId} is being created with different attributes`);
-      return accepts ? answer(202, { operation: current.operationId }) : this.answerSync({ instanceId } as OperationInput, current.operationId, bindSync);
-    }
-    const input: OperationInput = {
-      operation: 'bind',
-      operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(current) }),
-      instanceId,
-      bindingId,
-      serviceId: b.service_id,
-      planId: b.plan_id,
-      parameters: b.parameters ?? {},
-      context: { ...(b.context ?? {}) },
-      fingerprint,
-      ...(b.bind_resource || appGuid ? { bindResource: { ...(b.bind_resource ?? {}), ...(appGuid ? { app_guid: appGuid } : {}) } } : {}),
-    };
-    return this.startAndAnswer(
-      input,
-      accepts,
-      bindSync,
-      async (running) => {
-        if (running.operation === 'bind' && running.bindingId === bindingId) throw conflict(`binding ${bindingId} is being created with different attributes`);
-        return undefined;
-      },
-    );
+    const view = async () => bindingView(await this.deps.registry.open('service-binding', bindingId, { instanceId }));
+    return this.carryOut('bind', { instanceId, bindingId }, accepts, async () => {
+      const inst = await this.instanceFacts(instanceId);
+      const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
+      return {
+        decision: decideBind(
+          { accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint, matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id },
+          inst.facts,
+          facts,
+        ),
+        answer: () => bindingView(entry),
+        plan: {
+          sync: { status: 201, body: view },
+          build: () => ({
+            operation: 'bind',
+            operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(facts.record) }),
+            instanceId,
+            bindingId,
+            serviceId: b.service_id,
+            planId: b.plan_id,
+            parameters: b.parameters ?? {},
+            context: { ...(b.context ?? {}) },
+            fingerprint,
+            ...(b.bind_resource || appGuid ? { bindResource: { ...(b.bind_resource ?? {}), ...(appGuid ? { app_guid: appGuid } : {}) } } : {}),
+          }),
+        },
+      };
+    });
   }
 
   async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer> {
     const { plan } = this.planOf(q.service_id, q.plan_id);
-    this.requireAsyncAllowed(plan, accepts);
-    const binding = await this.openBinding(instanceId, bindingId);
-    if (!binding.exists()) {
-      // A bind that has not recorded itself yet is about to create the binding: the platform must come back.
-      const running = await this.deps.operations.running(instanceId);
-      if (running?.operation === 'bind' && running.bindingId === bindingId) throw unprocessable('ConcurrencyError', `binding ${bindingId} is still being created`);
-      throw gone(`binding ${bindingId} does not exist`);
-    }
-    const previous = await this.deps.operations.status({ instanceId, bindingId });
     const fingerprint = requestFingerprint({ unbind: bindingId });
-    const input: OperationInput = {
-      operation: 'unbind',
-      operationId: operationIdFor('unbind', { instanceId, bindingId, fingerprint, ...(previous ? { previousOperationId: previous.operationId } : {}) }),
-      instanceId,
-      bindingId,
-      serviceId: binding.get<string>('service-id') ?? q.service_id,
-      planId: binding.get<string>('plan-id') ?? q.plan_id,
-      parameters: binding.get<Json>('parameters') ?? {},
-      context: binding.get<Json>('context') ?? {},
-      fingerprint,
-    };
-    return this.startAndAnswer(input, accepts, { status: 200, body: async () => ({}) }, async () => undefined);
+    return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
+      const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
+      return {
+        decision: decideUnbind({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        answer: () => ({}),
+        plan: {
+          sync: { status: 200, body: async () => ({}) },
+          build: () => ({
+            operation: 'unbind',
+            operationId: operationIdFor('unbind', { instanceId, bindingId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            instanceId,
+            bindingId,
+            serviceId: entry.get<string>(RegistryKey.ServiceID) ?? q.service_id,
+            planId: entry.get<string>(RegistryKey.PlanID) ?? q.plan_id,
+            parameters: entry.get<Json>(RegistryKey.Parameters) ?? {},
+            context: entry.get<Json>(RegistryKey.Context) ?? {},
+            fingerprint,
+          }),
+        },
+      };
+    });
   }
 
   async fetchBinding(instanceId: string, bindingId: string): Promise<OsbAnswer> {
-    const binding = await this.openBinding(instanceId, bindingId);
-    const op = lastOp(binding);
-    if (!binding.exists() || (op.operation === 'bind' && op.status !== '')) throw notFound(`binding ${bindingId} does not exist or is still being created`);
-    const found = findPlan(this.deps.catalog, binding.get<string>('service-id')!, binding.get<string>('plan-id')!);
+    const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
+    const decision = decideFetchBinding(facts);
+    if (decision.kind === 'error') throw new OsbError(decision.status, decision.description);
+    const found = findPlan(this.deps.catalog, entry.get<string>(RegistryKey.ServiceID) ?? '', entry.get<string>(RegistryKey.PlanID) ?? '');
     if (found && !found.service.bindings_retrievable) throw badRequest('bindings of this service are not retrievable');
-    return answer(200, bindingView(binding));
+    return answer(200, bindingView(entry));
   }
+}
+
+const noPlan: Intent = {
+  sync: { status: 200, body: async () => ({}) },
+  build: () => {
+    throw new Error('no operation to build for a refused request');
+  },
+};
+
+function optional<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, V>);
 }
 
 /**
  * What a create (provision, bind) derives its operation ID from: the failed attempt it retries, or the deleted
  * incarnation it replaces. An in-progress or successful one is answered before an ID is needed.
  */
-function retryBase(current: OperationStatus | undefined): { previousOperationId?: string } {
+function retryBase(current: OperationFact | undefined): { previousOperationId?: string } {
   return current && (current.state === 'failed' || current.gone) ? { previousOperationId: current.operationId } : {};
-}
-
-function lastOp(e: Entry): { operation?: OperationType; operationId?: string; status?: string } {
-  return { operation: e.get<OperationType>('operation'), operationId: e.get<string>('operation-id'), status: e.get<string>('operation-status') };
-}
-
-/** The instance exists for the platform: stored, and not only a provision that is running or failed. */
-function isProvisioned(e: Entry): boolean {
-  const op = lastOp(e);
-  return e.exists() && !(op.operation === 'provision' && op.status !== '');
 }
 
 /** Pollers may send no operation, or a type name instead of the ID: only a real ID narrows the lookup. */

@@ -144,14 +144,20 @@ export function buildProgram(): Command {
     .requiredOption('--plan <id|name>', 'plan')
     .addOption(paramsOpt)
     .option('--context <json>', 'OSB context as JSON')
+    .option('--org <guid>', 'the organization_guid the instance belongs to', 'brokerflow-cli')
+    .option('--space <guid>', 'the space_guid the instance belongs to', 'brokerflow-cli')
     .addOption(waitOpt)
-    .action(async (instance: string, o: { service: string; plan: string; params?: string; context?: string; wait?: boolean }) => {
+    .action(async (instance: string, o: { service: string; plan: string; params?: string; context?: string; org: string; space: string; wait?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const ids = resolveIds(ctx.config, o.service, o.plan);
         const parameters = parseJsonArg(o.params, '--params');
         const context = parseJsonArg(o.context, '--context');
         return runOperation(g(), ctx, { instanceId: instance }, () =>
-          ctx.osb.provision(instance, { service_id: ids.serviceId, plan_id: ids.planId!, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) }, true),
+          ctx.osb.provision(
+            instance,
+            { service_id: ids.serviceId, plan_id: ids.planId!, organization_guid: o.org, space_guid: o.space, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) },
+            true,
+          ),
         o.wait === true);
       });
     });
@@ -181,7 +187,7 @@ export function buildProgram(): Command {
     .action(async (instance: string, o: { wait?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const entry = await ctx.registry.open('service-instance', instance);
-        const running = await ctx.operations.running(instance);
+        const running = await ctx.operations.running({ instanceId: instance });
         if (!entry.exists() && !running) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
         const serviceId = entry.get<string>('service-id') ?? '';
         const planId = entry.get<string>('plan-id') ?? '';

@@ -12,6 +12,8 @@ import { newPollerCheck, OperationReportedFailed, startNodeScript, type Operatio
 /** The example catalog's etcd-keyspace service and its `standard` plan (config/catalog.example.yaml). */
 export const SERVICE_ID = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 export const PLAN_ID = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
+/** The platform's organization and space, which every provision must name (docs/design/osb-semantics.md). */
+export const PLATFORM_ORG_SPACE = { organization_guid: 'bench-org', space_guid: 'bench-space' } as const;
 /** The resource set the plan reconciles: one etcd prefix per instance, nothing else. */
 export const RESOURCE_SETS_FILE = 'config/resource-sets.example.yaml';
 
@@ -130,7 +132,7 @@ export async function provisionOperation(d: BenchDeployment, pollMs: number, tim
   const path = `/v2/service_instances/${instanceId}`;
   const sentAt = Date.now();
   const t0 = performance.now();
-  const put = await osb(d, 'PUT', `${path}?accepts_incomplete=true`, { service_id: SERVICE_ID, plan_id: PLAN_ID, parameters: { quotaKeys: 100 } });
+  const put = await osb(d, 'PUT', `${path}?accepts_incomplete=true`, { service_id: SERVICE_ID, plan_id: PLAN_ID, ...PLATFORM_ORG_SPACE, parameters: { quotaKeys: 100 } });
   if (put.status !== 202) throw new Error(`provision of ${instanceId} answered ${put.status}: ${JSON.stringify(put.json)}`);
   const operation = String(put.json.operation);
   for (;;) {

@@ -13,7 +13,7 @@ import { createLogger } from '../../client/logging';
 import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser, testEncryptionKey, writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';
-import { newId, instancePath, bindingPath, deleteQuery, PLAN, SERVICE } from '../support/osb';
+import { newId, instancePath, bindingPath, deleteQuery, provisionBody, PLAN, SERVICE } from '../support/osb';
 
 /** Every line the brokers of this file logged, as written (JSON). */
 const logLines: string[] = [];
@@ -73,10 +73,10 @@ let bindingPassword = '';
 test('after real traffic /metrics counts HTTP requests by route and status, and operations by type and outcome', async () => {
   const id = newId('obs');
   const bid = newId('obs-b');
-  const put = await call(broker, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 5 } });
+  const put = await call(broker, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 5 } }));
   assert.equal(put.statusCode, 202, put.body);
   assert.deepEqual(await waitDone(instancePath(id), put.json().operation), { status: 200, state: 'succeeded' });
-  const conflict = await call(broker, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 6 } });
+  const conflict = await call(broker, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 6 } }));
   assert.equal(conflict.statusCode, 409);
   const bad = await call(broker, 'PUT', `${instancePath(newId('obs-bad'))}?accepts_incomplete=true`, { service_id: SERVICE });
   assert.equal(bad.statusCode, 400);

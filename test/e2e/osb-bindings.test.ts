@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
-import { APP_BOUND_PLAN, PLAN, SERVICE, bindAndWait, bindingPath, deleteQuery, instancePath, newId, provisionAndWait } from '../support/osb';
+import { APP_BOUND_PLAN, PLAN, SERVICE, bindAndWait, bindingPath, bindingWorkflowIdOf, deleteQuery, instancePath, newId, provisionAndWait, provisionBody } from '../support/osb';
 import { decodePayload } from '../support/history';
 
 let stack: TestStack;
@@ -52,12 +52,14 @@ test('a synchronous bind answers 201 with credentials; an identical re-bind 200;
 
 test('a plan that binds to applications only answers 422 RequiresApp without an app_guid', async () => {
   const id = newId('app');
-  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: APP_BOUND_PLAN });
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ plan_id: APP_BOUND_PLAN }));
   assert.equal((await pollLastOperation(stack, instancePath(id), put.json().operation)).body.state, 'succeeded');
-  const res = await stack.osb('PUT', `${bindingPath(id, 'b1')}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: APP_BOUND_PLAN });
+  // Binding IDs are unique across instances (and name the binding's workflow): a fresh one per test.
+  const bid = newId('b');
+  const res = await stack.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: APP_BOUND_PLAN });
   assert.equal(res.statusCode, 422);
   assert.equal(res.json().error, 'RequiresApp');
-  const ok = await stack.osb('PUT', `${bindingPath(id, 'b1')}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: APP_BOUND_PLAN, bind_resource: { app_guid: 'app-1' } });
+  const ok = await stack.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: APP_BOUND_PLAN, bind_resource: { app_guid: 'app-1' } });
   assert.equal(ok.statusCode, 202);
 });
 
@@ -65,8 +67,8 @@ test('bind while the instance is being provisioned is 422 ConcurrencyError', asy
   await stack.stopWorker();
   const id = newId('early');
   try {
-    assert.equal((await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN })).statusCode, 202);
-    const res = await stack.osb('PUT', `${bindingPath(id, 'b')}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    assert.equal((await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody())).statusCode, 202);
+    const res = await stack.osb('PUT', `${bindingPath(id, newId('b'))}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
     assert.equal(res.statusCode, 422);
     assert.equal(res.json().error, 'ConcurrencyError');
   } finally {
@@ -96,7 +98,7 @@ test('unbind removes the etcd user; last_operation then 410; a second unbind 410
 test('deprovision with bindings left removes their etcd users too: nothing is orphaned', async () => {
   const id = newId('dep');
   await provisionAndWait(stack, id);
-  await bindAndWait(stack, id, 'left-behind');
+  await bindAndWait(stack, id, newId('left-behind'));
   const res = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
   assert.equal((await pollLastOperation(stack, instancePath(id), res.json().operation)).status, 410);
   const root = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
@@ -116,7 +118,8 @@ test('binding credentials never appear in the bind workflow history, raw or deco
   await bindAndWait(stack, id, bid);
   const password = (await stack.osb('GET', bindingPath(id, bid))).json().credentials.password as string;
   assert.ok(password.length >= 16);
-  const handle = stack.client.workflow.getHandle(`instance/${id}`);
+  // A binding's operations run on the binding's own workflow (docs/design/osb-semantics.md).
+  const handle = stack.client.workflow.getHandle(bindingWorkflowIdOf(bid));
   const history = await handle.fetchHistory();
   const raw = JSON.stringify(history, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
   assert.equal(raw.includes(password), false, 'the password is not in the raw (encrypted) history');

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
-import { PLAN, SERVICE, instancePath, newId } from '../support/osb';
+import { SERVICE, instancePath, newId, provisionBody } from '../support/osb';
 
 let stack: TestStack;
 before(async () => {
@@ -18,7 +18,7 @@ async function runsOf(id: string): Promise<number> {
 
 test('100 concurrent identical PUTs start one workflow and all answer 202 or 200 with the same operation', async () => {
   const id = newId('same');
-  const body = { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 42 } };
+  const body = provisionBody({ parameters: { quotaKeys: 42 } });
   const answers = await Promise.all(Array.from({ length: 100 }, () => stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, body)));
   const codes = new Set(answers.map((a) => a.statusCode));
   assert.ok([...codes].every((c) => c === 202 || c === 200), `codes: ${[...codes].join(',')}`);
@@ -34,7 +34,7 @@ test('100 concurrent identical PUTs start one workflow and all answer 202 or 200
 test('20 concurrent conflicting PUTs: one wins with 202, the rest get 409, and the winner is what exists', async () => {
   const id = newId('race');
   const answers = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: i + 1 } })),
+    Array.from({ length: 20 }, (_, i) => stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: i + 1 } }))),
   );
   const winners = answers.filter((a) => a.statusCode === 202);
   assert.equal(winners.length, 1, answers.map((a) => a.statusCode).join(','));
@@ -46,7 +46,7 @@ test('20 concurrent conflicting PUTs: one wins with 202, the rest get 409, and t
 
 test('concurrent PATCHes on one instance: one runs, the others get 422 ConcurrencyError or join it', async () => {
   const id = newId('patch');
-  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
   await pollLastOperation(stack, instancePath(id), put.json().operation);
   const answers = await Promise.all(
     Array.from({ length: 10 }, (_, i) => stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 100 + i } })),

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth } from '../support/config';
-import { ASYNC_ONLY_PLAN, PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, workflowExists, osbResourceSets } from '../support/osb';
+import { ASYNC_ONLY_PLAN, ORG_SPACE, PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, provisionBody, workflowExists, osbResourceSets } from '../support/osb';
 
 let stack: TestStack;
 before(async () => {
@@ -14,7 +14,7 @@ after(() => stack.close());
 
 const endpoints = (id: string, bid: string): Array<[string, string, unknown?]> => [
   ['GET', '/v2/catalog'],
-  ['PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN }],
+  ['PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody()],
   ['PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE }],
   ['DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`],
   ['GET', instancePath(id)],
@@ -67,12 +67,12 @@ test('the request identity is echoed back', async () => {
 
 test('bad provision input gets 400 with a description, and starts and writes nothing', async () => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ['unknown service', { service_id: 'nope', plan_id: PLAN }, /service_id "nope" is not in the catalog/],
-    ['unknown plan', { service_id: SERVICE, plan_id: 'nope' }, /plan_id "nope" is not a plan/],
-    ['schema-violating parameters', { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 0 } }, /parameters\/quotaKeys must be >= 1/],
-    ['unknown parameter', { service_id: SERVICE, plan_id: PLAN, parameters: { colour: 'red' } }, /must NOT have additional properties/],
-    ['missing plan_id', { service_id: SERVICE }, /plan_id/],
-    ['parameters not an object', { service_id: SERVICE, plan_id: PLAN, parameters: [1] }, /parameters must be object/],
+    ['unknown service', { service_id: 'nope', plan_id: PLAN, ...ORG_SPACE }, /service_id "nope" is not in the catalog/],
+    ['unknown plan', { service_id: SERVICE, plan_id: 'nope', ...ORG_SPACE }, /plan_id "nope" is not a plan/],
+    ['schema-violating parameters', provisionBody({ parameters: { quotaKeys: 0 } }), /parameters\/quotaKeys must be >= 1/],
+    ['unknown parameter', provisionBody({ parameters: { colour: 'red' } }), /must NOT have additional properties/],
+    ['missing plan_id', { service_id: SERVICE, ...ORG_SPACE }, /plan_id/],
+    ['parameters not an object', provisionBody({ parameters: [1] }), /parameters must be object/],
     ['malformed JSON', '{"service_id": ', /JSON/i],
   ];
   for (const [what, body, expected] of cases) {
@@ -87,7 +87,7 @@ test('bad provision input gets 400 with a description, and starts and writes not
 
 test('instance IDs that could escape their prefix are refused before anything happens', async () => {
   for (const id of ['..', 'a%2Fb', 'a%00b', 'x'.repeat(10_000), 'a%20b', '%2E%2E']) {
-    const res = await stack.osb('PUT', `/v2/service_instances/${id}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const res = await stack.osb('PUT', `/v2/service_instances/${id}?accepts_incomplete=true`, provisionBody());
     assert.ok([400, 404, 414].includes(res.statusCode), `id ${id.slice(0, 20)} -> ${res.statusCode}`);
   }
   const listed = await stack.worker.registry.registry.list('service-instance');
@@ -96,7 +96,7 @@ test('instance IDs that could escape their prefix are refused before anything ha
 
 test('a wrong maintenance_info.version is 422 MaintenanceInfoConflict', async () => {
   const id = newId('mi');
-  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, maintenance_info: { version: '9.9.9' } });
+  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ maintenance_info: { version: '9.9.9' } }));
   assert.equal(res.statusCode, 422);
   assert.equal(res.json().error, 'MaintenanceInfoConflict');
   assert.equal(await workflowExists(stack, id), false);
@@ -104,7 +104,7 @@ test('a wrong maintenance_info.version is 422 MaintenanceInfoConflict', async ()
 
 test('an async-only plan without accepts_incomplete is 422 AsyncRequired', async () => {
   const id = newId('async');
-  const res = await stack.osb('PUT', instancePath(id), { service_id: SERVICE, plan_id: ASYNC_ONLY_PLAN });
+  const res = await stack.osb('PUT', instancePath(id), provisionBody({ plan_id: ASYNC_ONLY_PLAN }));
   assert.equal(res.statusCode, 422);
   assert.equal(res.json().error, 'AsyncRequired');
   assert.equal(await workflowExists(stack, id), false);
@@ -122,6 +122,6 @@ test('deprovision without service_id and plan_id is 400; of an unknown instance 
 });
 
 test('a body larger than the limit is refused with 413', async () => {
-  const res = await stack.osb('PUT', `${instancePath(newId('big'))}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { x: 'y'.repeat(2 * 1024 * 1024) } });
+  const res = await stack.osb('PUT', `${instancePath(newId('big'))}?accepts_incomplete=true`, provisionBody({ parameters: { x: 'y'.repeat(2 * 1024 * 1024) } }));
   assert.equal(res.statusCode, 413);
 });

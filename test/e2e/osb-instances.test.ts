@@ -6,7 +6,7 @@ import { Etcd3 } from 'etcd3';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { etcdOwnerKey } from '../../adapters/resources/etcd';
 import { requireTestEnv } from '../support/env';
-import { PLAN, SERVICE, deleteQuery, instancePath, newId, osbResourceSets, provisionAndWait } from '../support/osb';
+import { PLAN, SERVICE, deleteQuery, instancePath, newId, osbResourceSets, provisionAndWait, provisionBody } from '../support/osb';
 
 let stack: TestStack;
 let tenant: Etcd3;
@@ -32,7 +32,7 @@ async function configMap(id: string): Promise<Record<string, unknown> | undefine
 
 test('async provision answers 202 with an operation; last_operation says in progress with Retry-After, then succeeded', async () => {
   const id = newId('prov');
-  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 5 } });
+  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 5 } }));
   assert.equal(res.statusCode, 202);
   const operation = res.json().operation as string;
   assert.ok(operation.length > 0 && operation.length <= 10_000);
@@ -55,7 +55,7 @@ test('async provision answers 202 with an operation; last_operation says in prog
 
 test('a synchronous provision (no accepts_incomplete) waits and answers 201', async () => {
   const id = newId('sync');
-  const res = await stack.osb('PUT', instancePath(id), { service_id: SERVICE, plan_id: PLAN });
+  const res = await stack.osb('PUT', instancePath(id), provisionBody());
   assert.equal(res.statusCode, 201, res.body);
   assert.deepEqual((await stack.osb('GET', `${instancePath(id)}/last_operation`)).json(), { state: 'succeeded' });
 });
@@ -63,10 +63,13 @@ test('a synchronous provision (no accepts_incomplete) waits and answers 201', as
 test('an identical re-PUT gets 200 once provisioned; different attributes get 409 and change nothing', async () => {
   const id = newId('again');
   await provisionAndWait(stack, id, { parameters: { quotaKeys: 7 } });
-  const same = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 7 } });
+  const same = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 7 } }));
   assert.equal(same.statusCode, 200);
-  const different = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 8 } });
+  const different = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 8 } }));
   assert.equal(different.statusCode, 409);
+  // The platform's org and space are part of what makes a provision identical.
+  const otherSpace = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 7 }, space_guid: 'another-space' }));
+  assert.equal(otherSpace.statusCode, 409, otherSpace.body);
   assert.equal(((await configMap(id))?.data as Record<string, string>).quotaKeys, '7');
 });
 
@@ -91,7 +94,7 @@ test('PATCH while provisioning is 422 ConcurrencyError; fetch while provisioning
   await stack.stopWorker();
   const id = newId('busy');
   try {
-    const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(res.statusCode, 202);
     const patch = await stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 2 } });
     assert.equal(patch.statusCode, 422);
@@ -133,7 +136,7 @@ test('a DELETE during provisioning stops creation and deprovisions; nothing is l
   const id = newId('halt');
   let deleteOp: string;
   try {
-    const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(put.statusCode, 202);
     const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
     assert.equal(del.statusCode, 202, del.body);
@@ -153,7 +156,7 @@ test('orphan mitigation: a provision that fails half-way is cleaned up by the pl
   const id = newId('orphan');
   // Someone else's data already sits at the keyspace: the ConfigMap is created, then the keyspace step fails.
   await tenant.put(`/tenants/${id}/foreign`).value('not ours');
-  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
   const failed = await pollLastOperation(stack, instancePath(id), put.json().operation);
   assert.equal(failed.body.state, 'failed');
   assert.match(String(failed.body.description), /resource "keyspace" step applyCreateChange failed/);

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
+import { ORG_SPACE } from '../support/osb';
 
 const SERVICE = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 const PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
@@ -13,7 +14,7 @@ after(() => stack.close());
 
 test('provision, bind, fetch credentials, unbind and deprovision an etcd keyspace end to end', async () => {
   const id = `i-${randomUUID()}`;
-  const put = await stack.osb('PUT', `/v2/service_instances/${id}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 10 } });
+  const put = await stack.osb('PUT', `/v2/service_instances/${id}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...ORG_SPACE, parameters: { quotaKeys: 10 } });
   assert.equal(put.statusCode, 202, put.body);
   const op = put.json().operation as string;
   const done = await pollLastOperation(stack, `/v2/service_instances/${id}`, op);

@@ -8,7 +8,7 @@ import { Etcd3 } from 'etcd3';
 import type { WorkflowHandle } from '@temporalio/client';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
-import { PLAN, SERVICE, bindingPath, instancePath, newId, osbResourceSets } from '../support/osb';
+import { PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, instancePath, instanceWorkflowIdOf, newId, osbResourceSets, provisionBody } from '../support/osb';
 import { scheduledActivities } from '../support/history';
 import { etcdOwnerKey } from '../../adapters/resources/etcd';
 
@@ -41,9 +41,9 @@ test('a worker killed mid-reconciliation leaves a set that a new worker complete
   stack = await startTestStack({ worker: false, overrides: { resourceSets: osbResourceSets } });
   const id = newId('crash');
   worker = startWorkerProcess(stack.configFile);
-  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
   assert.equal(put.statusCode, 202);
-  const handle = stack.client.workflow.getHandle(`instance/${id}`);
+  const handle = stack.client.workflow.getHandle(instanceWorkflowIdOf(id));
   // Killed while the first resource (the ConfigMap) is being created, before the keyspace.
   const atKill = await killWhen(handle, stack, (s) => s.includes('settings: applyCreateChange'));
   assert.equal(atKill.some((s) => s.startsWith('keyspace')), false);
@@ -52,7 +52,9 @@ test('a worker killed mid-reconciliation leaves a set that a new worker complete
 
   const bid = newId('b');
   const bind = await stack.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
-  await killWhen(handle, stack, (s) => s.includes('user: applyCreateChange'));
+  assert.equal(bind.statusCode, 202, bind.body);
+  // A binding's operations run on the binding's own workflow (docs/design/osb-semantics.md).
+  await killWhen(stack.client.workflow.getHandle(bindingWorkflowIdOf(bid)), stack, (s) => s.includes('user: applyCreateChange'));
   worker = startWorkerProcess(stack.configFile);
   assert.equal((await pollLastOperation(stack, bindingPath(id, bid), bind.json().operation, 120_000)).body.state, 'succeeded');
 

@@ -29,6 +29,7 @@ import { createLogger } from '../../client/logging';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser } from '../support/config';
 import { requireTestEnv } from '../support/env';
+import { ORG_SPACE } from '../support/osb';
 
 const SERVICE = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 const PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
@@ -142,7 +143,7 @@ async function configureCodecInUi(page: Page, includeCredentials: boolean): Prom
 async function provision(): Promise<{ instanceId: string; quota: number }> {
   const instanceId = `ui-${randomUUID()}`;
   const quota = 4000 + Math.floor(Math.random() * 999);
-  const put = await stack.osb('PUT', `/v2/service_instances/${instanceId}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: quota } });
+  const put = await stack.osb('PUT', `/v2/service_instances/${instanceId}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...ORG_SPACE, parameters: { quotaKeys: quota } });
   assert.equal(put.statusCode, 202, put.body);
   const done = await pollLastOperation(stack, `/v2/service_instances/${instanceId}`, put.json().operation as string);
   assert.equal(done.body.state, 'succeeded', JSON.stringify(done));

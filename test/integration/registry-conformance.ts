@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ConflictError, NotFoundError, PermissionError, ValidationError } from '../../adapters/errors';
+import { ConflictError, PermissionError, ValidationError } from '../../adapters/errors';
 import { RedundantStore, SecretPersistenceProvider, type PersistenceProvider } from '../../adapters/persistence';
 import {
   KeyPolicyError,
@@ -265,23 +265,6 @@ export function registryConformance(backend: RegistryBackend): void {
       assert.equal((await noSecrets.registry.open('service-binding', e.id)).exists(), false);
     });
 
-    void test('the directory maps instance IDs to namespaces: add, lookup, remove; unknown IDs are not found', async () => {
-      const id = uid();
-      await assert.rejects(r.directory.lookup(id), NotFoundError);
-      assert.equal(await r.namespaceFor(id), backend.namespaces[0], 'unknown instances fall back to the default namespace');
-      await r.directory.add(id, { namespace: backend.namespaces[1] });
-      assert.deepEqual(await r.directory.lookup(id), { namespace: backend.namespaces[1] });
-      const e = await r.open('service-instance', id);
-      assert.equal(e.namespace, backend.namespaces[1], 'entries of the instance live where the directory says');
-      await e.commit();
-      const b = await r.open('service-binding', uid(), { instanceId: id });
-      assert.equal(b.namespace, backend.namespaces[1]);
-      await r.directory.remove(id);
-      await r.directory.remove(id);
-      await assert.rejects(r.directory.lookup(id), NotFoundError);
-      await assert.rejects(r.directory.add(id, { namespace: '../x' }), ValidationError);
-    });
-
     void test('begin records an in-progress operation; beginning the same operation ID again is a no-op', async () => {
       const e = await r.open('service-instance', uid());
       await r.beginOperation(e, { operation: 'provision', operationId: 'op-1' });
@@ -389,6 +372,7 @@ export function registryConformance(backend: RegistryBackend): void {
         operationId: 'u1',
         state: 'succeeded',
         gone: true,
+        instanceId: inst.id,
       });
       const sealed = await under.secretInner.getAllObjects(under.secretInner.instances()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryCredentials' });
       assert.ok(!sealed.some((o) => o.metadata.name === b.name), 'the credentials went with the binding');
@@ -422,7 +406,6 @@ export function registryConformance(backend: RegistryBackend): void {
       for (const id of ['../x', 'a/b', '', 'x'.repeat(201), 'nul\0', 'a..b']) {
         await assert.rejects(r.open('service-instance', id), ValidationError, JSON.stringify(id));
         await assert.rejects(r.readOperation('service-binding', id), ValidationError);
-        await assert.rejects(r.directory.add(id, { namespace: 'ok' }), ValidationError);
       }
       await assert.rejects(r.open('service-plan' as 'service-instance', 'x'), ValidationError);
       const e = await r.open('service-instance', uid());

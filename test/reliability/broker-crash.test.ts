@@ -16,7 +16,7 @@ import { createLogger } from '../../client/logging';
 import { freePort } from '../../scripts/lib/process';
 import type { OperationInput } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
-import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath } from '../support/osb';
+import { PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, deleteQuery, instancePath, instanceWorkflowIdOf, provisionBody } from '../support/osb';
 import { startBrokerProcess, type ChildProcessHandle } from './processes';
 import { sharedTenantEtcd } from './servers';
 import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory, settledRuns, waitFor } from './inspect';
@@ -85,7 +85,7 @@ scenario.test('a crash just before or just after the workflow start never leaves
     const id = `${tag}-${crash === 'before start' ? 'pre' : 'post'}`;
     const bid = `${id}-bind`;
     const steps: Array<{ operation: string; method: 'PUT' | 'PATCH' | 'DELETE'; url: string; path: string; body?: unknown; expect: string }> = [
-      { operation: 'provision', method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: { service_id: SERVICE, plan_id: PLAN }, expect: 'succeeded' },
+      { operation: 'provision', method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: provisionBody(), expect: 'succeeded' },
       { operation: 'update', method: 'PATCH', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: { service_id: SERVICE, parameters: { quotaKeys: 7 } }, expect: 'succeeded' },
       { operation: 'bind', method: 'PUT', url: `${bindingPath(id, bid)}?accepts_incomplete=true`, path: bindingPath(id, bid), body: { service_id: SERVICE, plan_id: PLAN }, expect: 'succeeded' },
       { operation: 'unbind', method: 'DELETE', url: `${bindingPath(id, bid)}?accepts_incomplete=true&${deleteQuery()}`, path: bindingPath(id, bid), expect: 'gone' },
@@ -104,7 +104,9 @@ scenario.test('a crash just before or just after the workflow start never leaves
 
   const runs = await settledRuns(s.client, s.config.temporal.taskQueue, 10);
   const perInstance = ['pre', 'post'].map((k) => {
-    const mine = runs.filter((r) => r.workflowId === `instance/${tag}-${k}`);
+    // The instance's operations run on its workflow, the binding's on the binding's (docs/design/osb-semantics.md).
+    const workflows = [instanceWorkflowIdOf(`${tag}-${k}`), bindingWorkflowIdOf(`${tag}-${k}-bind`)];
+    const mine = runs.filter((r) => workflows.includes(r.workflowId));
     const types = mine.map((r) => r.type).sort();
     return { k, types };
   });
@@ -144,7 +146,7 @@ scenario.test('killing broker processes mid-request leaves nothing in progress; 
     // Requests go out 50 ms apart; the kill comes at a random moment just after the first answer, so some are
     // answered, some are being processed and some have not arrived.
     const inflight = ids.map((id, i) =>
-      new Promise((r) => setTimeout(r, i * 50)).then(async () => ({ id, a: await send('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN }) })),
+      new Promise((r) => setTimeout(r, i * 50)).then(async () => ({ id, a: await send('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody()) })),
     );
     await Promise.race([Promise.race(inflight), new Promise((r) => setTimeout(r, 5000))]);
     await new Promise((r) => setTimeout(r, randomBetween(0, 150)));
@@ -157,7 +159,7 @@ scenario.test('killing broker processes mid-request leaves nothing in progress; 
   // The platform, for every provision: poll what it knows, then repeat the request until it has an answer.
   const recovery = await mapConcurrently(all, 6, async (id) => {
     const known = await settle(send, instancePath(id));
-    const r = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: { service_id: SERVICE, plan_id: PLAN } });
+    const r = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: provisionBody() });
     return { id, known, ...r };
   });
   const runs = await settledRuns(s.client, s.config.temporal.taskQueue, 10 + all.length);
@@ -200,11 +202,11 @@ scenario.test('a synchronous request the broker stops waiting for leaves nothing
   // The broker waits 1 ms for a synchronous request: no operation is that fast, so every one outlives the wait.
   const app = await brokerApp(s, new OperationsClient(s.client, s.config.temporal.taskQueue, registry), 1);
   const send = injectSender(app);
-  const idle = (id: string) =>
+  const idle = (workflowId: string) =>
     waitFor(
-      `the workflow of ${id} to finish`,
+      `the workflow ${workflowId} to finish`,
       async () => {
-        const d = await s.client.workflow.getHandle(`instance/${id}`).describe().catch(() => undefined);
+        const d = await s.client.workflow.getHandle(workflowId).describe().catch(() => undefined);
         return !d || d.status.name !== 'RUNNING' ? true : undefined;
       },
       120_000,
@@ -220,9 +222,9 @@ scenario.test('a synchronous request the broker stops waiting for leaves nothing
   const label = (res: Awaited<ReturnType<typeof send>>) => (res.status === 'no answer' ? 'no answer' : `${res.status}${res.body.error ? ` ${String(res.body.error)}` : ''}`);
 
   const id = `${tag}-sync`;
-  const put = await send('PUT', instancePath(id), { service_id: SERVICE, plan_id: PLAN });
+  const put = await send('PUT', instancePath(id), provisionBody());
   const believesInstance = await platform(put, { url: `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`, path: instancePath(id) });
-  await idle(id);
+  await idle(instanceWorkflowIdOf(id));
   const record = await registry.readOperation('service-instance', id);
   const keyspace = (await keyspaceOf(etcd, id)).owner !== undefined;
   const instanceExists = record !== undefined && !record.gone && record.operation === 'provision' && record.state === 'succeeded';
@@ -235,12 +237,12 @@ scenario.test('a synchronous request the broker stops waiting for leaves nothing
 
   // A binding, synchronously, on an instance that exists for sure.
   const host = `${tag}-synchost`;
-  const made = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(host)}?accepts_incomplete=true`, path: instancePath(host), body: { service_id: SERVICE, plan_id: PLAN } });
+  const made = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(host)}?accepts_incomplete=true`, path: instancePath(host), body: provisionBody() });
   assert.equal(made.final, 'succeeded');
   const bid = `${host}-b`;
   const bind = await send('PUT', bindingPath(host, bid), { service_id: SERVICE, plan_id: PLAN });
   const believesBinding = await platform(bind, { url: `${bindingPath(host, bid)}?accepts_incomplete=true&${deleteQuery()}`, path: bindingPath(host, bid) });
-  await idle(host);
+  await idle(bindingWorkflowIdOf(bid));
   const bRecord = await registry.readOperation('service-binding', bid, { instanceId: host });
   const user = (await managedUsers(etcd, new Set([etcdUserName(bid)]))).length > 0;
   const bindingExists = bRecord !== undefined && !bRecord.gone && bRecord.operation === 'bind' && bRecord.state === 'succeeded';

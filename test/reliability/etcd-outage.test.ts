@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { etcdUserName } from '../../adapters/resources/etcd';
-import { instanceWorkflowId } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
-import { PLAN, SERVICE, bindingPath, instancePath } from '../support/osb';
+import { ORG_SPACE, PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, instancePath, instanceWorkflowIdOf } from '../support/osb';
 import { startOwnTenantEtcd, type OwnTenantEtcd } from './servers';
 import { activityAttempts, managedRoles, managedUsers, prefixInventory, waitFor } from './inspect';
 import { Scenario, mapConcurrently, seconds } from './scenario';
@@ -48,7 +47,7 @@ scenario.test('operations wait out a 20 s tenant etcd outage with backoff, then 
 
   const accept = async (kind: Op['kind'], instanceId: string, bindingId?: string): Promise<Op> => {
     const path = bindingId ? bindingPath(instanceId, bindingId) : instancePath(instanceId);
-    const res = await s.osb('PUT', `${path}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const res = await s.osb('PUT', `${path}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...(bindingId ? {} : ORG_SPACE) });
     assert.equal(res.statusCode, 202, `${kind} ${instanceId}: ${res.body}`);
     return { kind, instanceId, ...(bindingId ? { bindingId } : {}), path, operation: res.json().operation as string };
   };
@@ -91,7 +90,9 @@ scenario.test('operations wait out a 20 s tenant etcd outage with backoff, then 
   const allDone = Math.max(...during.map((op) => finished.get(op)!.at));
 
   // Backoff, as Temporal recorded it: the attempt each activity ended on, and how long it spent retrying.
-  const attempts = await mapConcurrently(during, 6, async (op) => ({ op, acts: await activityAttempts(s.client.workflow.getHandle(instanceWorkflowId(op.instanceId))) }));
+  // A bind runs on its binding's workflow, a provision on its instance's (docs/design/osb-semantics.md).
+  const workflowOf = (op: Op) => (op.bindingId ? bindingWorkflowIdOf(op.bindingId) : instanceWorkflowIdOf(op.instanceId));
+  const attempts = await mapConcurrently(during, 6, async (op) => ({ op, acts: await activityAttempts(s.client.workflow.getHandle(workflowOf(op))) }));
   const retried = attempts.filter((a) => a.acts.some((x) => x.attempt > 1));
   const maxAttempt = Math.max(...attempts.flatMap((a) => a.acts.map((x) => x.attempt)));
   const maxRetrying = Math.max(...attempts.flatMap((a) => a.acts.map((x) => x.retryingMs)));

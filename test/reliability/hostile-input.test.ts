@@ -18,7 +18,7 @@ import { etcdOwnerKey, etcdUserName } from '../../adapters/resources/etcd';
 import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser } from '../support/config';
 import { requireTestEnv } from '../support/env';
-import { APP_BOUND_PLAN, ASYNC_ONLY_PLAN, PLAN, SERVICE, deleteQuery, instancePath } from '../support/osb';
+import { APP_BOUND_PLAN, ASYNC_ONLY_PLAN, ORG_SPACE, PLAN, SERVICE, bindingWorkflowIdOf, deleteQuery, instancePath, instanceWorkflowIdOf } from '../support/osb';
 import { sharedTenantEtcd } from './servers';
 import { deleteTenantKeys, managedUsers, waitFor, workflowRuns } from './inspect';
 import { injectSender, repeatUntilDone } from './platform';
@@ -35,7 +35,7 @@ const scenario = new Scenario({
   order: 6,
   title: 'Hostile input: property-based fuzzing of the OSB API',
   fault: `${INJECTED} requests generated with fast-check (seed ${SEED}) sent to the broker app through fastify inject, then ${RAW} raw requests over loopback HTTP: IDs crafted to escape (\`../\`, \`/\`, \`%2F\`, NUL, 10 kB, names the registry refuses), random, malformed and oversized bodies, wrong, missing and odd headers and credentials, every method on every route, mixed with valid requests on 3 instance IDs so that some get past validation. A worker runs, so accepted requests do real work.`,
-  claim: 'No 5xx and no crash; every error answer on /v2 is a JSON OSB error body with a description; a rejected request starts no workflow and writes nothing: afterwards every workflow, registry entry, registry file, etcd key and Kubernetes object that exists belongs to an ID some request was accepted for, and nothing with the run\'s token exists outside the registry folder or the instances\' etcd prefixes.',
+  claim: 'No 5xx and no crash (except the 500 with its reason that docs/design/osb-semantics.md gives a synchronous operation that failed or was interrupted by a DELETE); every error answer on /v2 is a JSON OSB error body with a description; a rejected request starts no workflow and writes nothing: afterwards every workflow, registry entry, registry file, etcd key and Kubernetes object that exists belongs to an ID some request was accepted for, and nothing with the run\'s token exists outside the registry folder or the instances\' etcd prefixes.',
 });
 after(() => scenario.save());
 
@@ -105,6 +105,7 @@ const osbBody = fc.record(
     context: fc.oneof(fc.constant({ platform: 'cloudfoundry' }), fc.record({ namespace: fc.oneof(fc.constantFrom('default', '../../etc', `ns-${token}`, 'UPPER', ''), fc.string()) }), fc.jsonValue()),
     maintenance_info: fc.oneof(fc.constant({ version: '1.0.0' }), fc.record({ version: fc.string() }), fc.jsonValue()),
     organization_guid: fc.string({ maxLength: 300 }),
+    space_guid: fc.oneof(fc.constant(ORG_SPACE.space_guid), fc.string({ maxLength: 300 })),
     bind_resource: fc.oneof(fc.record({ app_guid: fc.string() }), fc.jsonValue()),
     app_guid: fc.string(),
     [token]: fc.jsonValue(),
@@ -119,7 +120,7 @@ const validBody = fc
     plan_id: fc.constantFrom(PLAN, PLAN, APP_BOUND_PLAN),
     app_guid: fc.option(fc.constant('app-1'), { nil: undefined }),
   })
-  .map((b) => JSON.stringify({ service_id: SERVICE, ...Object.fromEntries(Object.entries(b).filter(([, v]) => v !== undefined)) }));
+  .map((b) => JSON.stringify({ service_id: SERVICE, ...ORG_SPACE, ...Object.fromEntries(Object.entries(b).filter(([, v]) => v !== undefined)) }));
 
 /** One generated request. */
 interface FuzzRequest {
@@ -266,6 +267,13 @@ interface Outcome {
   /** The OSB error code and the start of the description, for error answers. */
   error?: string;
   ids: ReturnType<typeof named>;
+  /**
+   * A 500 with its reason to a synchronous (no accepts_incomplete=true) PUT, PATCH or DELETE of an instance or binding:
+   * what docs/design/osb-semantics.md answers when the operation failed or a DELETE interrupted it — not a crash.
+   */
+  syncOperationFailed: boolean;
+  /** The operation a 202 answer named (checked to have ended once the worker is done). */
+  operation?: string;
 }
 
 /** Every file below `dir` (skipping the test servers' data folders), as paths relative to it. */
@@ -381,7 +389,19 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
         errorBodyOk = false;
       }
     }
-    return { status, method: r.method, url: url.slice(0, 120), route: r.route, errorBodyOk, ...(error ? { error } : {}), ids: named(url) };
+    const sync = !r.query.some(([k, v]) => k === 'accepts_incomplete' && v === 'true');
+    const syncOperationFailed =
+      status === 500 && sync && ['PUT', 'PATCH', 'DELETE'].includes(r.method) && (r.route === 'instance' || r.route === 'binding') && errorBodyOk && !/^internal error/.test(error ?? '');
+    let operation: string | undefined;
+    if (status === 202) {
+      try {
+        const op = (JSON.parse(bodyText) as { operation?: unknown }).operation;
+        if (typeof op === 'string') operation = op;
+      } catch {
+        // a 202 without a JSON body names no operation: it is counted as not ended below
+      }
+    }
+    return { status, method: r.method, url: url.slice(0, 120), route: r.route, errorBodyOk, ...(error ? { error } : {}), ids: named(url), syncOperationFailed, ...(operation !== undefined ? { operation } : {}) };
   });
   const injectMs = Date.now() - t0;
   // For investigating a failure: every request with its answer.
@@ -409,18 +429,23 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
   }
   const okIds = [...okInstances, ...okBindings];
   const runs = await workflowRuns(s.client, s.config.temporal.taskQueue);
-  const strayRuns = runs.filter((w) => ![...okInstances].some((id) => w.workflowId === `instance/${id}`));
+  // Instance operations run on `instance/<id>`, binding operations on `binding/<binding-id>` (docs/design/osb-semantics.md).
+  const okWorkflows = new Set([...[...okInstances].map(instanceWorkflowIdOf), ...[...okBindings].map(bindingWorkflowIdOf)]);
+  const strayRuns = runs.filter((w) => !okWorkflows.has(w.workflowId));
   const rejectedOnly = [...new Set(outcomes.flatMap((o) => [o.ids.instance, o.ids.binding]).filter((x): x is string => x !== undefined))].filter(
     (id) => !okInstances.has(id) && !okBindings.has(id),
   );
   const sample = rejectedOnly.filter((h) => !/[\u0000-\u001f]/.test(h)).slice(0, 300);
   const describedHostile = await mapConcurrently(sample, 10, async (h) => {
-    try {
-      await s.client.workflow.getHandle(`instance/${h}`).describe();
-      return h;
-    } catch {
-      return undefined;
+    for (const workflowId of [instanceWorkflowIdOf(h), bindingWorkflowIdOf(h)]) {
+      try {
+        await s.client.workflow.getHandle(workflowId).describe();
+        return h;
+      } catch {
+        // no such workflow
+      }
     }
+    return undefined;
   });
   const hostileWithWorkflow = describedHostile.filter((x): x is string => x !== undefined);
 
@@ -457,7 +482,8 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
   for (const o of outcomes) codes.set(String(o.status), (codes.get(String(o.status)) ?? 0) + 1);
   const rawCodes = new Map<string, number>();
   for (const c of rawStatuses) rawCodes.set(c === 0 ? 'closed/no answer' : String(c), (rawCodes.get(c === 0 ? 'closed/no answer' : String(c)) ?? 0) + 1);
-  const fiveXx = outcomes.filter((o) => o.status >= 500);
+  const syncFailures = outcomes.filter((o) => o.syncOperationFailed);
+  const fiveXx = outcomes.filter((o) => o.status >= 500 && !o.syncOperationFailed);
   const rawFiveXx = rawStatuses.filter((c) => c >= 500).length;
   const badBodies = outcomes.filter((o) => !o.errorBodyOk);
   const accepted = outcomes.filter((o) => o.status >= 200 && o.status < 300 && ['PUT', 'PATCH', 'DELETE'].includes(o.method));
@@ -465,8 +491,21 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
 
   scenario.summary.requests = outcomes.length + rawStatuses.length;
   scenario.summary.fiveXx = fiveXx.length + rawFiveXx;
+  // An accepted mutating request completed when its answer was final (200/201), or when the operation its 202 named
+  // reports a final state on last_operation (succeeded or failed), or 410 because a later DELETE removed what it made.
+  const ended = await mapConcurrently(accepted, 8, async (o) => {
+    if (o.status !== 202) return true;
+    if (o.operation === undefined || o.ids.instance === undefined) return false;
+    const base = `/v2/service_instances/${encodeURIComponent(o.ids.instance)}${o.ids.binding !== undefined ? `/service_bindings/${encodeURIComponent(o.ids.binding)}` : ''}`;
+    const res = await s.app.inject({ method: 'GET', url: `${base}/last_operation?operation=${encodeURIComponent(o.operation)}`, headers: { authorization: basicAuth(), 'x-broker-api-version': '2.17' } });
+    if (res.statusCode === 410) return true;
+    const state = res.statusCode === 200 ? (JSON.parse(res.body) as { state?: unknown }).state : undefined;
+    return state === 'succeeded' || state === 'failed';
+  });
+  const notEnded = accepted.filter((_, k) => !ended[k]);
   scenario.summary.attempted = accepted.length;
-  scenario.summary.completed = accepted.length;
+  scenario.summary.completed = accepted.length - notEnded.length;
+  scenario.summary.lost = notEnded.length;
   scenario.figure('fast-check seed', SEED);
   scenario.figure('requests through inject', outcomes.length);
   scenario.figure('raw requests over loopback HTTP', rawStatuses.length);
@@ -474,11 +513,13 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
   scenario.figure('answers by status (inject)', [...codes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c}: ${n}`).join(', '));
   scenario.figure('answers by status (raw)', [...rawCodes].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c}: ${n}`).join(', '));
   scenario.figure('5xx answers', fiveXx.length + rawFiveXx);
+  scenario.figure('synchronous operations answered 500 with their reason (failed, or interrupted by a DELETE)', syncFailures.length);
   scenario.figure('error answers on /v2 without an OSB error body', badBodies.length);
   scenario.figure('rejected requests (4xx)', rejected.length);
   scenario.figure('requests naming a crafted ID', outcomes.filter((o) => o.ids.crafted).length);
   scenario.figure('IDs only ever named by rejected requests', rejectedOnly.length);
   scenario.figure('accepted mutating requests', accepted.length);
+  scenario.figure('accepted operations (202) whose last_operation shows no end', notEnded.length);
   scenario.figure('instance IDs some request was accepted for (3 valid ones + crafted ones that are valid names)', okInstances.size);
   scenario.figure('workflow runs started', runs.length);
   scenario.figure('workflow runs for IDs only rejected requests named', strayRuns.length);
@@ -492,10 +533,11 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
   const examples = new Map<string, Outcome>();
   for (const o of fiveXx) examples.set(`${o.method} ${o.route}`, o);
   for (const o of [...examples.values()].slice(0, 4)) scenario.note(`5xx example: ${o.method} ${JSON.stringify(o.url.slice(0, 90))} -> ${o.status}`);
+  for (const o of syncFailures.slice(0, 2)) scenario.note(`Synchronous operation answered 500 with its reason: ${o.method} ${JSON.stringify(o.url.slice(0, 90))}: ${o.error ?? ''}`);
   // What the requests naming a rejected-only ID that nevertheless has a workflow were told.
   for (const w of strayRuns.slice(0, 3)) {
-    const id = w.workflowId.replace(/^instance\//, '');
-    const told = outcomes.filter((o) => o.ids.instance === id).map((o) => `${o.method} -> ${o.status}${o.error ? ` (${o.error})` : ''}`);
+    const id = w.workflowId.replace(/^(instance|binding)\//, '');
+    const told = outcomes.filter((o) => o.ids.instance === id || o.ids.binding === id).map((o) => `${o.method} -> ${o.status}${o.error ? ` (${o.error})` : ''}`);
     scenario.note(`Workflow ${w.type} ran for ${JSON.stringify(id.slice(0, 40))}, whose requests were all refused: ${told.join('; ').slice(0, 400)}`);
   }
   const bodyExamples = new Map<number, Outcome>();
@@ -510,6 +552,7 @@ scenario.test(`${INJECTED} generated requests and ${RAW} raw ones: no 5xx, no cr
   process.off('unhandledRejection', onUnhandled);
 
   assert.ok(outcomes.length >= INJECTED);
+  assert.deepEqual(notEnded.map((o) => `${o.method} ${o.url} -> ${o.status} ${o.operation ?? ''}`).slice(0, 10), [], 'every accepted operation ended');
   assert.deepEqual(fiveXx.map((o) => `${o.method} ${o.url} -> ${o.status}`).slice(0, 10), [], 'no 5xx');
   assert.equal(rawFiveXx, 0, 'no 5xx over raw HTTP');
   assert.equal(healthz.statusCode, 200, 'the broker still answers');

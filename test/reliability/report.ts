@@ -5,10 +5,17 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFile
 import { join, resolve } from 'node:path';
 import type { ScenarioResult } from './scenario';
 
+/**
+ * Whether this run records its figures for the repository (`npm run test:record`): then scenarios write
+ * test/reliability/results/<id>.json and docs/RELIABILITY.md, both committed. Any other run (`npm test`, CI) writes
+ * the same files under test/artifacts/reliability/ (ignored by git), so a test run leaves the checkout clean.
+ */
+export const recording = process.env.BROKERFLOW_RECORD === '1';
+const artifacts = resolve(__dirname, '..', 'artifacts', 'reliability');
 /** Where scenarios write their figures. */
-export const resultsDir = join(__dirname, 'results');
+export const resultsDir = recording ? join(__dirname, 'results') : join(artifacts, 'results');
 /** The generated document. */
-export const reportFile = resolve(__dirname, '..', '..', 'docs', 'RELIABILITY.md');
+export const reportFile = recording ? resolve(__dirname, '..', '..', 'docs', 'RELIABILITY.md') : join(artifacts, 'RELIABILITY.md');
 
 function readResults(): { text: string; results: ScenarioResult[] } {
   if (!existsSync(resultsDir)) return { text: '', results: [] };
@@ -39,8 +46,9 @@ export function renderMarkdown(results: ScenarioResult[]): string {
       'purpose — it kills the worker and the broker, restarts Temporal, stops etcd, races requests against each other and ' +
       'feeds the OSB API hostile input — and each scenario writes the figures of its latest run to ' +
       '`test/reliability/results/<scenario>.json`, from which this file is rendered. Refresh it with ' +
-      '`node --import tsx test/run.ts test/reliability` (runs the suite) or `node --import tsx test/reliability/report.ts` ' +
-      '(re-renders from the stored results).',
+      '`npm run test:record` (runs the whole suite and records its figures; `npm run test:record -- test/reliability test/model` ' +
+      'runs only these) or `BROKERFLOW_RECORD=1 node --import tsx test/reliability/report.ts` (re-renders from the stored results). ' +
+      'A plain `npm test` writes its figures under `test/artifacts/reliability/` instead, so a test run leaves the checkout clean.',
   );
   out.push('');
   if (results.length === 0) {

@@ -23,7 +23,7 @@ import { freePort } from '../../scripts/lib/process';
 import { basicAuth, testBrokerUser, testEncryptionKey, writeTestConfig } from '../support/config';
 import { decodePayload } from '../support/history';
 import { requireTestEnv } from '../support/env';
-import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath } from '../support/osb';
+import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, provisionBody } from '../support/osb';
 import { startWorkerProcess, type ChildProcessHandle } from './processes';
 import { sharedTenantEtcd } from './servers';
 import { deleteTenantKeys, settledRuns } from './inspect';
@@ -146,6 +146,8 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   ];
   const unprotected: string[] = [];
   let authChecks = 0;
+  /** Every answer of a request this scenario sends to the broker or the codec server, counted for the 5xx cell. */
+  let fiveXx = 0;
   const check = async (target: FastifyInstance, name: string) => {
     const routes = routesOf(target);
     for (const [method, path] of routes) {
@@ -158,6 +160,7 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
           ...(['PUT', 'PATCH', 'POST'].includes(method) ? { payload: '{}' } : {}),
         });
         authChecks += 1;
+        if (res.statusCode >= 500) fiveXx += 1;
         const open = path === '/healthz' || (name === 'codec server' && method === 'OPTIONS');
         if (!open && res.statusCode !== 401) unprotected.push(`${name}: ${method} ${path} -> ${res.statusCode} (${authorization ? 'wrong credentials' : 'no credentials'})`);
         if (open && path === '/healthz' && res.statusCode !== 200) unprotected.push(`${name}: /healthz -> ${res.statusCode}`);
@@ -186,6 +189,7 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
       const res = await app.inject({ method: 'GET', url: '/v2/catalog', headers: { authorization, 'x-broker-api-version': '2.17' } });
       appTimes[name]!.push(Number(process.hrtime.bigint() - t) / 1000);
       answers[name]!.add(res.statusCode);
+      if (res.statusCode >= 500) fiveXx += 1;
     }
   }
   const authenticate = createAuthenticator(brokerCredentials(config));
@@ -201,7 +205,14 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
 
   // 3. Real operations, with a failure and refused logins among them. Error answers are kept to be searched.
   const errorAnswers: string[] = [];
-  const inner = injectSender(app);
+  const injected = injectSender(app);
+  let operationRequests = 0;
+  const inner: Send = async (method, url, body) => {
+    const res = await injected(method, url, body);
+    operationRequests += 1;
+    if (typeof res.status === 'number' && res.status >= 500) fiveXx += 1;
+    return res;
+  };
   const send: Send = async (method, url, body) => {
     const res = await inner(method, url, body);
     const fetchBinding = method === 'GET' && /service_bindings\/[^/]+$/.test(url.split('?')[0]!);
@@ -210,7 +221,7 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   };
   const [a, b, f] = ['a', 'b', 'f'].map((x) => `${tag}-${x}`) as [string, string, string];
   for (const id of [a, b]) {
-    const r = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 5 } } });
+    const r = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(id)}?accepts_incomplete=true`, path: instancePath(id), body: provisionBody({ parameters: { quotaKeys: 5 } }) });
     assert.equal(r.final, 'succeeded');
   }
   const bindA = await repeatUntilDone(send, { method: 'PUT', url: `${bindingPath(a, `${a}-1`)}?accepts_incomplete=true`, path: bindingPath(a, `${a}-1`), body: { service_id: SERVICE, plan_id: PLAN } });
@@ -230,10 +241,12 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   assert.equal(upd.final, 'succeeded');
   // Someone else's data at the keyspace makes this provision fail: a failure path through history and last_operation.
   await etcd.put(`/tenants/${f}/foreign`).value('not brokerflow\'s');
-  const failed = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(f)}?accepts_incomplete=true`, path: instancePath(f), body: { service_id: SERVICE, plan_id: PLAN } });
+  const failed = await repeatUntilDone(send, { method: 'PUT', url: `${instancePath(f)}?accepts_incomplete=true`, path: instancePath(f), body: provisionBody() });
   assert.ok(isFailure(failed.final), failed.final);
   for (const authorization of wrongAuth) {
-    const res = await app.inject({ method: 'PUT', url: `${instancePath(a)}?accepts_incomplete=true`, headers: { 'x-broker-api-version': '2.17', ...(authorization ? { authorization } : {}) }, payload: { service_id: SERVICE, plan_id: PLAN } });
+    const res = await app.inject({ method: 'PUT', url: `${instancePath(a)}?accepts_incomplete=true`, headers: { 'x-broker-api-version': '2.17', ...(authorization ? { authorization } : {}) }, payload: provisionBody() });
+    operationRequests += 1;
+    if (res.statusCode >= 500) fiveXx += 1;
     errorAnswers.push(res.body);
   }
   const unbind = await repeatUntilDone(send, { method: 'DELETE', url: `${bindingPath(a, `${a}-1`)}?accepts_incomplete=true&${deleteQuery()}`, path: bindingPath(a, `${a}-1`) });
@@ -314,8 +327,9 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   const workerLogLines = worker.output().split('\n').filter(Boolean).length;
 
   const ratio = (x: number[], y: number[]) => median(x) / median(y);
-  scenario.summary.requests = authChecks + TIMING_TRIES * 3;
-  scenario.summary.fiveXx = 0;
+  // Every request sent to the broker or the codec server: route checks, timed logins, the two /decode calls, operations.
+  scenario.summary.requests = authChecks + TIMING_TRIES * 3 + 2 + operationRequests;
+  scenario.summary.fiveXx = fiveXx + [decodeOk, decodeAnon].filter((r) => r.statusCode >= 500).length;
   scenario.figure('broker routes checked (method x path)', brokerRoutes.length);
   scenario.figure('codec server routes checked', codecRoutes.length);
   scenario.figure('requests without or with wrong credentials', authChecks);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TemporalDevServer } from '../../scripts/lib/temporal';
 import { startTestStack, type TestStack } from '../support/stack';
-import { PLAN, SERVICE, instancePath } from '../support/osb';
+import { instancePath, provisionBody } from '../support/osb';
 import { sharedTenantEtcd, startOwnTemporal } from './servers';
 import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from './inspect';
 import { Scenario, mapConcurrently, seconds } from './scenario';
@@ -58,7 +58,7 @@ scenario.test('every provision completes exactly once across a Temporal restart 
 
   const operations = new Map<string, string>();
   const answers = await mapConcurrently(ids, 10, async (id) => {
-    const res = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const res = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     if (res.statusCode === 202) operations.set(id, res.json().operation as string);
     return res.statusCode;
   });
@@ -77,7 +77,7 @@ scenario.test('every provision completes exactly once across a Temporal restart 
   const pending = inProgress[0] ?? ids.find((id) => !watch.finished.has(id))!;
   const [lastOp, newPut] = await Promise.all([
     timed(60_000, () => s.osb('GET', `${instancePath(pending)}/last_operation?operation=${encodeURIComponent(operations.get(pending)!)}`)),
-    timed(60_000, () => s.osb('PUT', `${instancePath(late)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN })),
+    timed(60_000, () => s.osb('PUT', `${instancePath(late)}?accepts_incomplete=true`, provisionBody())),
   ]);
   await temporal.restart();
   const readyAt = Date.now();
@@ -86,7 +86,7 @@ scenario.test('every provision completes exactly once across a Temporal restart 
   const retried = await waitFor(
     'the retried provision to be accepted',
     async () => {
-      const res = await s.osb('PUT', `${instancePath(late)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+      const res = await s.osb('PUT', `${instancePath(late)}?accepts_incomplete=true`, provisionBody());
       return res.statusCode === 202 || res.statusCode === 200 ? res : undefined;
     },
     60_000,

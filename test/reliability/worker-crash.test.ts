@@ -8,7 +8,7 @@ import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startTestStack, type TestStack } from '../support/stack';
-import { PLAN, SERVICE, instancePath } from '../support/osb';
+import { instancePath, provisionBody } from '../support/osb';
 import { startWorkerProcess, type ChildProcessHandle } from './processes';
 import { sharedTenantEtcd } from './servers';
 import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from './inspect';
@@ -52,7 +52,7 @@ scenario.test(`${PROVISIONS} provisions all succeed exactly once while the worke
   const accepted = new Map<string, { operation: string; at: number }>();
   const t0 = Date.now();
   const answers = await mapConcurrently(ids, 20, async (id) => {
-    const res = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    const res = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     if (res.statusCode === 202) accepted.set(id, { operation: res.json().operation as string, at: Date.now() });
     return res.statusCode;
   });

@@ -2,12 +2,19 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import assert from 'node:assert/strict';
+import type { WorkflowExecutionInfo } from '@temporalio/client';
+import { Etcd3 } from 'etcd3';
 import { pollLastOperation, type TestStack } from './stack';
 
 export const SERVICE = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 export const PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
 export const ASYNC_ONLY_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a02';
 export const APP_BOUND_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a03';
+/**
+ * The platform's organization and space: a provision must name both, non-empty (docs/design/osb-semantics.md,
+ * "Checks common to all requests"). Spread it into every provision body.
+ */
+export const ORG_SPACE = { organization_guid: 'org-brokerflow-test', space_guid: 'space-brokerflow-test' } as const;
 /** The resource sets the OSB tests use: a ConfigMap, then the etcd keyspace. */
 export const osbResourceSets = resolve(__dirname, '..', 'fixtures', 'resource-sets.osb.yaml');
 
@@ -15,29 +22,88 @@ export const newId = (prefix: string) => `${prefix}-${randomUUID()}`;
 export const instancePath = (id: string) => `/v2/service_instances/${id}`;
 export const bindingPath = (id: string, bid: string) => `/v2/service_instances/${id}/service_bindings/${bid}`;
 export const deleteQuery = (plan = PLAN) => `service_id=${SERVICE}&plan_id=${plan}`;
+/** The body of a provision of the standard plan, with the platform's org and space. */
+export const provisionBody = (extra: Record<string, unknown> = {}) => ({ service_id: SERVICE, plan_id: PLAN, ...ORG_SPACE, ...extra });
 
-/** Provisions asynchronously and waits for success. */
-export async function provisionAndWait(stack: TestStack, id: string, body: Record<string, unknown> = {}): Promise<void> {
-  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...body });
+/** The workflow an instance's operations (provision, update, deprovision) run on. */
+export const instanceWorkflowIdOf = (id: string) => `instance/${id}`;
+/** The workflow a binding's operations (bind, unbind) run on: one per binding ID (docs/design/osb-semantics.md). */
+export const bindingWorkflowIdOf = (bid: string) => `binding/${bid}`;
+
+/** Provisions asynchronously and waits for success; returns the operation. */
+export async function provisionAndWait(stack: TestStack, id: string, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody(body));
   assert.equal(res.statusCode, 202, res.body);
-  const done = await pollLastOperation(stack, instancePath(id), res.json().operation);
+  const operation = res.json().operation as string;
+  const done = await pollLastOperation(stack, instancePath(id), operation);
   assert.equal(done.body.state, 'succeeded', JSON.stringify(done.body));
+  return operation;
 }
 
-/** Binds asynchronously and waits for success. */
-export async function bindAndWait(stack: TestStack, id: string, bid: string, body: Record<string, unknown> = {}): Promise<void> {
+/** Binds asynchronously and waits for success; returns the operation. */
+export async function bindAndWait(stack: TestStack, id: string, bid: string, body: Record<string, unknown> = {}): Promise<string> {
   const res = await stack.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...body });
   assert.equal(res.statusCode, 202, res.body);
-  const done = await pollLastOperation(stack, bindingPath(id, bid), res.json().operation);
+  const operation = res.json().operation as string;
+  const done = await pollLastOperation(stack, bindingPath(id, bid), operation);
   assert.equal(done.body.state, 'succeeded', JSON.stringify(done.body));
+  return operation;
 }
 
 /** Whether Temporal has ever run a workflow for this instance. */
 export async function workflowExists(stack: TestStack, id: string): Promise<boolean> {
   try {
-    await stack.client.workflow.getHandle(`instance/${id}`).describe();
+    await stack.client.workflow.getHandle(instanceWorkflowIdOf(id)).describe();
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Every workflow run a visibility query lists (e.g. `InstanceId="x" AND BindingId="b"`). */
+export async function listRuns(stack: TestStack, query: string): Promise<WorkflowExecutionInfo[]> {
+  const out: WorkflowExecutionInfo[] = [];
+  for await (const w of stack.client.workflow.list({ query })) out.push(w);
+  return out;
+}
+
+/**
+ * Lists a visibility query until it returns at least `atLeast` runs (visibility is eventually consistent), then
+ * returns what it lists; fails after `timeoutMs` naming the query.
+ */
+export async function waitForRuns(stack: TestStack, query: string, atLeast = 1, timeoutMs = 30_000): Promise<WorkflowExecutionInfo[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const runs = await listRuns(stack, query);
+    if (runs.length >= atLeast) return runs;
+    if (Date.now() > end) throw new Error(`visibility listed ${runs.length} run(s) for ${query} after ${timeoutMs} ms, expected at least ${atLeast}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** What an etcd-user binding hands out (the etcd-user driver's outputs). */
+export interface EtcdCredentials {
+  username: string;
+  password: string;
+  keyPrefix: string;
+  endpoints: string[];
+}
+
+/**
+ * Runs `fn` as the binding's etcd user, as an application would. etcd refuses a token issued before the last
+ * change to its users or roles ("revision of auth store is old"); other tests change them all the time, so the
+ * call is repeated with a fresh login then, a few times.
+ */
+export async function asEtcdUser<T>(c: EtcdCredentials, fn: (client: Etcd3) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const client = new Etcd3({ hosts: c.endpoints, auth: { username: c.username, password: c.password } });
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (attempt >= 5 || !/revision of auth store is old/.test((err as Error).message)) throw err;
+    } finally {
+      client.close();
+    }
+    await new Promise((r) => setTimeout(r, 100 * attempt));
   }
 }

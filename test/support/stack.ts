@@ -1,14 +1,14 @@
 // A whole brokerflow on the test run's servers: a worker (in this process) with the configured adapters and a
 // broker app answered through fastify's inject. Tests talk HTTP to it as a platform would.
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import type { Worker } from '@temporalio/worker';
+import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
 import type { RuntimeConfig, RuntimeConfigFile } from '../../config/runtime';
 import type { ResourceDriver } from '../../adapters/resources/types';
 import { createBroker, type RunningBroker } from '../../client/broker/server';
 import { createLogger } from '../../client/logging';
 import { buildWorkerDependencies, type WorkerDependencies } from '../../worker/dependencies';
-import { createWorker } from '../../worker/worker';
+import { connectWorker, createWorker } from '../../worker/worker';
 import { basicAuth, writeTestConfig } from './config';
 import { requireTestEnv } from './env';
 
@@ -34,15 +34,26 @@ export async function startTestStack(opts: { overrides?: Partial<RuntimeConfigFi
   const broker = await createBroker(config, createLogger('broker', { level: process.env.BROKERFLOW_TEST_LOG_LEVEL ?? 'silent' }));
   let worker: Worker | undefined;
   let running: Promise<void> | undefined;
+  let connection: NativeConnection | undefined;
+  // At most one worker at a time: starting a running one is a no-op (a second worker on the task queue would
+  // keep running operations while a test believes the worker stopped). Each worker gets its own connection,
+  // closed with it.
   const startWorker = async () => {
-    worker = await createWorker({ config, deps: deps.deps, workflowBundle: { codePath: requireTestEnv('workflowBundle') } });
+    if (worker) return;
+    connection = await connectWorker(config);
+    worker = await createWorker({ config, deps: deps.deps, connection, workflowBundle: { codePath: requireTestEnv('workflowBundle') } });
     running = worker.run();
   };
   const stopWorker = async () => {
     if (!worker) return;
     worker.shutdown();
-    await running;
-    worker = undefined;
+    try {
+      await running;
+    } finally {
+      worker = undefined;
+      await connection?.close();
+      connection = undefined;
+    }
   };
   if (opts.worker !== false) await startWorker();
   return {

@@ -1,0 +1,237 @@
+// The OSB v2.17 rules in one place, free of I/O: given a request and the facts about the instance and binding it
+// names (from the registry, and from Temporal for the gap before an operation's first registry write), decide
+// the answer. docs/design/osb-semantics.md is the table this module implements row by row; OsbService gathers
+// the facts and carries the decision out; the unit tests cover every row in milliseconds.
+import type { OperationType } from '../../workflows/messages';
+
+/** The state of an operation as the registry and the platform see it. */
+export type OperationStateName = 'in progress' | 'succeeded' | 'failed';
+
+/** An operation as recorded (registry) or running (Temporal memo). */
+export interface OperationFact {
+  operation: OperationType;
+  operationId: string;
+  state: OperationStateName;
+  /** A successful deprovision/unbind: the entry is gone (tombstone). */
+  gone?: boolean;
+}
+
+/** What the registry and Temporal say about an instance. */
+export interface InstanceFacts {
+  /** The registry entry exists (not only a tombstone). */
+  exists: boolean;
+  /** The last operation recorded on the entry (or its tombstone). */
+  record?: OperationFact;
+  /** The operation whose workflow runs now and has not recorded its end, with its request fingerprint. */
+  running?: OperationFact & { fingerprint: string };
+  /** What is applied: the fingerprint of service, plan, parameters, org and space. */
+  fingerprint?: string;
+  serviceId?: string;
+  planId?: string;
+  maintenanceVersion?: string;
+  /** Binding operations holding a share of the instance's lock. */
+  bindingOperations: number;
+}
+
+/** What the registry and Temporal say about a binding, seen from one instance's path. */
+export interface BindingFacts {
+  /** The entry exists under this instance. */
+  exists: boolean;
+  /** The binding ID is taken by another instance (live entry, or a running bind). */
+  ownedByAnotherInstance: boolean;
+  record?: OperationFact;
+  running?: OperationFact & { fingerprint: string };
+  fingerprint?: string;
+}
+
+export type InstanceState = 'absent' | 'provisioning' | 'provision-failed' | 'ready' | 'updating' | 'deprovisioning';
+export type BindingState = 'absent' | 'binding' | 'bind-failed' | 'bound' | 'unbinding';
+
+/** What to do. `start`: start the operation; `join`: answer with the running operation; `interrupt`: stop the
+ *  running provision and continue it as a deprovision. */
+export type Decision =
+  | { kind: 'answer'; status: number; body: 'empty' | 'dashboard' | 'instance' | 'binding' }
+  | { kind: 'error'; status: 400 | 404 | 409 | 410 | 422; error?: 'ConcurrencyError' | 'AsyncRequired' | 'MaintenanceInfoConflict' | 'RequiresApp'; description: string }
+  | { kind: 'start' }
+  | { kind: 'join'; operationId: string }
+  | { kind: 'interrupt'; provisionOperationId: string };
+
+const err = (status: 400 | 404 | 409 | 410 | 422, description: string, error?: 'ConcurrencyError' | 'AsyncRequired' | 'MaintenanceInfoConflict' | 'RequiresApp'): Decision => ({
+  kind: 'error',
+  status,
+  ...(error ? { error } : {}),
+  description,
+});
+const busy = (description: string) => err(422, description, 'ConcurrencyError');
+const asyncRequired = () => err(422, 'this plan is asynchronous only: retry with accepts_incomplete=true', 'AsyncRequired');
+
+/** Where an instance stands. A running operation that has not recorded itself yet wins over the record. */
+export function instanceState(f: InstanceFacts): InstanceState {
+  const op = f.running ?? (f.record?.state === 'in progress' ? f.record : undefined);
+  if (op) {
+    if (op.operation === 'provision') return 'provisioning';
+    if (op.operation === 'update') return 'updating';
+    if (op.operation === 'deprovision') return 'deprovisioning';
+  }
+  if (!f.exists) return 'absent';
+  const last = f.record;
+  if (!last) return 'absent';
+  if (last.operation === 'provision' && last.state !== 'succeeded') return 'provision-failed';
+  return 'ready';
+}
+
+/** Where a binding stands under one instance's path (another instance's binding is absent from it). */
+export function bindingState(f: BindingFacts): BindingState {
+  const op = f.running ?? (f.record?.state === 'in progress' ? f.record : undefined);
+  if (op) return op.operation === 'bind' ? 'binding' : 'unbinding';
+  if (!f.exists || !f.record) return 'absent';
+  if (f.record.operation === 'bind' && f.record.state !== 'succeeded') return 'bind-failed';
+  return 'bound';
+}
+
+/** The request facts every instance and binding decision needs. */
+export interface RequestFacts {
+  /** `accepts_incomplete=true`. */
+  accepts: boolean;
+  /** The plan (of the request, or the target plan) is asynchronous only. */
+  asyncOnly: boolean;
+  /** The request's fingerprint (identical requests have the same one). */
+  fingerprint: string;
+}
+
+/** PUT /v2/service_instances/:id, after the body, catalog, parameters and maintenance_info were checked. */
+export function decideProvision(req: RequestFacts, f: InstanceFacts): Decision {
+  switch (instanceState(f)) {
+    case 'ready':
+      return f.fingerprint === req.fingerprint ? { kind: 'answer', status: 200, body: 'dashboard' } : err(409, 'the instance already exists with different attributes');
+    case 'updating':
+    case 'deprovisioning':
+      return busy(`another operation (${f.running?.operation ?? f.record?.operation}) is in progress on the instance`);
+    case 'provisioning': {
+      const running = f.running ?? f.record!;
+      const same = (f.running?.fingerprint ?? f.fingerprint) === req.fingerprint;
+      if (!same) return err(409, 'the instance is being provisioned with different attributes');
+      return { kind: 'join', operationId: running.operationId };
+    }
+    case 'absent':
+    case 'provision-failed':
+      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+  }
+}
+
+/** What an update request asks, compared with what is applied. */
+export interface UpdateFacts extends RequestFacts {
+  serviceId: string;
+  /** The target plan differs from the applied one. */
+  planChange: boolean;
+  /** The target plan may be changed to (plan_updateable). */
+  planUpdateable: boolean;
+  /** The target (plan, parameters, maintenance version, context) equals what is applied. */
+  unchanged: boolean;
+}
+
+/**
+ * The update rows that need only the instance (the target plan is known only once the instance is): 404 for an
+ * instance that does not exist, 422 while it is being provisioned, 400 for another service. Undefined: go on.
+ */
+export function decideUpdateInstance(serviceId: string, f: InstanceFacts): Decision | undefined {
+  const state = instanceState(f);
+  if (state === 'absent' || state === 'provision-failed') return err(404, 'the instance does not exist');
+  if (state === 'provisioning') return busy('the instance is still being provisioned');
+  if (serviceId !== f.serviceId) return err(400, `service_id "${serviceId}" is not the instance's service`);
+  return undefined;
+}
+
+/** PATCH /v2/service_instances/:id, after the body, the target plan, parameters and maintenance_info were checked. */
+export function decideUpdate(req: UpdateFacts, f: InstanceFacts): Decision {
+  const first = decideUpdateInstance(req.serviceId, f);
+  if (first) return first;
+  const state = instanceState(f);
+  if (req.planChange && !req.planUpdateable) return err(400, 'plan changes are not supported for this service');
+  if (state === 'updating') {
+    const running = f.running ?? f.record!;
+    if (f.running && f.running.fingerprint === req.fingerprint) return { kind: 'join', operationId: running.operationId };
+    return busy('another update is in progress on the instance');
+  }
+  if (state === 'deprovisioning') return busy('the instance is being deprovisioned');
+  if (f.bindingOperations > 0) return busy('binding operations are in progress on the instance');
+  if (req.unchanged) return { kind: 'answer', status: 200, body: 'empty' };
+  return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+}
+
+/** DELETE /v2/service_instances/:id, after the query was checked. Existence comes before asynchrony. */
+export function decideDeprovision(req: RequestFacts, f: InstanceFacts): Decision {
+  switch (instanceState(f)) {
+    case 'absent':
+      return err(410, 'the instance does not exist');
+    case 'deprovisioning': {
+      const running = f.running ?? f.record!;
+      return { kind: 'join', operationId: running.operationId };
+    }
+    case 'provisioning':
+      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'interrupt', provisionOperationId: (f.running ?? f.record!).operationId };
+    case 'updating':
+      return busy('an update is in progress on the instance');
+    case 'ready':
+    case 'provision-failed':
+      if (f.bindingOperations > 0) return busy('binding operations are in progress on the instance');
+      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+  }
+}
+
+/** GET /v2/service_instances/:id. */
+export function decideFetchInstance(f: InstanceFacts): Decision {
+  const state = instanceState(f);
+  if (state === 'updating') return busy('the instance is being updated');
+  if (state === 'ready' || state === 'deprovisioning') return { kind: 'answer', status: 200, body: 'instance' };
+  return err(404, 'the instance does not exist or is still being provisioned');
+}
+
+/** What a bind request carries beyond the common facts. */
+export interface BindFacts extends RequestFacts {
+  /** service_id and plan_id are the instance's. */
+  matchesInstance: boolean;
+}
+
+/** PUT .../service_bindings/:id, after the body, plan (bindable, RequiresApp) and parameters were checked. */
+export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts): Decision {
+  const state = instanceState(inst);
+  if (state === 'absent' || state === 'provision-failed') return err(404, 'the instance does not exist');
+  if (state !== 'ready') return busy(`the instance is busy (${state})`);
+  if (!req.matchesInstance) return err(400, 'service_id/plan_id do not match the instance');
+  if (f.ownedByAnotherInstance) return err(409, 'the binding ID is taken by another instance');
+  switch (bindingState(f)) {
+    case 'bound':
+      return f.fingerprint === req.fingerprint ? { kind: 'answer', status: 200, body: 'binding' } : err(409, 'the binding already exists with different attributes');
+    case 'binding': {
+      const same = (f.running?.fingerprint ?? f.fingerprint) === req.fingerprint;
+      if (!same) return err(409, 'the binding is being created with different attributes');
+      return { kind: 'join', operationId: (f.running ?? f.record!).operationId };
+    }
+    case 'unbinding':
+      return busy('the binding is being deleted');
+    case 'absent':
+    case 'bind-failed':
+      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+  }
+}
+
+/** DELETE .../service_bindings/:id. Existence comes before asynchrony. */
+export function decideUnbind(req: RequestFacts, f: BindingFacts): Decision {
+  switch (bindingState(f)) {
+    case 'absent':
+      return err(410, 'the binding does not exist');
+    case 'binding':
+      return busy('the binding is still being created');
+    case 'unbinding':
+      return { kind: 'join', operationId: (f.running ?? f.record!).operationId };
+    case 'bound':
+    case 'bind-failed':
+      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+  }
+}
+
+/** GET .../service_bindings/:id. */
+export function decideFetchBinding(f: BindingFacts): Decision {
+  return bindingState(f) === 'bound' ? { kind: 'answer', status: 200, body: 'binding' } : err(404, 'the binding does not exist or is still being created');
+}

@@ -1,0 +1,817 @@
+// docs/design/osb-semantics.md, pinned over HTTP: each test sends what a platform sends (through fastify inject,
+// with real headers) and asserts what a platform sees, then reads the systems behind the broker — the tenant
+// etcd, Temporal visibility, the registry, the test drivers' objects — to check that nothing else happened.
+//
+// The main stack reconciles test/fixtures/resource-sets.semantics.yaml: the real etcd keyspace and binding user,
+// plus two resources of drivers this file controls inside its worker (`switch`: fails updates on demand, `gate`:
+// holds a binding's deletion). The last tests serve instances provisioned here with an upgraded catalog
+// (test/fixtures/catalog.upgraded.yaml) from a second stack on the same registry and task queue.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
+import type { Client } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import { connectWorker } from '../../worker/worker';
+import { dataConverter } from '../../client/temporal';
+import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
+import { requireTestEnv } from '../support/env';
+import { TraceDriver, type TraceBehaviour } from '../support/trace-driver';
+import type { DriverContext, ResourceDriver, ResourceState } from '../../adapters/resources/types';
+import type { RuntimeConfigFile } from '../../config/runtime';
+import { etcdOwnerKey } from '../../adapters/resources/etcd';
+import { InstanceId } from '../../workflows/searchAttributes';
+import {
+  ASYNC_ONLY_PLAN,
+  ORG_SPACE,
+  PLAN,
+  SERVICE,
+  asEtcdUser,
+  bindAndWait,
+  bindingPath,
+  deleteQuery,
+  instancePath,
+  instanceWorkflowIdOf,
+  listRuns,
+  newId,
+  provisionAndWait,
+  provisionBody,
+  waitForRuns,
+  workflowExists,
+  type EtcdCredentials,
+} from '../support/osb';
+
+const fixtures = resolve(__dirname, '..', 'fixtures');
+const semanticsResourceSets = join(fixtures, 'resource-sets.semantics.yaml');
+const noBindingResourceSets = join(fixtures, 'resource-sets.nobindres.yaml');
+const upgradedCatalog = join(fixtures, 'catalog.upgraded.yaml');
+const bin = resolve(__dirname, '..', '..', 'bin', 'brokerflow.js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The header a platform sends on a DELETE (or GET) that has no body. */
+const JSON_WITHOUT_BODY = { 'content-type': 'application/json' };
+
+type Json = Record<string, unknown>;
+
+/** A trace driver whose deletions can be held: while armed, every applyDeleteChange waits until released. */
+class GateDriver extends TraceDriver {
+  private held: { entered: (bindingId: string) => void; released: Promise<void> } | undefined;
+
+  /** Holds deletions from now on; `entered` resolves with the binding of the first one held. */
+  arm(): { entered: Promise<string>; release: () => void } {
+    let entered!: (bindingId: string) => void;
+    const enteredP = new Promise<string>((r) => (entered = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    this.held = { entered, released };
+    return {
+      entered: enteredP,
+      release: () => {
+        this.held = undefined;
+        release();
+      },
+    };
+  }
+
+  override async applyDeleteChange(state: ResourceState, ctx: DriverContext): Promise<void> {
+    const held = this.held;
+    if (held) {
+      held.entered(ctx.object.bindingId ?? '');
+      await held.released;
+    }
+    return super.applyDeleteChange(state, ctx);
+  }
+}
+
+// The test drivers, shared by every stack of this file (their objects live in this process).
+const behaviours: Record<string, TraceBehaviour> = { switch: {} };
+const trace = new TraceDriver(behaviours);
+const gate = new GateDriver();
+const testDrivers = () =>
+  new Map<string, ResourceDriver>([
+    ['trace', trace],
+    ['gate', gate],
+  ]);
+
+// The main stack and the upgraded one share a registry folder and a task queue (never with both workers running).
+const taskQueue = `tq-sem-${randomBytes(5).toString('hex')}`;
+let registryDir = '';
+function semanticsConfig(catalog?: string): Partial<RuntimeConfigFile> {
+  return {
+    resourceSets: semanticsResourceSets,
+    temporal: { address: requireTestEnv('temporalAddress'), namespace: 'default', taskQueue },
+    registry: { backend: 'file', file: { dirs: [registryDir] } },
+    ...(catalog ? { catalog } : {}),
+  };
+}
+
+let stack: TestStack;
+let upgraded: TestStack | undefined;
+let noBindingResources: TestStack | undefined;
+let gated: { stack: TestStack; worker?: Worker; running?: Promise<void> } | undefined;
+let unclosed: { stack: TestStack; worker?: Worker; running?: Promise<void> } | undefined;
+let tenant: Etcd3;
+before(async () => {
+  registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
+  stack = await startTestStack({ overrides: semanticsConfig(), extraDrivers: testDrivers() });
+  tenant = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
+});
+after(async () => {
+  tenant.close();
+  await upgraded?.close();
+  await noBindingResources?.close();
+  gated?.worker?.shutdown();
+  await gated?.running;
+  await gated?.stack.close();
+  unclosed?.worker?.shutdown();
+  await unclosed?.running;
+  await unclosed?.stack.close();
+  await stack.close();
+});
+
+async function credentialsOf(s: TestStack, id: string, bid: string): Promise<EtcdCredentials> {
+  const res = await s.osb('GET', bindingPath(id, bid));
+  assert.equal(res.statusCode, 200, res.body);
+  return res.json().credentials as EtcdCredentials;
+}
+
+/** Writes and reads a key as the binding's etcd user: the credentials work. */
+async function credentialsWork(c: EtcdCredentials, key: string): Promise<void> {
+  await asEtcdUser(c, async (app) => {
+    await app.put(`${c.keyPrefix}${key}`).value('ok');
+    assert.equal(await app.get(`${c.keyPrefix}${key}`).string(), 'ok');
+  });
+}
+
+async function etcdUserExists(name: string): Promise<boolean> {
+  return (await tenant.getUsers()).some((u) => u.name === name);
+}
+
+/** Polls `fn` until it returns something other than undefined. */
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Whether a run of the instance's workflow is RUNNING now. */
+async function instanceRunning(s: TestStack, id: string): Promise<boolean> {
+  const d = await s.client.workflow
+    .getHandle(instanceWorkflowIdOf(id))
+    .describe()
+    .catch(() => undefined);
+  return d?.status.name === 'RUNNING';
+}
+
+/**
+ * Holds the broker's Temporal starts that `match` selects (at the gRPC call, below the broker's own code), so a
+ * test can let another request overtake one that has already been decided.
+ */
+function holdWorkflowStarts(client: Client, match: (req: { workflowId?: string | null; workflowType?: { name?: string | null } | null }) => boolean) {
+  const service = client.connection.workflowService as unknown as Record<string, (req: never) => Promise<unknown>>;
+  const names = ['startWorkflowExecution', 'signalWithStartWorkflowExecution'];
+  const originals = names.map((n) => [n, service[n]!] as const);
+  let entered!: () => void;
+  const enteredP = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  for (const [n, original] of originals) {
+    service[n] = async (req: never) => {
+      if (match(req)) {
+        entered();
+        await released;
+      }
+      return original.call(service, req);
+    };
+  }
+  return {
+    entered: enteredP,
+    release: () => release(),
+    restore: () => {
+      for (const [n, original] of originals) service[n] = original;
+      release();
+    },
+  };
+}
+
+// ---- bindings belong to one instance ---------------------------------------------------------------------
+
+test('a binding exists only under its own instance: under another (or no) instance GET/last_operation 404, DELETE 410, PUT 409/404, and nothing changes', async () => {
+  const x = newId('own-x');
+  const y = newId('own-y');
+  const z = newId('own-z');
+  const b = newId('own-b');
+  await provisionAndWait(stack, x);
+  await provisionAndWait(stack, y);
+  const bindOp = await bindAndWait(stack, x, b);
+  const creds = await credentialsOf(stack, x, b);
+  const bindBody = { service_id: SERVICE, plan_id: PLAN };
+
+  for (const other of [y, z]) {
+    const where = other === y ? 'under another provisioned instance' : 'under a never-provisioned instance';
+    assert.equal((await stack.osb('GET', bindingPath(other, b))).statusCode, 404, `GET ${where}`);
+    assert.equal((await stack.osb('GET', `${bindingPath(other, b)}/last_operation`)).statusCode, 404, `last_operation ${where}`);
+    assert.equal((await stack.osb('GET', `${bindingPath(other, b)}/last_operation?operation=${encodeURIComponent(bindOp)}`)).statusCode, 404, `last_operation of the bind's operation ${where}`);
+    assert.equal((await stack.osb('DELETE', `${bindingPath(other, b)}?accepts_incomplete=true&${deleteQuery()}`)).statusCode, 410, `async DELETE ${where}`);
+    assert.equal((await stack.osb('DELETE', `${bindingPath(other, b)}?${deleteQuery()}`)).statusCode, 410, `sync DELETE ${where}`);
+    // The binding ID is taken by X's binding: 409 under Y. Under Z the instance itself is absent, which the
+    // decision table answers first: 404.
+    const putStatus = other === y ? 409 : 404;
+    const asyncPut = await stack.osb('PUT', `${bindingPath(other, b)}?accepts_incomplete=true`, bindBody);
+    assert.equal(asyncPut.statusCode, putStatus, `async PUT ${where}: ${asyncPut.body}`);
+    const syncPut = await stack.osb('PUT', bindingPath(other, b), bindBody);
+    assert.equal(syncPut.statusCode, putStatus, `sync PUT ${where}: ${syncPut.body}`);
+    assert.equal(asyncPut.json().credentials, undefined, `no credentials leak ${where}`);
+    assert.equal(syncPut.json().credentials, undefined, `no credentials leak ${where}`);
+  }
+
+  // B is untouched: its credentials work, its etcd user exists, and under X it is still there.
+  await credentialsWork(creds, 'still-mine');
+  assert.ok(await etcdUserExists(creds.username), 'B\'s etcd user still exists');
+  const again = await stack.osb('GET', bindingPath(x, b));
+  assert.equal(again.statusCode, 200, again.body);
+  assert.deepEqual(again.json().credentials, creds);
+  assert.deepEqual((await stack.osb('GET', `${bindingPath(x, b)}/last_operation`)).json(), { state: 'succeeded' });
+
+  // No workflow ran for Y or Z: visibility lists B's one bind (under X) and Y's one provision, nothing for Z.
+  await waitForRuns(stack, `BindingId="${b}"`);
+  await waitForRuns(stack, `InstanceId="${y}"`);
+  await sleep(2000); // time for any run the requests above might have started to reach visibility
+  const bRuns = await listRuns(stack, `BindingId="${b}"`);
+  assert.deepEqual(bRuns.map((w) => [w.type, w.typedSearchAttributes.get(InstanceId)]), [['bind', x]], 'B has exactly its one bind, under X');
+  assert.deepEqual((await listRuns(stack, `InstanceId="${y}"`)).map((w) => w.type), ['provision'], 'nothing but its provision ran for Y');
+  assert.deepEqual(await listRuns(stack, `InstanceId="${y}" AND BindingId="${b}"`), []);
+  assert.deepEqual((await listRuns(stack, `InstanceId="${z}"`)).map((w) => w.workflowId), [], 'nothing ran for Z');
+  assert.equal(await workflowExists(stack, z), false);
+  assert.equal((await stack.osb('GET', `${instancePath(z)}/last_operation`)).statusCode, 404, 'Z was not created by the requests');
+});
+
+// ---- Content-Type without a body ------------------------------------------------------------------------
+
+test('DELETE (unbind, deprovision) and GET with Content-Type: application/json and no body are served like without the header', async () => {
+  const x = newId('ctype');
+  await provisionAndWait(stack, x);
+  const [b1, b2] = [newId('ctype-b1'), newId('ctype-b2')];
+  await bindAndWait(stack, x, b1);
+  await bindAndWait(stack, x, b2);
+
+  // GETs (fetch, last_operation) with the header.
+  const fetched = await stack.osb('GET', instancePath(x), undefined, JSON_WITHOUT_BODY);
+  assert.equal(fetched.statusCode, 200, fetched.body);
+  assert.equal(fetched.json().plan_id, PLAN);
+  assert.deepEqual((await stack.osb('GET', `${instancePath(x)}/last_operation`, undefined, JSON_WITHOUT_BODY)).json(), { state: 'succeeded' });
+  const fetchedBinding = await stack.osb('GET', bindingPath(x, b1), undefined, JSON_WITHOUT_BODY);
+  assert.equal(fetchedBinding.statusCode, 200, fetchedBinding.body);
+
+  // Unbind: async 202 then 410, sync 200, absent 410 — with and without the header alike.
+  const unbind = await stack.osb('DELETE', `${bindingPath(x, b1)}?accepts_incomplete=true&${deleteQuery()}`, undefined, JSON_WITHOUT_BODY);
+  assert.equal(unbind.statusCode, 202, unbind.body);
+  assert.equal((await pollLastOperation(stack, bindingPath(x, b1), unbind.json().operation)).status, 410);
+  const syncUnbind = await stack.osb('DELETE', `${bindingPath(x, b2)}?${deleteQuery()}`, undefined, JSON_WITHOUT_BODY);
+  assert.equal(syncUnbind.statusCode, 200, syncUnbind.body);
+  assert.deepEqual(syncUnbind.json(), {});
+  for (const bid of [b1, b2, newId('ctype-never')]) {
+    for (const headers of [JSON_WITHOUT_BODY, {}]) {
+      const res = await stack.osb('DELETE', `${bindingPath(x, bid)}?accepts_incomplete=true&${deleteQuery()}`, undefined, headers);
+      assert.equal(res.statusCode, 410, `unbind of an absent binding ${JSON.stringify(headers)}: ${res.body}`);
+    }
+  }
+
+  // Deprovision: async 202 then 410, sync 200, absent 410.
+  const del = await stack.osb('DELETE', `${instancePath(x)}?accepts_incomplete=true&${deleteQuery()}`, undefined, JSON_WITHOUT_BODY);
+  assert.equal(del.statusCode, 202, del.body);
+  assert.equal((await pollLastOperation(stack, instancePath(x), del.json().operation)).status, 410);
+  const y = newId('ctype-sync');
+  await provisionAndWait(stack, y);
+  const syncDel = await stack.osb('DELETE', `${instancePath(y)}?${deleteQuery()}`, undefined, JSON_WITHOUT_BODY);
+  assert.equal(syncDel.statusCode, 200, syncDel.body);
+  assert.deepEqual(syncDel.json(), {});
+  for (const id of [x, y, newId('ctype-never')]) {
+    for (const headers of [JSON_WITHOUT_BODY, {}]) {
+      const res = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`, undefined, headers);
+      assert.equal(res.statusCode, 410, `deprovision of an absent instance ${JSON.stringify(headers)}: ${res.body}`);
+    }
+  }
+});
+
+// ---- provision needs the platform's org and space -------------------------------------------------------
+
+test('a provision without organization_guid or space_guid, or with either empty, is 400 and creates nothing', async () => {
+  const cases: Array<[string, Json, RegExp]> = [
+    ['no organization_guid', { service_id: SERVICE, plan_id: PLAN, space_guid: ORG_SPACE.space_guid }, /organization_guid/],
+    ['no space_guid', { service_id: SERVICE, plan_id: PLAN, organization_guid: ORG_SPACE.organization_guid }, /space_guid/],
+    ['empty organization_guid', { ...provisionBody(), organization_guid: '' }, /organization_guid/],
+    ['empty space_guid', { ...provisionBody(), space_guid: '' }, /space_guid/],
+    ['neither', { service_id: SERVICE, plan_id: PLAN }, /organization_guid|space_guid/],
+  ];
+  for (const [what, body, names] of cases) {
+    const id = newId('orgspace');
+    for (const url of [`${instancePath(id)}?accepts_incomplete=true`, instancePath(id)]) {
+      const res = await stack.osb('PUT', url, body);
+      assert.equal(res.statusCode, 400, `${what} (${url}): ${res.body}`);
+      assert.match(String(res.json().description), names, what);
+    }
+    assert.equal(await workflowExists(stack, id), false, `${what}: no workflow`);
+    assert.equal((await stack.worker.registry.registry.open('service-instance', id)).exists(), false, `${what}: no registry entry`);
+    assert.equal((await stack.osb('GET', `${instancePath(id)}/last_operation`)).statusCode, 404, `${what}: last_operation knows nothing`);
+    assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404, `${what}: nothing to fetch`);
+  }
+});
+
+// ---- async-only plans and absent things -------------------------------------------------------------------
+
+test('on the async-only plan, unbind and deprovision of something absent answer 410 even without accepts_incomplete', async () => {
+  const q = deleteQuery(ASYNC_ONLY_PLAN);
+  const never = newId('ao-never');
+  assert.equal((await stack.osb('DELETE', `${instancePath(never)}?${q}`)).statusCode, 410, 'deprovision of a never-provisioned instance');
+  assert.equal((await stack.osb('DELETE', `${bindingPath(never, newId('ao-b'))}?${q}`)).statusCode, 410, 'unbind under a never-provisioned instance');
+
+  const id = newId('ao');
+  await provisionAndWait(stack, id, { plan_id: ASYNC_ONLY_PLAN });
+  assert.equal((await stack.osb('DELETE', `${bindingPath(id, newId('ao-none'))}?${q}`)).statusCode, 410, 'unbind of a never-bound binding');
+  const bid = newId('ao-b');
+  await bindAndWait(stack, id, bid, { plan_id: ASYNC_ONLY_PLAN });
+  // What exists still needs accepts_incomplete on this plan.
+  const syncUnbind = await stack.osb('DELETE', `${bindingPath(id, bid)}?${q}`);
+  assert.equal(syncUnbind.statusCode, 422, syncUnbind.body);
+  assert.equal(syncUnbind.json().error, 'AsyncRequired');
+  const unbind = await stack.osb('DELETE', `${bindingPath(id, bid)}?accepts_incomplete=true&${q}`);
+  assert.equal(unbind.statusCode, 202, unbind.body);
+  assert.equal((await pollLastOperation(stack, bindingPath(id, bid), unbind.json().operation)).status, 410);
+  assert.equal((await stack.osb('DELETE', `${bindingPath(id, bid)}?${q}`)).statusCode, 410, 'unbind of an unbound binding');
+
+  const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${q}`);
+  assert.equal(del.statusCode, 202, del.body);
+  assert.equal((await pollLastOperation(stack, instancePath(id), del.json().operation)).status, 410);
+  assert.equal((await stack.osb('DELETE', `${instancePath(id)}?${q}`)).statusCode, 410, 'deprovision of a deprovisioned instance');
+  assert.equal((await stack.osb('DELETE', `${bindingPath(id, bid)}?${q}`)).statusCode, 410, 'unbind under a deprovisioned instance');
+});
+
+// ---- requests while a deprovision runs ----------------------------------------------------------------------
+
+test('PUT of an existing instance while its deprovision runs is 422 ConcurrencyError, identical or not (so are PATCH and bind)', async () => {
+  const id = newId('deprov-put');
+  await provisionAndWait(stack, id, { parameters: { quotaKeys: 4 } });
+  let deleteOp: string;
+  await stack.stopWorker();
+  try {
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    for (const [what, body] of [
+      ['identical', provisionBody({ parameters: { quotaKeys: 4 } })],
+      ['different', provisionBody({ parameters: { quotaKeys: 5 } })],
+    ] as const) {
+      for (const url of [`${instancePath(id)}?accepts_incomplete=true`, instancePath(id)]) {
+        const put = await stack.osb('PUT', url, body);
+        assert.equal(put.statusCode, 422, `${what} PUT (${url}) during the deprovision: ${put.body}`);
+        assert.equal(put.json().error, 'ConcurrencyError');
+      }
+    }
+    const patch = await stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 6 } });
+    assert.equal(patch.statusCode, 422, patch.body);
+    assert.equal(patch.json().error, 'ConcurrencyError');
+    const bind = await stack.osb('PUT', `${bindingPath(id, newId('late-b'))}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    assert.equal(bind.statusCode, 422, bind.body);
+    assert.equal(bind.json().error, 'ConcurrencyError');
+    const again = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.deepEqual([again.statusCode, again.json().operation], [202, deleteOp], 'a repeated DELETE joins the running deprovision');
+  } finally {
+    await stack.startWorker();
+  }
+  assert.equal((await pollLastOperation(stack, instancePath(id), deleteOp!)).status, 410);
+  assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404);
+  assert.equal(trace.objects.has(id), false, 'the deprovision deleted the instance\'s resources');
+});
+
+test('while a binding operation runs, DELETE and PATCH of its instance are 422 ConcurrencyError, and another binding is bound meanwhile', async () => {
+  const id = newId('bop');
+  await provisionAndWait(stack, id);
+  const [b1, b2] = [newId('bop-b1'), newId('bop-b2')];
+  await bindAndWait(stack, id, b1);
+  // b1's unbind is held at its gate resource: a binding operation that has begun and runs.
+  const held = gate.arm();
+  let unbindOp: string;
+  try {
+    const unbind = await stack.osb('DELETE', `${bindingPath(id, b1)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(unbind.statusCode, 202, unbind.body);
+    unbindOp = unbind.json().operation as string;
+    assert.equal(await Promise.race([held.entered, sleep(60_000).then(() => 'timeout')]), b1, 'the unbind is running');
+    for (const url of [`${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`, `${instancePath(id)}?${deleteQuery()}`]) {
+      const del = await stack.osb('DELETE', url);
+      assert.equal(del.statusCode, 422, `DELETE of the instance while a binding operation runs (${url}): ${del.body}`);
+      assert.equal(del.json().error, 'ConcurrencyError');
+    }
+    const patch = await stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 6 } });
+    assert.equal(patch.statusCode, 422, patch.body);
+    assert.equal(patch.json().error, 'ConcurrencyError');
+    assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 200, 'the instance is still there');
+    // Operations of different bindings run concurrently.
+    await bindAndWait(stack, id, b2);
+    assert.equal((await stack.osb('GET', `${bindingPath(id, b1)}/last_operation?operation=${encodeURIComponent(unbindOp)}`)).json().state, 'in progress', 'b1\'s unbind is still held');
+  } finally {
+    held.release();
+  }
+  assert.equal((await pollLastOperation(stack, bindingPath(id, b1), unbindOp!)).status, 410);
+  const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+  assert.equal(del.statusCode, 202, `once the binding operation ended the DELETE is accepted: ${del.body}`);
+  assert.equal((await pollLastOperation(stack, instancePath(id), del.json().operation)).status, 410);
+  assert.equal((await stack.osb('GET', `${bindingPath(id, b2)}/last_operation`)).statusCode, 410, 'the deprovision removed b2');
+});
+
+test('a late PATCH: accepted, then overtaken by a DELETE, ends failed or gone, never stays in progress, and brings nothing back', async () => {
+  const id = newId('late');
+  await provisionAndWait(stack, id, { parameters: { quotaKeys: 4 } });
+  // The PATCH is decided on a ready instance, but its workflow start is held until the DELETE has finished.
+  const hold = holdWorkflowStarts(stack.client, (req) => req.workflowId === instanceWorkflowIdOf(id) && req.workflowType?.name === 'update');
+  let patch: Awaited<ReturnType<TestStack['osb']>>;
+  try {
+    const patchAnswer = stack.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 77 } });
+    const first = await Promise.race([hold.entered.then(() => 'held' as const), patchAnswer.then((r) => r), sleep(30_000).then(() => 'timeout' as const)]);
+    assert.equal(first, 'held', `the PATCH's workflow start was not intercepted: ${typeof first === 'string' ? first : `${first.statusCode} ${first.body}`}`);
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, `the DELETE overtakes the held PATCH: ${del.body}`);
+    assert.equal((await pollLastOperation(stack, instancePath(id), del.json().operation)).status, 410, 'the deprovision finished');
+    hold.release();
+    patch = await patchAnswer;
+  } finally {
+    hold.restore();
+  }
+  const label = patch.statusCode === 422 ? `422 ${String(patch.json().error)}` : String(patch.statusCode);
+  assert.ok(['202', '404', '422 ConcurrencyError'].includes(label), `the late PATCH answers 202, 404 or 422 ConcurrencyError: ${label} ${patch.body}`);
+  if (patch.statusCode === 202) {
+    // pollLastOperation fails if the operation is still in progress after 60 s.
+    const final = await pollLastOperation(stack, instancePath(id), patch.json().operation);
+    assert.ok(final.status === 410 || (final.status === 200 && final.body.state === 'failed'), `the late update ends failed or gone: ${JSON.stringify(final)}`);
+  }
+  await until('no RUNNING workflow for the instance', async () => ((await instanceRunning(stack, id)) ? undefined : true));
+  await sleep(1500);
+  assert.deepEqual(await listRuns(stack, `InstanceId="${id}" AND ExecutionStatus="Running"`), [], 'nothing runs for the instance');
+  // The instance stays deleted: no fetch, last_operation gone, no resource came back.
+  assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404);
+  assert.equal((await stack.osb('GET', `${instancePath(id)}/last_operation`)).statusCode, 410);
+  assert.equal((await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`)).statusCode, 410);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'the keyspace was not re-created');
+  assert.equal(trace.objects.has(id), false, 'the switch resource was not re-created');
+});
+
+test('a synchronous provision interrupted by a DELETE never answers 201: it answers 500, and the DELETE\'s deprovision succeeds', async () => {
+  const id = newId('sync-halt');
+  let deleteOp: string;
+  let putAnswer: ReturnType<TestStack['osb']>;
+  await stack.stopWorker();
+  try {
+    putAnswer = stack.osb('PUT', instancePath(id), provisionBody());
+    await until('the provision to be started', async () => ((await instanceRunning(stack, id)) ? true : undefined));
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+  } finally {
+    await stack.startWorker();
+  }
+  const put = await putAnswer!;
+  assert.equal(put.statusCode, 500, `the interrupted synchronous provision: ${put.statusCode} ${put.body}`);
+  assert.ok(String(put.json().description ?? '').length > 0, 'the 500 says why');
+  assert.equal((await pollLastOperation(stack, instancePath(id), deleteOp!)).status, 410, 'the DELETE\'s deprovision succeeded');
+  assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('a DELETE that interrupts a provision while it records its begin still ends in a deprovision that succeeds', { timeout: 120_000 }, async () => {
+  // A worker whose activities hold the provision's first registry write (recordBegin) of one instance until the
+  // provision has been stopped by the DELETE and continued as a deprovision: the write lands late, after the
+  // workflow gave up on it. The deprovision's own recordBegin waits for that late write.
+  const s = await startTestStack({ worker: false });
+  gated = { stack: s };
+  const id = newId('begin-race');
+  let provisionBeginEntered!: () => void;
+  const entered = new Promise<void>((r) => (provisionBeginEntered = r));
+  let releaseProvisionBegin!: () => void;
+  const released = new Promise<void>((r) => (releaseProvisionBegin = r));
+  let provisionBeginDone!: () => void;
+  const lateWriteDone = new Promise<void>((r) => (provisionBeginDone = r));
+  const worker = await Worker.create({
+    connection: await connectWorker(s.config),
+    namespace: s.config.temporal.namespace,
+    taskQueue: s.config.temporal.taskQueue,
+    workflowBundle: { codePath: requireTestEnv('workflowBundle') },
+    activities: createActivities(s.worker.deps),
+    dataConverter: dataConverter(s.config),
+    sinks: { reconcileMetrics: { event: { fn: () => undefined, callDuringReplay: false } } },
+    interceptors: {
+      activity: [
+        (ctx) => ({
+          inbound: {
+            async execute(input, next) {
+              if (ctx.info.activityType === 'recordBegin' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+                if (ctx.info.workflowType === 'provision') {
+                  provisionBeginEntered();
+                  await released;
+                  try {
+                    return await next(input);
+                  } finally {
+                    provisionBeginDone();
+                  }
+                }
+                await Promise.race([lateWriteDone, sleep(20_000)]);
+              }
+              return next(input);
+            },
+          },
+        }),
+      ],
+    },
+  });
+  gated.worker = worker;
+  gated.running = worker.run();
+  let deleteOp: string;
+  try {
+    const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    await Promise.race([entered, sleep(30_000)]);
+    const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    // The provision has stopped and continued as the deprovision before its begin is written.
+    await until('the provision to continue as a deprovision', async () => {
+      const d = await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).describe().catch(() => undefined);
+      return d?.type === 'deprovision' ? true : undefined;
+    });
+  } finally {
+    releaseProvisionBegin();
+  }
+  const done = await pollLastOperation(s, instancePath(id), deleteOp!);
+  assert.equal(done.status, 410, `the DELETE's deprovision succeeds: ${JSON.stringify(done)}`);
+  assert.equal((await s.osb('GET', instancePath(id))).statusCode, 404);
+  assert.equal((await s.osb('GET', `${instancePath(id)}/last_operation`)).statusCode, 410);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('a DELETE after a provision recorded its end, while no worker closes its run, is 202 at once and the deprovision runs', { timeout: 120_000 }, async () => {
+  // A worker whose activities hold the provision's last registry write (recordComplete) of one instance open after
+  // it has been written: the registry says "succeeded" but the run cannot take its last step, as when the worker
+  // dies between the two. The next operation must not wait for that run (it never closes on its own).
+  const s = await startTestStack({ worker: false });
+  unclosed = { stack: s };
+  const id = newId('unclosed');
+  let recorded!: () => void;
+  const written = new Promise<void>((r) => (recorded = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const worker = await Worker.create({
+    connection: await connectWorker(s.config),
+    namespace: s.config.temporal.namespace,
+    taskQueue: s.config.temporal.taskQueue,
+    workflowBundle: { codePath: requireTestEnv('workflowBundle') },
+    activities: createActivities(s.worker.deps),
+    dataConverter: dataConverter(s.config),
+    sinks: { reconcileMetrics: { event: { fn: () => undefined, callDuringReplay: false } } },
+    interceptors: {
+      activity: [
+        (ctx) => ({
+          inbound: {
+            async execute(input, next) {
+              const result: unknown = await next(input);
+              if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+                recorded();
+                await released;
+              }
+              return result;
+            },
+          },
+        }),
+      ],
+    },
+  });
+  unclosed.worker = worker;
+  unclosed.running = worker.run();
+  let deleteOp: string;
+  let provisionRun: string;
+  try {
+    const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    await Promise.race([written, sleep(60_000)]);
+    const polled = await s.osb('GET', `${instancePath(id)}/last_operation?operation=${put.json().operation}`);
+    assert.equal(polled.json().state, 'succeeded', 'the registry has the provision\'s end');
+    provisionRun = (await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).describe()).runId;
+    const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+  } finally {
+    release();
+  }
+  const done = await pollLastOperation(s, instancePath(id), deleteOp!);
+  assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
+  const provision = await s.client.workflow.getHandle(instanceWorkflowIdOf(id), provisionRun!).describe();
+  assert.equal(provision.status.name, 'TERMINATED', 'the unclosed provision run was superseded');
+  // Visibility lists a run's close a moment after it happened.
+  const runs = await until('visibility to list both runs closed', async () => {
+    const out: string[] = [];
+    for await (const w of s.client.workflow.list({ query: `InstanceId="${id}"` })) out.push(`${w.type} ${w.status.name}`);
+    return out.some((r) => r.endsWith('RUNNING')) || out.length < 2 ? undefined : out.sort();
+  });
+  assert.deepEqual(runs, ['deprovision COMPLETED', 'provision TERMINATED'], 'one deprovision run, and the provision run it superseded');
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+// ---- deprovision removes bindings -----------------------------------------------------------------------
+
+test('a deprovision removes every binding (resources, entry, credentials); each binding\'s last_operation then answers 410', async () => {
+  const id = newId('dep-b');
+  await provisionAndWait(stack, id);
+  const bids = [newId('dep-b1'), newId('dep-b2')];
+  const creds: EtcdCredentials[] = [];
+  for (const bid of bids) {
+    await bindAndWait(stack, id, bid);
+    creds.push(await credentialsOf(stack, id, bid));
+  }
+  const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+  assert.equal(del.statusCode, 202, del.body);
+  assert.equal((await pollLastOperation(stack, instancePath(id), del.json().operation)).status, 410);
+  for (const [i, bid] of bids.entries()) {
+    assert.equal((await stack.osb('GET', `${bindingPath(id, bid)}/last_operation`)).statusCode, 410, `last_operation of ${bid}`);
+    assert.equal((await stack.osb('GET', bindingPath(id, bid))).statusCode, 404);
+    assert.equal((await stack.osb('DELETE', `${bindingPath(id, bid)}?accepts_incomplete=true&${deleteQuery()}`)).statusCode, 410);
+    assert.equal((await stack.worker.registry.registry.open('service-binding', bid)).exists(), false, `the entry of ${bid} is gone`);
+    assert.equal(await etcdUserExists(creds[i]!.username), false, `the etcd user of ${bid} is gone`);
+    assert.equal(gate.objects.has(bid), false, `the gate resource of ${bid} is gone`);
+  }
+  assert.deepEqual((await stack.worker.registry.registry.list('service-binding')).filter((b) => b.values['instance-id'] === id).map((b) => b.id), []);
+});
+
+test('a deprovision removes the bindings\' entries and credentials even when the plan has no binding resources', async () => {
+  const s = (noBindingResources = await startTestStack({ overrides: { resourceSets: noBindingResourceSets } }));
+  const id = newId('nobind');
+  await provisionAndWait(s, id);
+  const bids = [newId('nobind-b1'), newId('nobind-b2')];
+  for (const bid of bids) {
+    await bindAndWait(s, id, bid);
+    assert.equal((await s.osb('GET', bindingPath(id, bid))).statusCode, 200, 'the binding exists before the deprovision');
+  }
+  const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+  assert.equal(del.statusCode, 202, del.body);
+  assert.equal((await pollLastOperation(s, instancePath(id), del.json().operation)).status, 410);
+  for (const bid of bids) {
+    const lo = await s.osb('GET', `${bindingPath(id, bid)}/last_operation`);
+    assert.equal(lo.statusCode, 410, `last_operation of ${bid}: ${lo.statusCode} ${lo.body}`);
+    assert.equal((await s.osb('GET', bindingPath(id, bid))).statusCode, 404, `${bid} is not fetchable`);
+    const entry = await s.worker.registry.registry.open('service-binding', bid);
+    assert.equal(entry.exists(), false, `the entry of ${bid} is gone`);
+    assert.equal(entry.get('credentials'), undefined, `the credentials of ${bid} are gone`);
+  }
+  assert.deepEqual((await s.worker.registry.registry.list('service-binding')).filter((b) => b.values['instance-id'] === id).map((b) => b.id), []);
+});
+
+// ---- the CLI follows the deprovision, not its bindings ----------------------------------------------------
+
+/** Runs the CLI (`--json`) on a config; `lines` fills as JSON lines arrive. */
+function startCli(configFile: string, args: string[]): { lines: Json[]; done: Promise<{ code: number | null; stdout: string; stderr: string; lines: Json[] }> } {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
+  const child = spawn(process.execPath, [bin, '--config', configFile, '--json', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const lines: Json[] = [];
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    const complete = stdout.split('\n').slice(0, -1).filter((l) => l.trim() !== '');
+    lines.splice(0, lines.length, ...complete.map((l) => JSON.parse(l) as Json));
+  });
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string; lines: Json[] }>((res) =>
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr, lines: [...lines] });
+    }),
+  );
+  return { lines, done };
+}
+
+test('status --watch during a deprovision that cleans up bindings shows the deprovision\'s operation, not a binding\'s', { timeout: 180_000 }, async () => {
+  const id = newId('watch');
+  await provisionAndWait(stack, id);
+  const bids = [newId('watch-b1'), newId('watch-b2')];
+  for (const bid of bids) await bindAndWait(stack, id, bid);
+  // The deprovision's binding cleanup is held at the first binding deletion while we look.
+  const held = gate.arm();
+  let deleteOp: string;
+  let watch: ReturnType<typeof startCli>;
+  try {
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    watch = startCli(stack.configFile, ['status', id, '--watch']);
+    const heldBinding = await Promise.race([held.entered, sleep(60_000).then(() => undefined)]);
+    assert.ok(heldBinding && bids.includes(heldBinding), `the deprovision is cleaning up a binding of the instance: ${String(heldBinding)}`);
+    await until('the first --watch line', async () => (watch.lines.length > 0 ? true : undefined), 60_000);
+    await sleep(2000); // several --watch polls while the binding cleanup is held
+    const once = await startCli(stack.configFile, ['status', id]).done;
+    assert.equal(once.code, 0, once.stdout + once.stderr);
+    const snap = once.lines[once.lines.length - 1]!;
+    assert.deepEqual([snap.operation, snap.operationId, snap.state, snap.instanceId, snap.bindingId], ['deprovision', deleteOp, 'in progress', id, undefined], 'a one-shot status while the bindings are cleaned up');
+  } finally {
+    held.release();
+  }
+  const run = await watch!.done;
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.ok(run.lines.length >= 2, run.stdout);
+  for (const l of run.lines) {
+    assert.deepEqual([l.operation, l.operationId, l.instanceId, l.bindingId], ['deprovision', deleteOp!, id, undefined], `every --watch line is the deprovision's: ${JSON.stringify(l)}`);
+  }
+  assert.deepEqual(run.lines.slice(0, -1).map((l) => l.state), run.lines.slice(0, -1).map(() => 'in progress'));
+  const last = run.lines[run.lines.length - 1]!;
+  assert.deepEqual([last.state, last.gone], ['succeeded', true], JSON.stringify(last));
+});
+
+// ---- after a catalog upgrade: maintenance versions and failed updates -----------------------------------
+
+let prepared: Promise<{ s: TestStack; maint: string; failing: string }> | undefined;
+/**
+ * Provisions, with the example catalog (every plan at 1.0.0), the instances the upgrade tests use, then stops this
+ * stack's worker and serves the same registry and task queue with the upgraded catalog (standard at 2.0.0).
+ */
+function prepareUpgrade(): Promise<{ s: TestStack; maint: string; failing: string }> {
+  prepared ??= (async () => {
+    const maint = newId('maint');
+    const failing = newId('failing');
+    await provisionAndWait(stack, maint, { parameters: { quotaKeys: 3 } });
+    await provisionAndWait(stack, failing, { plan_id: ASYNC_ONLY_PLAN, parameters: { quotaKeys: 3 } });
+    await stack.stopWorker();
+    upgraded = await startTestStack({ overrides: semanticsConfig(upgradedCatalog), extraDrivers: testDrivers() });
+    return { s: upgraded, maint, failing };
+  })();
+  return prepared;
+}
+
+test('PATCH without maintenance_info keeps the applied maintenance version; a version other than the plan\'s is 422 MaintenanceInfoConflict', async () => {
+  const { s, maint } = await prepareUpgrade();
+  const applied = { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 3 }, maintenance_info: { version: '1.0.0' } };
+  assert.deepEqual((await s.osb('GET', instancePath(maint))).json(), applied, 'provisioned at 1.0.0; the catalog now says 2.0.0');
+  const runBefore = (await s.client.workflow.getHandle(instanceWorkflowIdOf(maint)).describe()).runId;
+
+  for (const version of ['9.9.9', '1.0.0']) {
+    const res = await s.osb('PATCH', `${instancePath(maint)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 4 }, maintenance_info: { version } });
+    assert.equal(res.statusCode, 422, `maintenance_info ${version}: ${res.body}`);
+    assert.equal(res.json().error, 'MaintenanceInfoConflict');
+  }
+  assert.equal((await s.client.workflow.getHandle(instanceWorkflowIdOf(maint)).describe()).runId, runBefore, 'a refused PATCH starts nothing');
+  assert.deepEqual((await s.osb('GET', instancePath(maint))).json(), applied, 'a refused PATCH changes nothing');
+
+  const patch = await s.osb('PATCH', `${instancePath(maint)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 4 } });
+  assert.equal(patch.statusCode, 202, patch.body);
+  assert.deepEqual((await pollLastOperation(s, instancePath(maint), patch.json().operation)).body, { state: 'succeeded' });
+  assert.deepEqual((await s.osb('GET', instancePath(maint))).json(), { ...applied, parameters: { quotaKeys: 4 } }, 'the parameters changed, the maintenance version did not');
+  assert.deepEqual(trace.objects.get(maint), { id: maint, plan: PLAN, quotaKeys: 4 });
+
+  // Naming the plan's version is the upgrade.
+  const upgrade = await s.osb('PATCH', `${instancePath(maint)}?accepts_incomplete=true`, { service_id: SERVICE, maintenance_info: { version: '2.0.0' } });
+  assert.equal(upgrade.statusCode, 202, upgrade.body);
+  assert.deepEqual((await pollLastOperation(s, instancePath(maint), upgrade.json().operation)).body, { state: 'succeeded' });
+  assert.deepEqual((await s.osb('GET', instancePath(maint))).json(), { ...applied, parameters: { quotaKeys: 4 }, maintenance_info: { version: '2.0.0' } });
+});
+
+test('a failed update leaves the applied plan, parameters and maintenance version; an identical PATCH then starts a new update that runs', async () => {
+  const { s, failing } = await prepareUpgrade();
+  const applied = { service_id: SERVICE, plan_id: ASYNC_ONLY_PLAN, parameters: { quotaKeys: 3 }, maintenance_info: { version: '1.0.0' } };
+  assert.deepEqual((await s.osb('GET', instancePath(failing))).json(), applied);
+  // A plan change to the upgraded standard plan, new parameters, and the new plan's maintenance version.
+  const target = { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 5 }, maintenance_info: { version: '2.0.0' } };
+  behaviours.switch!.failAlways = { applyUpdateChange: 'fatal' };
+  let firstOp: string;
+  try {
+    const first = await s.osb('PATCH', `${instancePath(failing)}?accepts_incomplete=true`, target);
+    assert.equal(first.statusCode, 202, first.body);
+    firstOp = first.json().operation as string;
+    const failed = await pollLastOperation(s, instancePath(failing), firstOp);
+    assert.equal(failed.status, 200);
+    assert.equal(failed.body.state, 'failed', JSON.stringify(failed.body));
+    assert.equal(failed.body.instance_usable, true);
+    assert.equal(failed.body.update_repeatable, true);
+    assert.match(String(failed.body.description), /switch/, 'the description names the failing resource');
+    const latest = await s.osb('GET', `${instancePath(failing)}/last_operation`);
+    assert.equal(latest.json().state, 'failed', 'the failed update is the last instance operation');
+    assert.deepEqual((await s.osb('GET', instancePath(failing))).json(), applied, 'fetch shows the applied values, not the failed target');
+    assert.deepEqual(trace.objects.get(failing), { id: failing, plan: ASYNC_ONLY_PLAN, quotaKeys: 3 });
+  } finally {
+    delete behaviours.switch!.failAlways;
+  }
+
+  const retry = await s.osb('PATCH', `${instancePath(failing)}?accepts_incomplete=true`, target);
+  assert.equal(retry.statusCode, 202, `an identical PATCH after the failure starts a new update: ${retry.statusCode} ${retry.body}`);
+  const retryOp = retry.json().operation as string;
+  assert.notEqual(retryOp, firstOp!, 'a new operation');
+  assert.deepEqual((await pollLastOperation(s, instancePath(failing), retryOp)).body, { state: 'succeeded' });
+  assert.deepEqual((await s.osb('GET', instancePath(failing))).json(), { service_id: SERVICE, plan_id: PLAN, parameters: { quotaKeys: 5 }, maintenance_info: { version: '2.0.0' } });
+  assert.deepEqual(trace.objects.get(failing), { id: failing, plan: PLAN, quotaKeys: 5 }, 'the new update ran');
+  // Now the target is what is applied: nothing to do.
+  const same = await s.osb('PATCH', `${instancePath(failing)}?accepts_incomplete=true`, target);
+  assert.equal(same.statusCode, 200, same.body);
+  assert.deepEqual(same.json(), {});
+});

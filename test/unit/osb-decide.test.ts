@@ -1,0 +1,194 @@
+// Every row of docs/design/osb-semantics.md against the pure decision module: one case per row, named after it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  bindingState,
+  decideBind,
+  decideDeprovision,
+  decideFetchBinding,
+  decideFetchInstance,
+  decideProvision,
+  decideUnbind,
+  decideUpdate,
+  instanceState,
+  type BindingFacts,
+  type Decision,
+  type InstanceFacts,
+  type OperationFact,
+} from '../../client/broker/decide';
+
+const FP = 'fp-applied';
+const op = (operation: OperationFact['operation'], state: OperationFact['state'], extra: Partial<OperationFact> = {}): OperationFact => ({
+  operation,
+  operationId: `${operation}-1`,
+  state,
+  ...extra,
+});
+const running = (operation: OperationFact['operation'], fingerprint = FP) => ({ ...op(operation, 'in progress'), operationId: `${operation}-run`, fingerprint });
+
+const instance: Record<string, InstanceFacts> = {
+  absent: { exists: false, bindingOperations: 0 },
+  gone: { exists: false, record: op('deprovision', 'succeeded', { gone: true }), bindingOperations: 0 },
+  provisioning: { exists: true, record: op('provision', 'in progress'), running: running('provision'), fingerprint: FP, bindingOperations: 0 },
+  provisioningUnrecorded: { exists: false, running: running('provision'), bindingOperations: 0 },
+  provisionFailed: { exists: true, record: op('provision', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  ready: { exists: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', maintenanceVersion: '1', bindingOperations: 0 },
+  readyAfterFailedUpdate: { exists: true, record: op('update', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  updating: { exists: true, record: op('update', 'in progress'), running: running('update', 'fp-target'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  deprovisioning: { exists: true, record: op('deprovision', 'in progress'), running: running('deprovision'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  readyWithBinds: { exists: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 2 },
+};
+
+const binding: Record<string, BindingFacts> = {
+  absent: { exists: false, ownedByAnotherInstance: false },
+  elsewhere: { exists: false, ownedByAnotherInstance: true },
+  gone: { exists: false, ownedByAnotherInstance: false, record: op('unbind', 'succeeded', { gone: true }) },
+  binding: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'in progress'), running: running('bind', 'fp-bind'), fingerprint: 'fp-bind' },
+  bindFailed: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'failed'), fingerprint: 'fp-bind' },
+  bound: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'succeeded'), fingerprint: 'fp-bind' },
+  unbinding: { exists: true, ownedByAnotherInstance: false, record: op('unbind', 'in progress'), running: running('unbind', 'fp-unbind'), fingerprint: 'fp-bind' },
+};
+
+const req = (fingerprint = FP, accepts = true, asyncOnly = false) => ({ accepts, asyncOnly, fingerprint });
+const brief = (d: Decision): string =>
+  d.kind === 'error' ? `${d.status}${d.error ? ` ${d.error}` : ''}` : d.kind === 'answer' ? `${d.status} ${d.body}` : d.kind === 'join' ? `join ${d.operationId}` : d.kind;
+
+test('instance and binding states derive from the record and the running operation', () => {
+  assert.deepEqual(Object.fromEntries(Object.entries(instance).map(([k, f]) => [k, instanceState(f)])), {
+    absent: 'absent',
+    gone: 'absent',
+    provisioning: 'provisioning',
+    provisioningUnrecorded: 'provisioning',
+    provisionFailed: 'provision-failed',
+    ready: 'ready',
+    readyAfterFailedUpdate: 'ready',
+    updating: 'updating',
+    deprovisioning: 'deprovisioning',
+    readyWithBinds: 'ready',
+  });
+  assert.deepEqual(Object.fromEntries(Object.entries(binding).map(([k, f]) => [k, bindingState(f)])), {
+    absent: 'absent',
+    elsewhere: 'absent',
+    gone: 'absent',
+    binding: 'binding',
+    bindFailed: 'bind-failed',
+    bound: 'bound',
+    unbinding: 'unbinding',
+  });
+});
+
+test('PUT instance: every row', () => {
+  const rows: Array<[string, InstanceFacts, ReturnType<typeof req>, string]> = [
+    ['ready, identical', instance.ready!, req(), '200 dashboard'],
+    ['ready, different', instance.ready!, req('other'), '409'],
+    ['updating', instance.updating!, req(), '422 ConcurrencyError'],
+    ['deprovisioning (identical attributes too)', instance.deprovisioning!, req(), '422 ConcurrencyError'],
+    ['provisioning, identical', instance.provisioning!, req(), 'join provision-run'],
+    ['provisioning before its first record, identical', instance.provisioningUnrecorded!, req(), 'join provision-run'],
+    ['provisioning, different', instance.provisioning!, req('other'), '409'],
+    ['absent, async-only plan, sync request', instance.absent!, req(FP, false, true), '422 AsyncRequired'],
+    ['absent', instance.absent!, req(), 'start'],
+    ['gone (tombstone)', instance.gone!, req(), 'start'],
+    ['provision failed: a retry starts again', instance.provisionFailed!, req(), 'start'],
+    ['ready, identical, async-only plan, sync request: nothing to wait for', instance.ready!, req(FP, false, true), '200 dashboard'],
+  ];
+  for (const [name, facts, r, want] of rows) assert.equal(brief(decideProvision(r, facts)), want, name);
+});
+
+test('PATCH instance: every row', () => {
+  const u = (over: Partial<Parameters<typeof decideUpdate>[0]> = {}) => ({ ...req('fp-target'), serviceId: 's', planChange: false, planUpdateable: true, unchanged: false, ...over });
+  const rows: Array<[string, InstanceFacts, ReturnType<typeof u>, string]> = [
+    ['absent', instance.absent!, u(), '404'],
+    ['gone', instance.gone!, u(), '404'],
+    ['provision failed', instance.provisionFailed!, u(), '404'],
+    ['provisioning', instance.provisioning!, u(), '422 ConcurrencyError'],
+    ['another service', instance.ready!, u({ serviceId: 'x' }), '400'],
+    ['plan change on a plan that is not updateable', instance.ready!, u({ planChange: true, planUpdateable: false }), '400'],
+    ['updating, identical target', instance.updating!, u(), 'join update-run'],
+    ['updating, another target', instance.updating!, u({ fingerprint: 'fp-x' }), '422 ConcurrencyError'],
+    ['deprovisioning', instance.deprovisioning!, u(), '422 ConcurrencyError'],
+    ['binding operations run', instance.readyWithBinds!, u(), '422 ConcurrencyError'],
+    ['unchanged', instance.ready!, u({ unchanged: true }), '200 empty'],
+    ['async-only plan, sync request', instance.ready!, u({ accepts: false, asyncOnly: true }), '422 AsyncRequired'],
+    ['ready', instance.ready!, u(), 'start'],
+    ['after a failed update, the identical retry starts a new update', instance.readyAfterFailedUpdate!, u(), 'start'],
+  ];
+  for (const [name, facts, r, want] of rows) assert.equal(brief(decideUpdate(r, facts)), want, name);
+});
+
+test('DELETE instance: every row; existence comes before asynchrony', () => {
+  const rows: Array<[string, InstanceFacts, ReturnType<typeof req>, string]> = [
+    ['absent, async-only plan, sync request', instance.absent!, req(FP, false, true), '410'],
+    ['gone', instance.gone!, req(), '410'],
+    ['deprovisioning', instance.deprovisioning!, req(), 'join deprovision-run'],
+    ['provisioning', instance.provisioning!, req(), 'interrupt'],
+    ['updating', instance.updating!, req(), '422 ConcurrencyError'],
+    ['binding operations run', instance.readyWithBinds!, req(), '422 ConcurrencyError'],
+    ['ready, async-only plan, sync request', instance.ready!, req(FP, false, true), '422 AsyncRequired'],
+    ['ready', instance.ready!, req(), 'start'],
+    ['provision failed: orphan mitigation', instance.provisionFailed!, req(), 'start'],
+  ];
+  for (const [name, facts, r, want] of rows) assert.equal(brief(decideDeprovision(r, facts)), want, name);
+});
+
+test('GET instance: every row', () => {
+  const rows: Array<[string, InstanceFacts, string]> = [
+    ['absent', instance.absent!, '404'],
+    ['provisioning', instance.provisioning!, '404'],
+    ['provision failed', instance.provisionFailed!, '404'],
+    ['updating', instance.updating!, '422 ConcurrencyError'],
+    ['ready', instance.ready!, '200 instance'],
+  ];
+  for (const [name, facts, want] of rows) assert.equal(brief(decideFetchInstance(facts)), want, name);
+});
+
+test('PUT binding: every row', () => {
+  const b = (over: Partial<Parameters<typeof decideBind>[0]> = {}) => ({ ...req('fp-bind'), matchesInstance: true, ...over });
+  const rows: Array<[string, InstanceFacts, BindingFacts, ReturnType<typeof b>, string]> = [
+    ['instance absent', instance.absent!, binding.absent!, b(), '404'],
+    ['instance provision failed', instance.provisionFailed!, binding.absent!, b(), '404'],
+    ['instance provisioning', instance.provisioning!, binding.absent!, b(), '422 ConcurrencyError'],
+    ['instance updating', instance.updating!, binding.absent!, b(), '422 ConcurrencyError'],
+    ['instance deprovisioning', instance.deprovisioning!, binding.absent!, b(), '422 ConcurrencyError'],
+    ['service/plan not the instance\'s', instance.ready!, binding.absent!, b({ matchesInstance: false }), '400'],
+    ['binding ID of another instance', instance.ready!, binding.elsewhere!, b(), '409'],
+    ['bound, identical', instance.ready!, binding.bound!, b(), '200 binding'],
+    ['bound, different', instance.ready!, binding.bound!, b({ fingerprint: 'x' }), '409'],
+    ['binding, identical', instance.ready!, binding.binding!, b(), 'join bind-run'],
+    ['binding, different', instance.ready!, binding.binding!, b({ fingerprint: 'x' }), '409'],
+    ['unbinding', instance.ready!, binding.unbinding!, b(), '422 ConcurrencyError'],
+    ['absent, async-only plan, sync request', instance.ready!, binding.absent!, b({ accepts: false, asyncOnly: true }), '422 AsyncRequired'],
+    ['absent', instance.ready!, binding.absent!, b(), 'start'],
+    ['gone', instance.ready!, binding.gone!, b(), 'start'],
+    ['bind failed: a retry starts again', instance.ready!, binding.bindFailed!, b(), 'start'],
+    ['other bindings run on the instance: binds run concurrently', instance.readyWithBinds!, binding.absent!, b(), 'start'],
+  ];
+  for (const [name, inst, facts, r, want] of rows) assert.equal(brief(decideBind(r, inst, facts)), want, name);
+});
+
+test('DELETE binding: every row; existence comes before asynchrony', () => {
+  const rows: Array<[string, BindingFacts, ReturnType<typeof req>, string]> = [
+    ['absent, async-only plan, sync request', binding.absent!, req('u', false, true), '410'],
+    ['another instance\'s binding', binding.elsewhere!, req('u'), '410'],
+    ['gone', binding.gone!, req('u'), '410'],
+    ['binding', binding.binding!, req('u'), '422 ConcurrencyError'],
+    ['unbinding', binding.unbinding!, req('u'), 'join unbind-run'],
+    ['bound, async-only plan, sync request', binding.bound!, req('u', false, true), '422 AsyncRequired'],
+    ['bound', binding.bound!, req('u'), 'start'],
+    ['bind failed', binding.bindFailed!, req('u'), 'start'],
+  ];
+  for (const [name, facts, r, want] of rows) assert.equal(brief(decideUnbind(r, facts)), want, name);
+});
+
+test('GET binding: only a bound binding under its own instance is served', () => {
+  const rows: Array<[string, BindingFacts, string]> = [
+    ['absent', binding.absent!, '404'],
+    ['another instance\'s binding', binding.elsewhere!, '404'],
+    ['binding', binding.binding!, '404'],
+    ['bind failed', binding.bindFailed!, '404'],
+    ['gone', binding.gone!, '404'],
+    ['bound', binding.bound!, '200 binding'],
+    ['unbinding', binding.unbinding!, '404'],
+  ];
+  for (const [name, facts, want] of rows) assert.equal(brief(decideFetchBinding(facts)), want, name);
+});
