@@ -14,7 +14,10 @@ import type { Entry } from '../adapters/registry/entry';
 import type { OperationInput, OperationType } from '../workflows/messages';
 import { asActivity } from './failures';
 
-/** Registry keys brokerflow adds to the seed's system keys (defined with the registry's keys). */
+/**
+ * Registry keys brokerflow adds to the system keys (defined with the registry's keys;
+ * docs/design/contracts/registry.md#brokerflow-keys).
+ */
 export const ExtraKeys = BrokerflowKey;
 
 /** What the operation activities are built from. */

@@ -1,6 +1,8 @@
 // The OSB operations as workflows. Each reads like its story: record the operation in the registry, reconcile
-// the plan's resource set, record how it ended. All operations on an instance share the workflow ID
-// `instance/<id>`, so at most one runs at a time; the registry is the record that last_operation reads.
+// the plan's resource set, record how it ended. Provision, update and deprovision of an instance share the
+// workflow ID `instance/<id>`, so at most one runs at a time; each binding's bind and unbind share
+// `binding/<id>`, and the registry's binding lock shares keep them and the instance's own operations apart
+// (docs/design/osb-semantics.md). The registry is the record that last_operation reads.
 import {
   ApplicationFailure,
   CancellationScope,

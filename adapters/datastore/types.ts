@@ -1,5 +1,5 @@
-// The revisioned key/value contract (CONTRACTS.md §4, after the Calico backend API): what every backend
-// (etcd, Kubernetes) implements and what the registry and the etcd service registry build on.
+// The revisioned key/value contract (docs/design/contracts/datastore.md, after the Calico backend API): what
+// every backend (etcd, Kubernetes) implements and what the registry and the etcd service registry build on.
 import { BrokerflowError } from '../errors';
 
 /** A key, its value and the revision at which it was last modified (etcd mod revision / resourceVersion). */

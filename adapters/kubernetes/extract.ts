@@ -1,6 +1,7 @@
-// From a Kubernetes Service to what the service registry should hold (the seed's ExtractData), as pure
-// functions: one endpoint per (IP × port), the IPs being the service's external IPs followed by its
-// load-balancer ingress IPs; a service with no allowed annotation or no endpoint is to be removed.
+// From a Kubernetes Service to what the service registry should hold (the original ExtractData;
+// docs/design/contracts/endpoint-reconciliation.md#extraction), as pure functions: one endpoint per (IP × port),
+// the IPs being the service's external IPs followed by its load-balancer ingress IPs; a service with no allowed
+// annotation or no endpoint is to be removed.
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ValidationError } from '../errors';

@@ -1,6 +1,7 @@
-// Redundancy across independent instances (CONTRACTS.md §3: "the layer above decides redundancy"): every write
-// goes to all instances, reads come from the first healthy one, and an instance that missed writes is reported
-// degraded and repaired (the missed objects copied from the primary) on the next write.
+// Redundancy across independent instances (docs/design/contracts/persistence.md#redundancy: the layer above the
+// providers decides redundancy): every write goes to all instances, reads come from the first healthy one, and an
+// instance that missed writes is reported degraded and repaired (the missed objects copied from the primary) on
+// the next write.
 import { UnavailableError, ValidationError } from '../errors';
 import { objectKey, storableCopy } from './object-key';
 import type {

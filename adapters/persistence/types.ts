@@ -1,5 +1,6 @@
-// The persistence provider contract (CONTRACTS.md §3): durable storage of control-plane objects in one or more
-// independent instances per provider. Redundancy across instances is the layer above (RedundantStore).
+// The persistence provider contract (docs/design/contracts/persistence.md): durable storage of control-plane
+// objects in one or more independent instances per provider. Redundancy across instances is the layer above
+// (RedundantStore).
 import type { MachineId } from './machine-id';
 
 /** Kubernetes-style object metadata; `name` (and `namespace`) identify the object within its kind. */
@@ -48,7 +49,8 @@ export interface PutResult {
   uid?: string;
 }
 
-/** The state of one instance (the seed's PersistenceProviderStatus). */
+/** The state of one instance (the original PersistenceProviderStatus; see
+ *  docs/design/contracts/persistence.md#instance-status). */
 export type InstanceStatus =
   | { exists: false }
   | {

@@ -1,5 +1,5 @@
-// Registry names and keys (CONTRACTS.md §1): entry names, the typed system keys, the user access policy and
-// the validation of IDs before they become object names.
+// Registry names and keys (docs/design/contracts/registry.md): entry names, the typed system keys, the user
+// access policy and the validation of IDs before they become object names.
 import { ValidationError } from '../errors';
 import { validateName } from '../persistence/object-key';
 
@@ -15,7 +15,7 @@ export const OPERATIONS_BY_TYPE: Record<EntryType, readonly OperationType[]> = {
   'service-binding': ['bind', 'unbind'],
 };
 
-/** The typed system keys of an entry (the seed's Key constants). */
+/** The typed system keys of an entry (the original Key constants; docs/design/contracts/registry.md#system-keys). */
 export const RegistryKey = {
   Namespace: 'namespace',
   InstanceID: 'instance-id',
@@ -83,7 +83,7 @@ export function validateEntryType(type: unknown): EntryType {
   return type as EntryType;
 }
 
-/** `registry-<type>-<id>`, the seed's Name(type, name). */
+/** `registry-<type>-<id>`, the original Name(type, name) (docs/design/contracts/registry.md#entry-names). */
 export function entryName(type: EntryType, id: string): string {
   return `registry-${validateEntryType(type)}-${validateId(id)}`;
 }

@@ -1,5 +1,5 @@
-// The resource-driver contract (CONTRACTS.md §5, after operatorkit's CRUDResourceOps): what a driver implements
-// so that the reconcile workflow can run it step by step, each step an activity.
+// The resource-driver contract (docs/design/contracts/resource-drivers.md, after operatorkit's CRUDResourceOps):
+// what a driver implements so that the reconcile workflow can run it step by step, each step an activity.
 import { BrokerflowError } from '../errors';
 
 /** A resource's state as its driver sees it: JSON-serialisable, never a secret in clear (use references). */

@@ -1,11 +1,12 @@
-// The Broker between brokerflow and a service registry (the seed's servregistry.Broker): it shapes data,
-// marks what it writes with the owner pair and never updates or deletes what lacks that mark.
+// The Broker between brokerflow and a service registry (docs/design/contracts/service-registries.md#the-broker):
+// it shapes data, marks what it writes with the owner pair and never updates or deletes what lacks that mark.
 //
-// Deliberate differences from the seed, each safer and none visible to a caller that follows the contract:
+// Deliberate differences from the original Go Broker, each safer and none visible to a caller that follows the
+// contract:
 // - Inputs are copied, never mutated; names inside endpoint objects are overwritten by the arguments.
 // - A create that loses a race with another creator (already exists) adopts what is there instead of failing.
 // - `removeNs(name, true)` empties each owned service with `removeServ` rules first, so an owned service
-//   holding a foreign endpoint keeps the namespace alive (the seed deleted such foreign endpoints).
+//   holding a foreign endpoint keeps the namespace alive (the original deleted such foreign endpoints).
 // - No broker-wide lock: every step is idempotent and level-triggered callers recompute from current state.
 import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors';
 import {

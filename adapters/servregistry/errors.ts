@@ -1,7 +1,8 @@
-// The seed's error set (ErrNotFound, ErrNsNotEmpty, ErrEndpNotOwnedByOp, ...) as typed classes. Each extends a
-// base class of adapters/errors.ts, so `code` is the family (`NotFound`, `Permission`, ...) and `retryable`
-// follows it; the class (and `name`, which is the class name) says exactly which seed error it is. Grouping
-// classes (`EmptyNameError`, `NotOwnedError`, ...) let callers branch on a family of seed errors at once.
+// The service-registry error set (ErrNotFound, ErrNsNotEmpty, ErrEndpNotOwnedByOp, ...;
+// docs/design/contracts/service-registries.md#error-set) as typed classes. Each extends a base class of
+// adapters/errors.ts, so `code` is the family (`NotFound`, `Permission`, ...) and `retryable` follows it; the
+// class (and `name`, which is the class name) says exactly which original error it is. Grouping classes
+// (`EmptyNameError`, `NotOwnedError`, ...) let callers branch on a family of those errors at once.
 import {
   AlreadyExistsError,
   BrokerflowError,

@@ -1,6 +1,6 @@
 // The data a service registry holds (namespaces > services > endpoints) and the interface every backend
-// implements (CONTRACTS.md §2, after the seed's ServiceRegistry). Backends store and fetch; ownership rules
-// live in the Broker, never here.
+// implements (docs/design/contracts/service-registries.md#backends, after the original ServiceRegistry).
+// Backends store and fetch; ownership rules live in the Broker, never here.
 
 /** Free key/value pairs attached to a namespace, service or endpoint. */
 export type Metadata = Record<string, string>;

@@ -30,7 +30,10 @@ const emptyNameErrors: Record<RegistryLevel, () => ValidationError> = {
   endpoint: () => new EndpointNameNotProvidedError(),
 };
 
-/** Throws the seed's empty-name error for an empty name and a ValidationError for any unsafe one. */
+/**
+ * Throws the empty-name error of the error set (docs/design/contracts/service-registries.md#error-set) for an
+ * empty name and a ValidationError for any unsafe one.
+ */
 export function validateName(level: RegistryLevel, name: unknown): string {
   if (name === undefined || name === null || name === '') throw emptyNameErrors[level]();
   if (typeof name !== 'string') throw new ValidationError(`${level} name must be a string`, `${level}.name`);

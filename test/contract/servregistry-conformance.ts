@@ -1,7 +1,7 @@
-// The one conformance suite of CONTRACTS.md §2: every bullet about the Broker and the ServiceRegistry
-// backends is a test here, and each backend's test file calls `serviceRegistryConformance` once (etcd and
-// Cloud Map on real servers, Service Directory on its contract server). Data is isolated per test by random
-// namespace names, so files can share one server; every namespace a test creates is deleted afterwards.
+// The one conformance suite of docs/design/contracts/service-registries.md: every bullet about the Broker and
+// the ServiceRegistry backends is a test here, and each backend's test file calls `serviceRegistryConformance`
+// once (etcd and Cloud Map on real servers, Service Directory on its contract server). Data is isolated per test
+// by random namespace names, so files can share one server; every namespace a test creates is deleted afterwards.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -1,6 +1,6 @@
 // Endpoint reconciliation end to end, through the real workflows: the watcher on the run's kube-apiserver
 // signals per-service workflows that mirror services into an etcd service registry, under the ownership rules
-// (CONTRACTS.md §2): what brokerflow does not own is never changed.
+// (docs/design/contracts/service-registries.md#ownership): what brokerflow does not own is never changed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CoreV1Api } from '@kubernetes/client-node';

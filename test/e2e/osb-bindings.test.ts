@@ -1,5 +1,6 @@
-// CONTRACTS.md §6 for bindings: bind, fetch, unbind and their last_operation; credentials come from the
-// driver, live encrypted in the registry and never appear in workflow history.
+// The OSB API for bindings (docs/design/contracts/osb-api.md#bindings): bind, fetch, unbind and their
+// last_operation; credentials come from the driver, live encrypted in the registry and never appear in
+// workflow history.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';

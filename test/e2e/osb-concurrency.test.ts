@@ -1,4 +1,5 @@
-// CONTRACTS.md §6 under concurrency: identical requests share one operation; conflicting ones lose cleanly.
+// The OSB API under concurrency (docs/design/osb-semantics.md#races): identical requests share one operation;
+// conflicting ones lose cleanly.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';

@@ -1,5 +1,5 @@
-// CONTRACTS.md §6: every request is authenticated and version-checked, and bad input gets a clear 4xx that
-// starts nothing and writes nothing.
+// docs/design/contracts/osb-api.md#request-validation: every request is authenticated and version-checked, and
+// bad input gets a clear 4xx that starts nothing and writes nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, type TestStack } from '../support/stack';

@@ -1,5 +1,5 @@
-// CONTRACTS.md §6 for instances: provision, update, deprovision, fetch and last_operation, with the status
-// codes the spec gives, against the running broker + worker + real servers.
+// The OSB API for instances (docs/design/contracts/osb-api.md#instances): provision, update, deprovision, fetch
+// and last_operation, with the status codes the spec gives, against the running broker + worker + real servers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';

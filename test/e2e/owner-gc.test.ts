@@ -1,5 +1,6 @@
 // With the registry on Kubernetes, objects a plan creates are owned by the instance's registry entry: deleting
-// the entry garbage-collects them (CONTRACTS.md §1 getOwnerReference; the role finalizers played).
+// the entry garbage-collects them (docs/design/contracts/registry.md#owner-references; the role finalizers
+// played).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, type TestStack } from '../support/stack';

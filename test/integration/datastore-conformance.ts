@@ -1,5 +1,6 @@
-// The datastore conformance suite (CONTRACTS.md §4): every behaviour a Datastore backend and the Syncer on top of it
-// must show, written once and run against each backend by its own test file (datastore-<backend>.test.ts).
+// The datastore conformance suite (docs/design/contracts/datastore.md): every behaviour a Datastore backend and
+// the Syncer on top of it must show, written once and run against each backend by its own test file
+// (datastore-<backend>.test.ts).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,6 @@
-// The persistence provider conformance suite (CONTRACTS.md §3): every behaviour a PersistenceProvider backend must
-// show, written once and run against each backend by its own test file (persistence-<backend>.test.ts).
+// The persistence provider conformance suite (docs/design/contracts/persistence.md): every behaviour a
+// PersistenceProvider backend must show, written once and run against each backend by its own test file
+// (persistence-<backend>.test.ts).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,6 @@
-// CONTRACTS.md §5 on the real Temporal dev server: the reconcile workflow's order, flags, failures and retries,
-// observed both through the driver and through the workflow history the Web UI shows.
+// Reconciliation (docs/design/contracts/reconciliation.md) on the real Temporal dev server: the reconcile
+// workflow's order, flags, failures and retries, observed both through the driver and through the workflow
+// history the Web UI shows.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';

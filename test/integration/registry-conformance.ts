@@ -1,5 +1,6 @@
-// The registry conformance suite (CONTRACTS.md §1): every behaviour of entries, the directory and operation
-// records, written once and run against each persistence backend by registry-<backend>.test.ts.
+// The registry conformance suite (docs/design/contracts/registry.md): every behaviour of entries and operation
+// records, written once and run against each persistence backend by registry-<backend>.test.ts. There is no
+// separate directory (docs/design/contracts/registry.md#namespaces-instead-of-a-directory).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

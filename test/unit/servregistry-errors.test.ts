@@ -1,5 +1,6 @@
-// The seed's error set exists as typed classes with the same meaning, and the Broker's own checks (owner
-// pair, persistent metadata, names) fail before any registry call.
+// The service-registry error set (docs/design/contracts/service-registries.md#error-set) exists as typed classes
+// with the same meaning, and the Broker's own checks (owner pair, persistent metadata, names) fail before any
+// registry call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -42,7 +43,7 @@ import {
 } from '../../adapters/servregistry';
 
 test('every error of the seed has a typed class in the right family, with a stable code and retry flag', () => {
-  // [seed name, instance, family, code, retryable]
+  // [original error name, instance, family, code, retryable]
   const cases: Array<[string, BrokerflowError, abstract new (...a: never[]) => BrokerflowError, string, boolean]> = [
     ['ErrServRegNotProvided', new RegistryNotProvidedError(), ValidationError, 'Invalid', false],
     ['ErrNotFound', new ServRegNotFoundError('service', 'a/b'), NotFoundError, 'NotFound', false],
