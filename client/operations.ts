@@ -4,6 +4,7 @@
 // request from a conflicting one. Instance and binding operations exclude each other through the registry.
 // State comes from the registry (it answers without a worker); Temporal only fills the short gap between a
 // start and the workflow's first registry write, and unmasks operations whose run died while open.
+import { UnavailableError } from '../adapters/errors';
 import { createHash } from 'node:crypto';
 import {
   WorkflowExecutionAlreadyStartedError,
@@ -247,9 +248,11 @@ export class OperationsClient {
     let d: WorkflowExecutionDescription | undefined;
     try {
       d = await this.describe(ref);
-    } catch {
-      // Temporal unreachable: the registry's word is all we have.
-      return recordMatches ? fromRecord(record) : undefined;
+    } catch (err) {
+      // Temporal unreachable or slow: the registry's word is all we have. Without a record of this operation the
+      // answer is unknown, not "no operation": a 404 would tell the platform its accepted operation vanished.
+      if (recordMatches) return fromRecord(record);
+      throw new UnavailableError(`the state of the operation is not known right now (Temporal did not answer: ${(err as Error).message}); poll again`, err);
     }
     const described = d?.memo as unknown as OperationMemo | undefined;
     // A binding workflow of another instance (the same binding ID under another path) is not this binding's.

@@ -5,7 +5,7 @@ import type { Catalog } from '../../config/catalog';
 import { publicCatalog } from '../../config/catalog';
 import { createAuthenticator, type BrokerCredentials } from './auth';
 import { OsbError, preconditionFailed, unauthorized } from './errors';
-import { ValidationError } from '../../adapters/errors';
+import { UnavailableError, ValidationError } from '../../adapters/errors';
 import { createBrokerMetrics, type BrokerMetrics } from './metrics';
 import { openApiDocument } from './openapi';
 
@@ -101,6 +101,8 @@ export async function buildBrokerApp(opts: BrokerAppOptions): Promise<FastifyIns
     if (err instanceof OsbError) return reply.code(err.statusCode).send(err.body());
     // An ID or key the adapters refuse is bad input, refused before anything changed.
     if (err instanceof ValidationError) return reply.code(400).send({ description: err.message });
+    // A dependency did not answer in time: nothing was decided, the platform may repeat the request.
+    if (err instanceof UnavailableError) return reply.code(503).header('retry-after', '2').send({ description: err.message });
     if (err.validation) {
       const first = err.validation[0];
       const where = `${err.validationContext ?? 'request'}${first?.instancePath ?? ''}`;

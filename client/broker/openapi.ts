@@ -45,6 +45,7 @@ export function openApiDocument(): Schema {
     200: 'OK', 201: 'Created', 202: 'Accepted (asynchronous; poll last_operation)', 400: 'Bad request', 401: 'Unauthorized',
     404: 'Not found', 409: 'Conflict', 410: 'Gone', 412: 'Unsupported or missing X-Broker-API-Version', 413: 'Body too large',
     422: 'Unprocessable (AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict)', 500: 'Operation failed',
+    503: 'Not known right now (Temporal did not answer); poll again after Retry-After',
   };
   const body = (schema: Schema) => ({ required: true, content: { 'application/json': { schema: oas(schema) } } });
   return {
@@ -61,7 +62,7 @@ export function openApiDocument(): Schema {
         get: { summary: 'Fetch instance', parameters: [...common, ...inst], responses: responses({ 200: S.instanceBody, ...errors(400, 401, 404, 412, 422) }, words) },
       },
       '/v2/service_instances/{instance_id}/last_operation': {
-        get: { summary: 'Instance last operation', parameters: [...common, ...inst, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412) }, words) },
+        get: { summary: 'Instance last operation', parameters: [...common, ...inst, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
       },
       '/v2/service_instances/{instance_id}/service_bindings/{binding_id}': {
         put: { summary: 'Bind', parameters: [...common, ...bind, ...params('query', S.asyncQuery)], requestBody: body(S.bindBody), responses: responses({ 200: S.bindingBody, 201: S.bindingBody, 202: S.bindingBody, ...errors(400, 401, 404, 409, 412, 413, 422, 500) }, words) },
@@ -69,7 +70,7 @@ export function openApiDocument(): Schema {
         get: { summary: 'Fetch binding', parameters: [...common, ...bind], responses: responses({ 200: S.bindingBody, ...errors(400, 401, 404, 412) }, words) },
       },
       '/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation': {
-        get: { summary: 'Binding last operation', parameters: [...common, ...bind, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412) }, words) },
+        get: { summary: 'Binding last operation', parameters: [...common, ...bind, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
       },
       '/healthz': { get: { summary: 'Liveness (no authentication)', security: [], responses: { 200: { description: 'alive' } } } },
       '/readyz': { get: { summary: 'Readiness: Temporal and the registry answer', responses: { 200: { description: 'ready' }, 503: { description: 'not ready' } } } },

@@ -155,7 +155,7 @@ test('the broker logs one JSON line per request with its ID, route and status, a
   assert.doesNotMatch(all, /"authorization"/i, 'no authorization header is logged, even redacted');
 });
 
-test('/readyz is 200 while Temporal and the registry answer, and 503 naming Temporal once its server is stopped', { timeout: 180_000 }, async () => {
+test('/readyz is 200 while Temporal and the registry answer, and 503 naming Temporal once its server is stopped (so is an unrecorded last_operation)', { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(join(requireTestEnv('workDir'), 'obs-temporal-'));
   const own: TemporalDevServer = await startTemporal({ dataDir: join(dir, 'data'), logDir: join(dir, 'logs') });
   let b: RunningBroker | undefined;
@@ -178,6 +178,12 @@ test('/readyz is 200 while Temporal and the registry answer, and 503 naming Temp
     console.log(`# /readyz with Temporal stopped: ${down.statusCode} in ${tookMs} ms: ${down.body}`);
     // /healthz is liveness only: the process is fine, so it stays 200 and Kubernetes does not restart it.
     assert.equal((await call(b, 'GET', '/healthz', undefined, {})).statusCode, 200);
+    // last_operation of an operation the registry has no record of cannot be answered without Temporal (the run
+    // may not have written its first record yet): 503 with Retry-After, so the platform polls again, never 404.
+    const unknown = await call(b, 'GET', '/v2/service_instances/obs-not-recorded/last_operation?operation=provision-0123');
+    assert.equal(unknown.statusCode, 503, unknown.body);
+    assert.equal(unknown.headers['retry-after'], '2');
+    assert.match(String(unknown.json().description), /Temporal did not answer.*poll again/);
 
     await own.restart();
     const back = await call(b, 'GET', '/readyz');
