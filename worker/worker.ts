@@ -1,5 +1,5 @@
 // Builds a Temporal Worker from configuration and adapters: one task queue for workflows and activities.
-import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type ActivityInterceptorsFactory, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { RuntimeConfig } from '../config/runtime';
 import { createActivities, type ActivityDeps } from '../activities';
 import { dataConverter, temporalSettings } from '../client/temporal';
@@ -19,6 +19,8 @@ export interface CreateWorkerOptions {
   workflowBundle?: WorkflowBundleOption;
   connection?: NativeConnection;
   identity?: string;
+  /** Activity interceptors (tracing, or tests that hold an activity at a chosen moment). */
+  activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
 /** A connection for workers; installs the SDK runtime first (with defaults, unless the process installed it already). */
@@ -72,8 +74,13 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     },
     dataConverter: dataConverter(opts.config),
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.activityInterceptors ? { interceptors: { activity: opts.activityInterceptors } } : {}),
     maxConcurrentActivityTaskExecutions: opts.config.worker?.maxConcurrentActivities ?? 100,
     maxConcurrentWorkflowTaskExecutions: opts.config.worker?.maxConcurrentWorkflowTasks ?? 40,
     stickyQueueScheduleToStartTimeout: STICKY_QUEUE_TIMEOUT_MS,
+    // A cancellation reaches an activity only in the answer to one of its heartbeats. Applies beat every 3 s; sent
+    // at most every 8 s (80 % of their heartbeat timeout, the default), a DELETE that stops a provision would wait
+    // up to 8 s for the cancelled apply. 3 s keeps that wait short at one heartbeat per apply every 3 s.
+    maxHeartbeatThrottleInterval: '3 seconds',
   });
 }

@@ -1,9 +1,10 @@
 // Reconciliation as workflow steps: resources strictly in order; per resource current state, desired state, the
 // update (or delete) patch, then its create, delete and update parts — in that order, as operatorkit's
-// ProcessUpdate does (its Patch comment says otherwise; the code and this contract agree on create, delete,
-// update). Each step is an activity whose retries and backoff come from the policies below. The first failure
-// stops the chain and names the resource and step.
-import { ActivityFailure, ApplicationFailure, proxyActivities, proxySinks, type Sinks } from '@temporalio/workflow';
+// ProcessUpdate does (its Patch comment says otherwise; the code and
+// docs/design/contracts/reconciliation.md#step-order agree on create, delete, update). Each step is an activity
+// whose retries and backoff come from the policies below. The first failure stops the chain and names the
+// resource and step.
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, patched, proxyActivities, proxySinks, type Sinks } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { ReconcileActivities, StepInput, StepResult, CrudStep } from '../activities/reconcile';
 import type { ResourceDef } from '../config/resource-sets';
@@ -70,7 +71,17 @@ export const ReconcileFailedType = 'ReconcileFailed';
 function stepActivities(retry: RetryPolicy) {
   const reads = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry });
   const pure = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry: { ...retry, maximumAttempts: 3 } });
-  const applies = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '1 hour', heartbeatTimeout: '10 seconds', retry });
+  // An apply that a cancellation interrupts (a DELETE stopping a provision) may have a call in flight: the
+  // workflow waits until the apply has stopped before it goes on, so the deprovision that follows never races a
+  // create that lands after its delete (the resource would be left behind). Histories from before this rule keep
+  // their old path (they did not wait).
+  const waitForCancelledApplies = patched('wait-for-cancelled-applies');
+  const applies = proxyActivities<ReconcileActivities>({
+    startToCloseTimeout: '1 hour',
+    heartbeatTimeout: '10 seconds',
+    retry,
+    cancellationType: waitForCancelledApplies ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED : ActivityCancellationType.TRY_CANCEL,
+  });
   return {
     getCurrentState: reads.getCurrentState,
     getDesiredState: reads.getDesiredState,

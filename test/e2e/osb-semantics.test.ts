@@ -14,10 +14,6 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import type { Client } from '@temporalio/client';
-import { Worker } from '@temporalio/worker';
-import { createActivities } from '../../activities';
-import { connectWorker } from '../../worker/worker';
-import { dataConverter } from '../../client/temporal';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
 import { TraceDriver, type TraceBehaviour } from '../support/trace-driver';
@@ -56,17 +52,20 @@ const JSON_WITHOUT_BODY = { 'content-type': 'application/json' };
 
 type Json = Record<string, unknown>;
 
-/** A trace driver whose deletions can be held: while armed, every applyDeleteChange waits until released. */
+/**
+ * A trace driver whose creations or deletions can be held: while armed for a step, every call of that step waits
+ * until released, and ignores cancellation meanwhile, as a call already sent to an API would.
+ */
 class GateDriver extends TraceDriver {
-  private held: { entered: (bindingId: string) => void; released: Promise<void> } | undefined;
+  private held: { step: 'applyCreateChange' | 'applyDeleteChange'; entered: (id: string) => void; released: Promise<void> } | undefined;
 
-  /** Holds deletions from now on; `entered` resolves with the binding of the first one held. */
-  arm(): { entered: Promise<string>; release: () => void } {
-    let entered!: (bindingId: string) => void;
+  /** Holds the step from now on; `entered` resolves with the binding (or else instance) of the first one held. */
+  arm(step: 'applyCreateChange' | 'applyDeleteChange' = 'applyDeleteChange'): { entered: Promise<string>; release: () => void } {
+    let entered!: (id: string) => void;
     const enteredP = new Promise<string>((r) => (entered = r));
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
-    this.held = { entered, released };
+    this.held = { step, entered, released };
     return {
       entered: enteredP,
       release: () => {
@@ -76,19 +75,27 @@ class GateDriver extends TraceDriver {
     };
   }
 
-  override async applyDeleteChange(state: ResourceState, ctx: DriverContext): Promise<void> {
+  private async hold(step: 'applyCreateChange' | 'applyDeleteChange', ctx: DriverContext): Promise<void> {
     const held = this.held;
-    if (held) {
-      held.entered(ctx.object.bindingId ?? '');
-      await held.released;
-    }
+    if (held?.step !== step) return;
+    held.entered(ctx.object.bindingId ?? ctx.object.instanceId);
+    await held.released;
+  }
+
+  override async applyCreateChange(state: ResourceState, ctx: DriverContext): Promise<void> {
+    await this.hold('applyCreateChange', ctx);
+    return super.applyCreateChange(state, ctx);
+  }
+
+  override async applyDeleteChange(state: ResourceState, ctx: DriverContext): Promise<void> {
+    await this.hold('applyDeleteChange', ctx);
     return super.applyDeleteChange(state, ctx);
   }
 }
 
 // The test drivers, shared by every stack of this file (their objects live in this process).
 const behaviours: Record<string, TraceBehaviour> = { switch: {} };
-const trace = new TraceDriver(behaviours);
+const trace = new GateDriver(behaviours);
 const gate = new GateDriver();
 const testDrivers = () =>
   new Map<string, ResourceDriver>([
@@ -111,8 +118,8 @@ function semanticsConfig(catalog?: string): Partial<RuntimeConfigFile> {
 let stack: TestStack;
 let upgraded: TestStack | undefined;
 let noBindingResources: TestStack | undefined;
-let gated: { stack: TestStack; worker?: Worker; running?: Promise<void> } | undefined;
-let unclosed: { stack: TestStack; worker?: Worker; running?: Promise<void> } | undefined;
+let gated: TestStack | undefined;
+let unclosed: TestStack | undefined;
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -123,12 +130,8 @@ after(async () => {
   tenant.close();
   await upgraded?.close();
   await noBindingResources?.close();
-  gated?.worker?.shutdown();
-  await gated?.running;
-  await gated?.stack.close();
-  unclosed?.worker?.shutdown();
-  await unclosed?.running;
-  await unclosed?.stack.close();
+  await gated?.close();
+  await unclosed?.close();
   await stack.close();
 });
 
@@ -488,8 +491,6 @@ test('a DELETE that interrupts a provision while it records its begin still ends
   // A worker whose activities hold the provision's first registry write (recordBegin) of one instance until the
   // provision has been stopped by the DELETE and continued as a deprovision: the write lands late, after the
   // workflow gave up on it. The deprovision's own recordBegin waits for that late write.
-  const s = await startTestStack({ worker: false });
-  gated = { stack: s };
   const id = newId('begin-race');
   let provisionBeginEntered!: () => void;
   const entered = new Promise<void>((r) => (provisionBeginEntered = r));
@@ -497,40 +498,30 @@ test('a DELETE that interrupts a provision while it records its begin still ends
   const released = new Promise<void>((r) => (releaseProvisionBegin = r));
   let provisionBeginDone!: () => void;
   const lateWriteDone = new Promise<void>((r) => (provisionBeginDone = r));
-  const worker = await Worker.create({
-    connection: await connectWorker(s.config),
-    namespace: s.config.temporal.namespace,
-    taskQueue: s.config.temporal.taskQueue,
-    workflowBundle: { codePath: requireTestEnv('workflowBundle') },
-    activities: createActivities(s.worker.deps),
-    dataConverter: dataConverter(s.config),
-    sinks: { reconcileMetrics: { event: { fn: () => undefined, callDuringReplay: false } } },
-    interceptors: {
-      activity: [
-        (ctx) => ({
-          inbound: {
-            async execute(input, next) {
-              if (ctx.info.activityType === 'recordBegin' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
-                if (ctx.info.workflowType === 'provision') {
-                  provisionBeginEntered();
-                  await released;
-                  try {
-                    return await next(input);
-                  } finally {
-                    provisionBeginDone();
-                  }
+  const s = (gated = await startTestStack({
+    worker: true,
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            if (ctx.info.activityType === 'recordBegin' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+              if (ctx.info.workflowType === 'provision') {
+                provisionBeginEntered();
+                await released;
+                try {
+                  return await next(input);
+                } finally {
+                  provisionBeginDone();
                 }
-                await Promise.race([lateWriteDone, sleep(20_000)]);
               }
-              return next(input);
-            },
+              await Promise.race([lateWriteDone, sleep(20_000)]);
+            }
+            return next(input);
           },
-        }),
-      ],
-    },
-  });
-  gated.worker = worker;
-  gated.running = worker.run();
+        },
+      }),
+    ],
+  }));
   let deleteOp: string;
   try {
     const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
@@ -554,44 +545,58 @@ test('a DELETE that interrupts a provision while it records its begin still ends
   assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
 });
 
+test('a DELETE that stops a provision while one of its creations is in flight waits for it, and the deprovision removes what it made', { timeout: 120_000 }, async () => {
+  // The switch resource's creation is held as an API call in flight would be: it does not notice the
+  // cancellation and lands when released. A deprovision that went ahead meanwhile would find nothing to delete
+  // and leave the late creation behind.
+  const id = newId('inflight');
+  const held = trace.arm('applyCreateChange');
+  let deleteOp: string;
+  try {
+    const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    assert.equal(await Promise.race([held.entered, sleep(60_000).then(() => 'timeout')]), id, 'the creation is in flight');
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    // Room for a deprovision that does not wait to run to its end (it takes about a second here).
+    const early = await Promise.race([pollLastOperation(stack, instancePath(id), deleteOp), sleep(5_000).then(() => undefined)]);
+    assert.equal(early, undefined, `the deprovision ended while a creation was still in flight: ${JSON.stringify(early)}`);
+  } finally {
+    held.release();
+  }
+  const done = await pollLastOperation(stack, instancePath(id), deleteOp!);
+  assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
+  assert.equal(trace.objects.has(id), false, 'the late creation was removed by the deprovision');
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
 test('a DELETE after a provision recorded its end, while no worker closes its run, is 202 at once and the deprovision runs', { timeout: 120_000 }, async () => {
   // A worker whose activities hold the provision's last registry write (recordComplete) of one instance open after
   // it has been written: the registry says "succeeded" but the run cannot take its last step, as when the worker
   // dies between the two. The next operation must not wait for that run (it never closes on its own).
-  const s = await startTestStack({ worker: false });
-  unclosed = { stack: s };
   const id = newId('unclosed');
   let recorded!: () => void;
   const written = new Promise<void>((r) => (recorded = r));
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  const worker = await Worker.create({
-    connection: await connectWorker(s.config),
-    namespace: s.config.temporal.namespace,
-    taskQueue: s.config.temporal.taskQueue,
-    workflowBundle: { codePath: requireTestEnv('workflowBundle') },
-    activities: createActivities(s.worker.deps),
-    dataConverter: dataConverter(s.config),
-    sinks: { reconcileMetrics: { event: { fn: () => undefined, callDuringReplay: false } } },
-    interceptors: {
-      activity: [
-        (ctx) => ({
-          inbound: {
-            async execute(input, next) {
-              const result: unknown = await next(input);
-              if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
-                recorded();
-                await released;
-              }
-              return result;
-            },
+  const s = (unclosed = await startTestStack({
+    worker: true,
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            const result: unknown = await next(input);
+            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+              recorded();
+              await released;
+            }
+            return result;
           },
-        }),
-      ],
-    },
-  });
-  unclosed.worker = worker;
-  unclosed.running = worker.run();
+        },
+      }),
+    ],
+  }));
   let deleteOp: string;
   let provisionRun: string;
   try {

@@ -7,10 +7,6 @@ import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { Worker } from '@temporalio/worker';
-import { createActivities } from '../../activities';
-import { connectWorker } from '../../worker/worker';
-import { dataConverter } from '../../client/temporal';
 import { etcdUserName } from '../../adapters/resources/etcd';
 import { instanceWorkflowId } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
@@ -49,14 +45,12 @@ const label = (a: Answer) => (a.status === 'no answer' ? 'no answer' : a.status 
 
 let stack: TestStack | undefined;
 let gatedStack: TestStack | undefined;
-let gatedWorker: Worker | undefined;
 const etcd = sharedTenantEtcd();
 const tag = `ra${randomBytes(4).toString('hex')}`;
 const kc = new KubeConfig();
 kc.loadFromFile(requireTestEnv('kubeconfig'));
 const core = kc.makeApiClient(CoreV1Api);
 after(async () => {
-  gatedWorker?.shutdown();
   await gatedStack?.close();
   await stack?.close();
   await deleteTenantKeys(etcd, tag).catch(() => undefined);
@@ -260,37 +254,26 @@ scenario.test(`${ROUNDS} rounds each of PUT/DELETE, PATCH/DELETE and bind/DELETE
 scenario.test('a DELETE that arrives while a provision records its end still deletes the instance', { timeout: 180_000 }, async () => {
   // A worker whose recordComplete for one instance waits until the test lets it go: the DELETE lands exactly in the
   // window between the provision's reconciliation and the close of its run.
-  const s = (gatedStack = await startTestStack({ worker: false }));
   const id = `${tag}-gate`;
   let entered!: () => void;
   const inRecordComplete = new Promise<void>((r) => (entered = r));
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  gatedWorker = await Worker.create({
-    connection: await connectWorker(s.config),
-    namespace: s.config.temporal.namespace,
-    taskQueue: s.config.temporal.taskQueue,
-    workflowBundle: { codePath: requireTestEnv('workflowBundle') },
-    activities: createActivities(s.worker.deps),
-    dataConverter: dataConverter(s.config),
-    sinks: { reconcileMetrics: { event: { fn: () => undefined, callDuringReplay: false } } },
-    interceptors: {
-      activity: [
-        (ctx) => ({
-          inbound: {
-            async execute(input, next) {
-              if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowExecution?.workflowId === instanceWorkflowId(id)) {
-                entered();
-                await Promise.race([released, new Promise((r) => setTimeout(r, 20_000))]);
-              }
-              return next(input);
-            },
+  const s = (gatedStack = await startTestStack({
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowExecution?.workflowId === instanceWorkflowId(id)) {
+              entered();
+              await Promise.race([released, new Promise((r) => setTimeout(r, 20_000))]);
+            }
+            return next(input);
           },
-        }),
-      ],
-    },
-  });
-  const running = gatedWorker.run();
+        },
+      }),
+    ],
+  }));
   const send = injectSender(s.app);
   const put = await send('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
   assert.equal(put.status, 202);
@@ -306,9 +289,7 @@ scenario.test('a DELETE that arrives while a provision records its end still del
   scenario.figure('DELETE while the provision records its end: answer / its last_operation / instance afterwards', `${answer} / ${final} / ${gone ? 'deleted' : `still there (registry: ${record?.operation} ${record?.state}; keyspace: ${keyspace ? 'yes' : 'no'}; last run: ${desc.type})`}`);
   // Whatever happened, the platform cleans up as it would.
   await repeatUntilDone(send, { method: 'DELETE', url: `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`, path: instancePath(id) });
-  gatedWorker.shutdown();
-  await running;
-  gatedWorker = undefined;
+  await s.stopWorker();
 
   assert.ok(allowed.deprovision!.has(answer), `allowed answer: ${answer}`);
   if (del.status === 202) {

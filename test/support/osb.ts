@@ -90,20 +90,29 @@ export interface EtcdCredentials {
 }
 
 /**
- * Runs `fn` as the binding's etcd user, as an application would. etcd refuses a token issued before the last
- * change to its users or roles ("revision of auth store is old"); other tests change them all the time, so the
- * call is repeated with a fresh login then, a few times.
+ * Repeats `fn` while etcd answers "revision of auth store is old": a request checked against the auth store
+ * before a concurrent change to its users or roles is refused when applied. Other tests (and other model lanes)
+ * change users and roles all the time, so any client of the shared tenant etcd meets it now and then.
  */
-export async function asEtcdUser<T>(c: EtcdCredentials, fn: (client: Etcd3) => Promise<T>): Promise<T> {
+export async function onAuthRace<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    const client = new Etcd3({ hosts: c.endpoints, auth: { username: c.username, password: c.password } });
     try {
-      return await fn(client);
+      return await fn();
     } catch (err) {
       if (attempt >= 5 || !/revision of auth store is old/.test((err as Error).message)) throw err;
-    } finally {
-      client.close();
     }
     await new Promise((r) => setTimeout(r, 100 * attempt));
   }
+}
+
+/** Runs `fn` as the binding's etcd user, as an application would (a fresh login for each attempt). */
+export async function asEtcdUser<T>(c: EtcdCredentials, fn: (client: Etcd3) => Promise<T>): Promise<T> {
+  return onAuthRace(async () => {
+    const client = new Etcd3({ hosts: c.endpoints, auth: { username: c.username, password: c.password } });
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  });
 }

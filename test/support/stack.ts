@@ -1,7 +1,7 @@
 // A whole brokerflow on the test run's servers: a worker (in this process) with the configured adapters and a
 // broker app answered through fastify's inject. Tests talk HTTP to it as a platform would.
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { ActivityInterceptorsFactory, NativeConnection, Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
 import type { RuntimeConfig, RuntimeConfigFile } from '../../config/runtime';
 import type { ResourceDriver } from '../../adapters/resources/types';
@@ -28,7 +28,16 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-export async function startTestStack(opts: { overrides?: Partial<RuntimeConfigFile>; extraDrivers?: Map<string, ResourceDriver>; worker?: boolean } = {}): Promise<TestStack> {
+export interface TestStackOptions {
+  overrides?: Partial<RuntimeConfigFile>;
+  extraDrivers?: Map<string, ResourceDriver>;
+  /** false: start without a worker (startWorker() starts one later). */
+  worker?: boolean;
+  /** Given to every worker this stack starts: tests that hold an activity at a chosen moment. */
+  activityInterceptors?: ActivityInterceptorsFactory[];
+}
+
+export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
   const { config, file } = writeTestConfig(opts.overrides);
   const deps = await buildWorkerDependencies(config, opts.extraDrivers);
   const broker = await createBroker(config, createLogger('broker', { level: process.env.BROKERFLOW_TEST_LOG_LEVEL ?? 'silent' }));
@@ -41,7 +50,7 @@ export async function startTestStack(opts: { overrides?: Partial<RuntimeConfigFi
   const startWorker = async () => {
     if (worker) return;
     connection = await connectWorker(config);
-    worker = await createWorker({ config, deps: deps.deps, connection, workflowBundle: { codePath: requireTestEnv('workflowBundle') } });
+    worker = await createWorker({ config, deps: deps.deps, connection, workflowBundle: { codePath: requireTestEnv('workflowBundle') }, activityInterceptors: opts.activityInterceptors });
     running = worker.run();
   };
   const stopWorker = async () => {

@@ -1,0 +1,325 @@
+// Captures the workflow histories the replay test (test/replay/replay.test.ts) checks every workflow change
+// against: real runs on a real Temporal dev server with the real worker, driven as a platform and an operator
+// would (OSB requests over the broker's HTTP routes; the Temporal client where there is no route: endpoint
+// reconciliation, the probe, the standalone reconcile workflow). One history per run, saved as
+// test/replay/histories/<name>.json in the format of `temporal workflow show --output json`.
+//
+//   npm run replay:capture        (node --import tsx scripts/capture-histories.ts)
+//
+// The servers are the test run's (Temporal, etcd, a tenant etcd with auth, moto, the Kubernetes control plane),
+// started through scripts/lib exactly as test/run.ts and `npm run bench` start them, and stopped at the end.
+// Payloads are encrypted with the committed TEST-ONLY key of test/replay/support.ts (why: see there).
+// Re-capture after a deliberate, patched() change to a workflow, or when a new workflow type is exported; never
+// to make a failing replay pass (that failure is what in-flight executions would hit in production).
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { startBenchStack, type BenchStack } from '../test/bench/stack-support';
+import { requireTestEnv } from '../test/support/env';
+import { testBrokerUser } from '../test/support/config';
+import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
+import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
+import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/integration/endpoints-fixtures';
+import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
+import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../activities/endpoints';
+import { watchLabelKey } from '../adapters/kubernetes';
+import { createCliContext } from '../client/cli/context';
+import { connectClient } from '../client/temporal';
+import { endpointWatcherWorkflowId, kubeServiceWorkflowId } from '../workflows/endpoints-messages';
+import { instanceWorkflowId, bindingWorkflowId } from '../workflows/messages';
+import type { reconcileWorkflow } from '../workflows/reconcile';
+import * as workflows from '../workflows';
+
+const captured = new Map<string, string>();
+/** Secrets of this run that must not appear in any history, in clear or base64. */
+const secrets = new Set<string>();
+
+/** Waits until the run has closed (completed, failed, continued as new, cancelled, ...). */
+async function waitClosed(handle: WorkflowHandle, timeoutMs = 60_000): Promise<void> {
+  await eventually(`${handle.workflowId} to close`, async () => ((await handle.describe()).status.name !== 'RUNNING' ? true : undefined), timeoutMs);
+}
+
+/** Saves one run's history under `name` once it has closed; checks it ran the workflow type expected. */
+async function capture(client: Client, name: string, workflowId: string, runId: string, type: string): Promise<void> {
+  const handle = client.workflow.getHandle(workflowId, runId);
+  await waitClosed(handle);
+  const json = historyToJson(await handle.fetchHistory());
+  const parsed = JSON.parse(json) as { events: Array<Record<string, unknown>> };
+  assert.equal(historyWorkflowType(parsed), type, `${name}: workflow type`);
+  assert.equal(historyFromJson(parsed).events?.length, parsed.events.length, `${name}: reads back`);
+  captured.set(name, json);
+  console.log(`  captured ${name} (${type}, ${workflowId})`);
+}
+
+/** The run a workflow ID points at now (its latest run). */
+async function latestRunId(client: Client, workflowId: string): Promise<string> {
+  return (await client.workflow.getHandle(workflowId).describe()).runId;
+}
+
+/** Sends an OSB request that must start an operation (202); returns the operation. */
+async function startOperation(stack: TestStack, method: 'PUT' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<string> {
+  const res = await stack.osb(method, url, body);
+  assert.equal(res.statusCode, 202, `${method} ${url}: ${res.body}`);
+  return (res.json() as { operation: string }).operation;
+}
+
+/** Polls last_operation until the operation ended; checks how. */
+async function expectEnd(stack: TestStack, path: string, operation: string, expected: 'succeeded' | 'failed' | 'gone'): Promise<void> {
+  const done = await pollLastOperation(stack, path, operation);
+  const got = done.status === 410 ? 'gone' : done.body.state;
+  assert.equal(got, expected, `${path} ${operation}: ${JSON.stringify(done)}`);
+}
+
+/** Instance and binding operations over the broker's OSB routes, as a platform sends them. */
+async function captureOperations(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const id = newId('replay');
+  const wf = instanceWorkflowId(id);
+
+  let op = await startOperation(stack, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 5 } }));
+  const provisionRun = await latestRunId(client, wf);
+  await expectEnd(stack, instancePath(id), op, 'succeeded');
+  await capture(client, 'provision', wf, provisionRun, 'provision');
+
+  op = await startOperation(stack, 'PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 9 } });
+  const updateRun = await latestRunId(client, wf);
+  await expectEnd(stack, instancePath(id), op, 'succeeded');
+  await capture(client, 'update', wf, updateRun, 'update');
+
+  // Bind, read the credentials (they must appear in no history), unbind.
+  const bid = newId('replay-b');
+  op = await startOperation(stack, 'PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, parameters: { readOnly: true } });
+  const bindRun = await latestRunId(client, bindingWorkflowId(bid));
+  await expectEnd(stack, bindingPath(id, bid), op, 'succeeded');
+  await capture(client, 'bind', bindingWorkflowId(bid), bindRun, 'bind');
+  const fetched = await stack.osb('GET', bindingPath(id, bid));
+  assert.equal(fetched.statusCode, 200, fetched.body);
+  secrets.add((fetched.json() as { credentials: { password: string } }).credentials.password);
+
+  op = await startOperation(stack, 'DELETE', `${bindingPath(id, bid)}?accepts_incomplete=true&${deleteQuery()}`);
+  const unbindRun = await latestRunId(client, bindingWorkflowId(bid));
+  await expectEnd(stack, bindingPath(id, bid), op, 'gone');
+  await capture(client, 'unbind', bindingWorkflowId(bid), unbindRun, 'unbind');
+
+  // A binding left in place: the deprovision deletes its resources and entry before the instance's.
+  const kept = newId('replay-b');
+  op = await startOperation(stack, 'PUT', `${bindingPath(id, kept)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+  await expectEnd(stack, bindingPath(id, kept), op, 'succeeded');
+  secrets.add(((await stack.osb('GET', bindingPath(id, kept))).json() as { credentials: { password: string } }).credentials.password);
+  op = await startOperation(stack, 'DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+  const deprovisionRun = await latestRunId(client, wf);
+  await expectEnd(stack, instancePath(id), op, 'gone');
+  await capture(client, 'deprovision', wf, deprovisionRun, 'deprovision');
+
+  // A failed operation: someone else's data sits at the keyspace, so its create step fails (not retryable)
+  // after the ConfigMap was created; the platform's DELETE (orphan mitigation) then cleans up.
+  const failing = newId('replay-fail');
+  const tenant = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
+  try {
+    await tenant.put(`/tenants/${failing}/foreign`).value('not ours');
+  } finally {
+    tenant.close();
+  }
+  op = await startOperation(stack, 'PUT', `${instancePath(failing)}?accepts_incomplete=true`, provisionBody());
+  const failedRun = await latestRunId(client, instanceWorkflowId(failing));
+  await expectEnd(stack, instancePath(failing), op, 'failed');
+  await capture(client, 'provision-failed', instanceWorkflowId(failing), failedRun, 'provision');
+  op = await startOperation(stack, 'DELETE', `${instancePath(failing)}?accepts_incomplete=true&${deleteQuery()}`);
+  await expectEnd(stack, instancePath(failing), op, 'gone');
+}
+
+/**
+ * A DELETE while the provision is in the middle of a step: the stack's resource set waits for a ConfigMap to
+ * become ready (`data.ready`, which nothing sets), as a real resource waits for a slow Deployment. The DELETE
+ * signals the provision, which cancels the step, records its end and continues as a deprovision.
+ */
+async function captureInterruptedProvision(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const id = newId('replay-halt');
+  const wf = instanceWorkflowId(id);
+  await startOperation(stack, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+  const provisionRun = await latestRunId(client, wf);
+  await eventually('the provision to wait for the ConfigMap to become ready', async () => {
+    const desc = await client.workflow.getHandle(wf, provisionRun).describe();
+    return desc.raw.pendingActivities?.some((a) => a.activityType?.name === 'applyCreateChange' && a.state === 2 /* STARTED */) ? true : undefined;
+  });
+  const op = await startOperation(stack, 'DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+  await expectEnd(stack, instancePath(id), op, 'gone');
+  await capture(client, 'provision-interrupted-by-delete', wf, provisionRun, 'provision');
+  await capture(client, 'deprovision-after-interrupted-provision', wf, await latestRunId(client, wf), 'deprovision');
+}
+
+/** Endpoint reconciliation: the watcher, per-service workflows (local activity and activity), the resync. */
+async function captureEndpoints(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const taskQueue = stack.config.temporal.taskQueue;
+  const settings = stack.worker.deps.endpoints!.settings;
+  const { core } = kube();
+  // As the worker does at start-up (worker/main.ts): the watcher singleton and the resync schedule.
+  const { watcherRunId, scheduleId } = await ensureEndpointSync(client, { taskQueue, settings });
+
+  const ns = `bf-replay-${uid()}`;
+  await core.createNamespace({ body: { metadata: { name: ns, labels: { [watchLabelKey(settings.policy.labelPrefix)]: 'enabled' } } } });
+  await core.createNamespacedService({ namespace: ns, body: serviceBody('web', { annotations: { [`${allowed}/team`]: 'blue' }, ips: ['10.9.0.1'], ports: [80] }) });
+  const webId = kubeServiceWorkflowId(settings.name, ns, 'web');
+  const firstRun = await eventually('the watcher to start the per-service workflow', async () => (await client.workflow.getHandle(webId).describe().catch(() => undefined))?.runId);
+  await capture(client, 'kube-service', webId, firstRun, 'kubeServiceWorkflow');
+  // A burst of changes: signals that arrive while a reconcile runs wait for a quiet spell (debounce).
+  for (const port of [81, 82, 83]) await patchService(core, ns, 'web', { ports: [port] });
+  const burstRun = await eventually('a new run for the burst', async () => {
+    const runId = await latestRunId(client, webId);
+    return runId !== firstRun ? runId : undefined;
+  });
+  await capture(client, 'kube-service-burst', webId, burstRun, 'kubeServiceWorkflow');
+
+  // A service reconciled in a regular activity (the setting for slow registries), signalled with the
+  // watcher's own helper: it sits in a namespace that is not watched, so the reconcile removes it. Signals
+  // that arrive while the activity runs wait for a quiet spell (the debounce timer) and one more reconcile.
+  const quietNs = `bf-replay-${uid()}`;
+  await core.createNamespace({ body: { metadata: { name: quietNs } } });
+  await core.createNamespacedService({ namespace: quietNs, body: serviceBody('api', { annotations: { [`${allowed}/x`]: '1' }, ips: ['10.9.0.2'] }) });
+  for (let i = 0; i < 5; i++) {
+    await signalKubeService(client, taskQueue, { ...settings, reconcileIn: 'activity' }, { namespace: quietNs, service: 'api' }, 'resync');
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  const apiId = kubeServiceWorkflowId(settings.name, quietNs, 'api');
+  await capture(client, 'kube-service-activity', apiId, await latestRunId(client, apiId), 'kubeServiceWorkflow');
+
+  // The scheduled resync, triggered now instead of waiting for the interval.
+  const schedule = client.schedule.getHandle(scheduleId);
+  await schedule.trigger();
+  const resync = await eventually('the schedule to start a resync', async () => (await schedule.describe()).info.recentActions[0]?.action.workflow);
+  await capture(client, 'endpoint-resync', resync.workflowId, resync.firstExecutionRunId, 'endpointResyncWorkflow');
+
+  // Stopping the mirror cancels the watcher (it waits for the watch activity to acknowledge).
+  await stopEndpointSync(client, settings.name);
+  await capture(client, 'endpoint-watcher', endpointWatcherWorkflowId(settings.name), watcherRunId, 'endpointWatcherWorkflow');
+  await Promise.allSettled([core.deleteNamespace({ name: ns }), core.deleteNamespace({ name: quietNs })]);
+}
+
+/** `brokerflow doctor`'s probe, and a standalone reconcile as an operator would start one. */
+async function captureTools(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const cli = await createCliContext(stack.config, () => connectClient(stack.config));
+  try {
+    const checks = await cli.doctor(30_000);
+    assert.ok(checks.every((c) => c.ok), JSON.stringify(checks));
+  } finally {
+    await cli.close();
+  }
+  const probe = await eventually('the probe run to be listed', async () => {
+    for await (const w of client.workflow.list({ query: `WorkflowType = 'probeWorkflow' AND TaskQueue = '${stack.config.temporal.taskQueue}'` })) return w;
+    return undefined;
+  });
+  await capture(client, 'probe', probe.workflowId, probe.runId, 'probeWorkflow');
+
+  const instanceId = newId('replay-rec');
+  const operationId = `op-${instanceId}`;
+  const handle = await client.workflow.start<typeof reconcileWorkflow>('reconcileWorkflow', {
+    taskQueue: stack.config.temporal.taskQueue,
+    workflowId: `reconcile/${instanceId}`,
+    args: [
+      {
+        resources: [{ name: 'keyspace', driver: 'etcd-prefix', spec: { prefix: '/tenants/${instance.id}' } }],
+        mode: 'update',
+        object: { operationId, instanceId, serviceId: SERVICE, planId: PLAN },
+        template: { instance: { id: instanceId, serviceId: SERVICE, planId: PLAN, parameters: {}, context: {} }, operation: { id: operationId, type: 'provision' }, owner: null },
+      },
+    ],
+  });
+  await capture(client, 'reconcile', handle.workflowId, handle.firstExecutionRunId, 'reconcileWorkflow');
+}
+
+/** The resource set of the stack whose provisions wait: the OSB one, with a ConfigMap that never gets ready. */
+function waitingResourceSets(dir: string): string {
+  const file = join(dir, 'resource-sets.waiting.yaml');
+  writeFileSync(
+    file,
+    `resourceSets:
+  - name: etcd-keyspace
+    maintenanceVersions: ["1.0.0"]
+    instance:
+      - name: settings
+        driver: kubernetes
+        spec:
+          manifest:
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: { name: "bf-\${instance.id}", namespace: default }
+            data: { quotaKeys: "1000" }
+          readiness: { jsonPath: data.ready, timeoutSeconds: 600 }
+      - name: keyspace
+        driver: etcd-prefix
+        spec:
+          prefix: /tenants/\${instance.id}
+    binding: []
+`,
+  );
+  return file;
+}
+
+/** Fails when a history holds a payload in clear or one of this run's secrets. */
+function checkNoSecrets(name: string, json: string): void {
+  const clear = unencryptedPayloads(JSON.parse(json));
+  assert.deepEqual(clear, [], `${name}: payloads not encrypted`);
+  for (const s of secrets) {
+    assert.ok(!json.includes(s) && !json.includes(Buffer.from(s).toString('base64')), `${name}: holds a secret of the run in clear`);
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const workDir = mkdtempSync(join(tmpdir(), 'brokerflow-replay-capture-'));
+  console.log(`# capture work dir: ${workDir} (server logs in ${join(workDir, 'logs')})`);
+  let servers: BenchStack | undefined;
+  const stacks: TestStack[] = [];
+  let ok = false;
+  try {
+    servers = await startBenchStack(workDir);
+    Object.assign(process.env, servers.env);
+    console.log(`# servers ready in ${Date.now() - t0} ms`);
+    secrets.add(requireTestEnv('tenantEtcdRootPassword'));
+    secrets.add(testBrokerUser.password);
+    const encryption = replayTestEncryption;
+    const osbStack = await startTestStack({ overrides: { resourceSets: osbResourceSets, encryption, endpoints: testEndpointConfig({ debounceMs: 300 }) } });
+    stacks.push(osbStack);
+    const waiting = await startTestStack({ overrides: { resourceSets: waitingResourceSets(workDir), encryption } });
+    stacks.push(waiting);
+
+    await captureOperations(osbStack);
+    await captureInterruptedProvision(waiting);
+    await captureEndpoints(osbStack);
+    await captureTools(osbStack);
+
+    // Every exported workflow type has at least one history (the replay test checks the same).
+    const types = new Set([...captured.values()].map((j) => historyWorkflowType(JSON.parse(j) as { events: Array<Record<string, unknown>> })));
+    const missing = Object.keys(workflows).filter((t) => !types.has(t));
+    assert.deepEqual(missing, [], 'workflow types without a captured history: add a scenario to scripts/capture-histories.ts');
+    // Staged first (kept with the work dir when a check fails); the committed set is replaced only at the end.
+    const staging = mkdtempSync(join(workDir, 'histories-'));
+    for (const [name, json] of captured) writeFileSync(join(staging, `${name}.json`), `${json}\n`);
+    for (const [name, json] of captured) checkNoSecrets(name, json);
+
+    mkdirSync(historiesDir, { recursive: true });
+    for (const f of readdirSync(historiesDir)) if (f.endsWith('.json')) rmSync(join(historiesDir, f));
+    for (const f of readdirSync(staging)) copyFileSync(join(staging, f), join(historiesDir, f));
+    assert.equal(loadHistories().filter((h) => !h.name.startsWith('kept/')).length, captured.size);
+    console.log(`# wrote ${captured.size} histories to ${historiesDir} in ${Math.round((Date.now() - t0) / 1000)} s`);
+    ok = true;
+  } finally {
+    await Promise.allSettled(stacks.map((s) => s.close()));
+    await servers?.stop();
+    if (ok) rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    console.error(`\ncapture failed: ${err.stack ?? err.message}`);
+    process.exit(1);
+  },
+);
