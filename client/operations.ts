@@ -98,8 +98,15 @@ export class OperationsClient {
 
   /** The memo of the operation running on an instance (or, with `bindingId`, on that binding), if one runs. */
   async running(ref: { instanceId: string; bindingId?: string | undefined }): Promise<OperationMemo | undefined> {
+    return (await this.latest(ref)).running;
+  }
+
+  /** The latest run of the entry's workflow ID: running, or closed (its memo either way). */
+  async latest(ref: { instanceId: string; bindingId?: string | undefined }): Promise<{ running?: OperationMemo; closed?: OperationMemo }> {
     const d = await this.describe(ref);
-    return d && d.status.name === 'RUNNING' ? (d.memo as unknown as OperationMemo) : undefined;
+    if (!d) return {};
+    const memo = d.memo as unknown as OperationMemo;
+    return d.status.name === 'RUNNING' ? { running: memo } : { closed: memo };
   }
 
   private async describe(ref: { instanceId: string; bindingId?: string | undefined }): Promise<WorkflowExecutionDescription | undefined> {

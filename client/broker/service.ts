@@ -147,17 +147,27 @@ export class OsbService {
   // ---- facts --------------------------------------------------------------------------------------------
 
   /** The running operation of a workflow, unless it has already recorded its end (its run is closing). */
-  private async runningOp(ref: { instanceId: string; bindingId?: string }, record: OperationFact | undefined): Promise<(OperationFact & { fingerprint: string; instanceId?: string }) | undefined> {
-    const memo = await this.deps.operations.running(ref);
-    if (!memo) return undefined;
-    if (record && record.operationId === memo.operationId && record.state !== 'in progress') return undefined;
-    return { operation: memo.operation, operationId: memo.operationId, state: 'in progress', fingerprint: memo.fingerprint, ...(memo.instanceId ? { instanceId: memo.instanceId } : {}) };
+  /**
+   * The running operation of the entry, and the operation of its latest closed run when that run recorded nothing
+   * (it was refused: the state moved before its first activity). Such a run still took its operation ID as its
+   * start request ID, so an identical retry must derive a new one: with the same ID, Temporal would hand back the
+   * closed run and the retry would never run.
+   */
+  private async runs(
+    ref: { instanceId: string; bindingId?: string },
+    record: OperationFact | undefined,
+  ): Promise<{ running?: OperationFact & { fingerprint: string; instanceId?: string }; unrecorded?: string }> {
+    const { running: memo, closed } = await this.deps.operations.latest(ref);
+    const unrecorded = closed && (closed.instanceId ?? ref.instanceId) === ref.instanceId && closed.operationId !== record?.operationId ? closed.operationId : undefined;
+    if (!memo) return unrecorded ? { unrecorded } : {};
+    if (record && record.operationId === memo.operationId && record.state !== 'in progress') return {};
+    return { running: { operation: memo.operation, operationId: memo.operationId, state: 'in progress', fingerprint: memo.fingerprint, ...(memo.instanceId ? { instanceId: memo.instanceId } : {}) } };
   }
 
-  private async instanceFacts(instanceId: string): Promise<{ entry: Entry; facts: InstanceFacts }> {
+  private async instanceFacts(instanceId: string): Promise<{ entry: Entry; facts: InstanceFacts; unrecorded?: string }> {
     const entry = await this.deps.registry.open('service-instance', instanceId);
     let record: OperationFact | undefined = entry.exists() ? operationOf(entry) : await this.deps.registry.readOperation('service-instance', instanceId);
-    const running = await this.runningOp({ instanceId }, record);
+    const { running, unrecorded } = await this.runs({ instanceId }, record);
     // An operation recorded as in progress whose run is gone ended without completing: it failed.
     if (record?.state === 'in progress' && running?.operationId !== record.operationId) record = { ...record, state: 'failed' };
     return {
@@ -172,10 +182,11 @@ export class OsbService {
         ...optional('maintenanceVersion', entry.get<string>(BrokerflowKey.MaintenanceVersion)),
         bindingOperations: entry.exists() ? Object.keys(await this.deps.registry.runningBindingShares(entry)).length : 0,
       },
+      ...(unrecorded ? { unrecorded } : {}),
     };
   }
 
-  private async bindingFacts(instanceId: string, bindingId: string): Promise<{ entry: Entry; facts: BindingFacts }> {
+  private async bindingFacts(instanceId: string, bindingId: string): Promise<{ entry: Entry; facts: BindingFacts; unrecorded?: string }> {
     const entry = await this.deps.registry.open('service-binding', bindingId, { instanceId });
     const ownerOfEntry = entry.get<string>(RegistryKey.InstanceID);
     let ownedByAnotherInstance = entry.exists() && ownerOfEntry !== undefined && ownerOfEntry !== instanceId;
@@ -186,7 +197,8 @@ export class OsbService {
       const tomb = await this.deps.registry.readOperation('service-binding', bindingId, { instanceId });
       if (tomb && (tomb.instanceId === undefined || tomb.instanceId === instanceId)) record = tomb;
     }
-    let running = await this.runningOp({ instanceId, bindingId }, record);
+    const runs = await this.runs({ instanceId, bindingId }, record);
+    let running = runs.running;
     if (running && running.instanceId !== undefined && running.instanceId !== instanceId) {
       ownedByAnotherInstance = true;
       running = undefined;
@@ -201,6 +213,7 @@ export class OsbService {
         ...(running ? { running } : {}),
         ...optional('fingerprint', exists ? entry.get<string>(BrokerflowKey.Fingerprint) : undefined),
       },
+      ...(runs.unrecorded && !ownedByAnotherInstance ? { unrecorded: runs.unrecorded } : {}),
     };
   }
 
@@ -279,7 +292,7 @@ export class OsbService {
     });
     const sync = { status: 201, body: async () => dashboard(await this.deps.registry.open('service-instance', instanceId)) };
     return this.carryOut('provision', { instanceId }, accepts, async () => {
-      const { entry, facts } = await this.instanceFacts(instanceId);
+      const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       return {
         decision: decideProvision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
         answer: () => dashboard(entry),
@@ -287,7 +300,7 @@ export class OsbService {
           sync,
           build: () => ({
             operation: 'provision',
-            operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(facts.record) }),
+            operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
             planId: b.plan_id,
@@ -311,7 +324,7 @@ export class OsbService {
     if (!this.deps.catalog.services.some((s) => s.id === b.service_id)) throw badRequest(`service_id "${b.service_id}" is not in the catalog`);
     if (b.plan_id !== undefined) this.checkParameters(this.planOf(b.service_id, b.plan_id).plan, 'update', b.parameters);
     return this.carryOut('update', { instanceId }, accepts, async () => {
-      const { entry, facts } = await this.instanceFacts(instanceId);
+      const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       const currentPlan = facts.planId;
       const targetPlanId = b.plan_id ?? currentPlan ?? '';
       // The rows that need only the instance come first; the target plan is known once the instance is.
@@ -350,7 +363,7 @@ export class OsbService {
           sync: { status: 200, body: async () => ({}) },
           build: () => ({
             operation: 'update',
-            operationId: operationIdFor('update', { instanceId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            operationId: operationIdFor('update', { instanceId, fingerprint, ...previousOf(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
             planId: targetPlanId,
@@ -368,7 +381,7 @@ export class OsbService {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ deprovision: instanceId });
     return this.carryOut('deprovision', { instanceId }, accepts, async () => {
-      const { entry, facts } = await this.instanceFacts(instanceId);
+      const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       const version = facts.maintenanceVersion ?? plan.maintenance_info?.version;
       return {
         decision: decideDeprovision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
@@ -377,7 +390,7 @@ export class OsbService {
           sync: { status: 200, body: async () => ({}) },
           build: () => ({
             operation: 'deprovision',
-            operationId: operationIdFor('deprovision', { instanceId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            operationId: operationIdFor('deprovision', { instanceId, fingerprint, ...previousOf(facts.record, unrecorded) }),
             instanceId,
             serviceId: facts.serviceId ?? q.service_id,
             planId: facts.planId ?? q.plan_id,
@@ -429,7 +442,7 @@ export class OsbService {
     const view = async () => bindingView(await this.deps.registry.open('service-binding', bindingId, { instanceId }));
     return this.carryOut('bind', { instanceId, bindingId }, accepts, async () => {
       const inst = await this.instanceFacts(instanceId);
-      const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
+      const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
       return {
         decision: decideBind(
           { accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint, matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id },
@@ -441,7 +454,7 @@ export class OsbService {
           sync: { status: 201, body: view },
           build: () => ({
             operation: 'bind',
-            operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(facts.record) }),
+            operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             bindingId,
             serviceId: b.service_id,
@@ -460,7 +473,7 @@ export class OsbService {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ unbind: bindingId });
     return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
-      const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
+      const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
       return {
         decision: decideUnbind({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
         answer: () => ({}),
@@ -468,7 +481,7 @@ export class OsbService {
           sync: { status: 200, body: async () => ({}) },
           build: () => ({
             operation: 'unbind',
-            operationId: operationIdFor('unbind', { instanceId, bindingId, fingerprint, ...(facts.record ? { previousOperationId: facts.record.operationId } : {}) }),
+            operationId: operationIdFor('unbind', { instanceId, bindingId, fingerprint, ...previousOf(facts.record, unrecorded) }),
             instanceId,
             bindingId,
             serviceId: entry.get<string>(RegistryKey.ServiceID) ?? q.service_id,
@@ -504,11 +517,22 @@ function optional<K extends string, V>(key: K, value: V | undefined): Partial<Re
 }
 
 /**
- * What a create (provision, bind) derives its operation ID from: the failed attempt it retries, or the deleted
- * incarnation it replaces. An in-progress or successful one is answered before an ID is needed.
+ * What a create (provision, bind) derives its operation ID from: a later run that recorded nothing (refused), the
+ * failed attempt it retries, or the deleted incarnation it replaces. An in-progress or successful one is answered
+ * before an ID is needed.
  */
-function retryBase(current: OperationFact | undefined): { previousOperationId?: string } {
+function retryBase(current: OperationFact | undefined, unrecorded: string | undefined): { previousOperationId?: string } {
+  if (unrecorded) return { previousOperationId: unrecorded };
   return current && (current.state === 'failed' || current.gone) ? { previousOperationId: current.operationId } : {};
+}
+
+/**
+ * What an update, deprovision or unbind derives its operation ID from: the entry's last operation, or a later run
+ * that recorded nothing (a refused one), so that an identical retry after it gets a new ID and runs.
+ */
+function previousOf(record: OperationFact | undefined, unrecorded: string | undefined): { previousOperationId?: string } {
+  if (unrecorded) return { previousOperationId: unrecorded };
+  return record ? { previousOperationId: record.operationId } : {};
 }
 
 /** Pollers may send no operation, or a type name instead of the ID: only a real ID narrows the lookup. */

@@ -31,6 +31,7 @@ import {
   bindingPath,
   deleteQuery,
   instancePath,
+  bindingWorkflowIdOf,
   instanceWorkflowIdOf,
   listRuns,
   newId,
@@ -120,6 +121,7 @@ let upgraded: TestStack | undefined;
 let noBindingResources: TestStack | undefined;
 let gated: TestStack | undefined;
 let unclosed: TestStack | undefined;
+let refusing: TestStack | undefined;
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -132,6 +134,7 @@ after(async () => {
   await noBindingResources?.close();
   await gated?.close();
   await unclosed?.close();
+  await refusing?.close();
   await stack.close();
 });
 
@@ -624,6 +627,60 @@ test('a DELETE after a provision recorded its end, while no worker closes its ru
   });
   assert.deepEqual(runs, ['deprovision COMPLETED', 'provision TERMINATED'], 'one deprovision run, and the provision run it superseded');
   assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('a bind refused because a DELETE overtook it can be repeated identically later: the repeat gets a new operation and runs', { timeout: 120_000 }, async () => {
+  // The bind's first activity (recordBegin, which takes its share of the instance's lock) is held until the
+  // instance has been deprovisioned: the bind was accepted (202) but runs on a state that moved, so it is refused
+  // and records nothing. Its run still took its operation ID; an identical bind after the instance is provisioned
+  // again must not be handed that closed, failed run.
+  const id = newId('refused');
+  const bid = newId('refused-b');
+  let entered!: () => void;
+  const inBegin = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const s = (refusing = await startTestStack({
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            if (ctx.info.activityType === 'recordBegin' && ctx.info.workflowExecution?.workflowId === bindingWorkflowIdOf(bid)) {
+              entered();
+              await Promise.race([released, sleep(60_000)]);
+            }
+            return next(input);
+          },
+        },
+      }),
+    ],
+  }));
+  await provisionAndWait(s, id);
+  const bindBody = { service_id: SERVICE, plan_id: PLAN };
+  const first = await s.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, bindBody);
+  assert.equal(first.statusCode, 202, first.body);
+  const firstOp = first.json().operation as string;
+  await inBegin;
+  try {
+    const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    assert.equal((await pollLastOperation(s, instancePath(id), del.json().operation)).status, 410, 'the deprovision went ahead');
+  } finally {
+    release();
+  }
+  const refused = await pollLastOperation(s, bindingPath(id, bid), firstOp);
+  assert.ok(refused.status === 410 || refused.body.state === 'failed', `the overtaken bind ended failed or gone: ${JSON.stringify(refused)}`);
+
+  await provisionAndWait(s, id);
+  const again = await s.osb('PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, bindBody);
+  assert.equal(again.statusCode, 202, again.body);
+  const againOp = again.json().operation as string;
+  assert.notEqual(againOp, firstOp, 'the repeat is a new operation, not the refused one');
+  const done = await pollLastOperation(s, bindingPath(id, bid), againOp);
+  assert.equal(done.body.state, 'succeeded', JSON.stringify(done.body));
+  const fetched = await s.osb('GET', bindingPath(id, bid));
+  assert.equal(fetched.statusCode, 200, fetched.body);
+  assert.ok(fetched.json().credentials, 'the binding has credentials');
 });
 
 // ---- deprovision removes bindings -----------------------------------------------------------------------
