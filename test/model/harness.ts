@@ -554,15 +554,15 @@ export async function settleAll(m: ModelState, lane: Lane): Promise<void> {
       const allowedNow = f.path.binding ? bindingLastOpAnswers(w, f.path.instance, f.path.binding) : instanceLastOpAnswers(w, f.path.instance);
       return `  operation ${id} (${f.path.binding ? `binding ${f.path.binding} of ` : ''}instance ${f.path.instance}): last ${f.answer.status} ${short(JSON.stringify(f.answer.body) ?? '')}; while running the model allows ${allowedNow.map(describeExpect).join(' | ')}, and at its end what the model's completion gives`;
     });
-    throw new Divergence(`DIVERGENCE: no way for the running operations to end explains their last_operation answers\n${lines.join('\n')}\n  model before: ${short(JSON.stringify(summarise(w)))}`, lane);
+    throw new Divergence(`DIVERGENCE: no way for the running operations to end explains their last_operation answers\n${lines.join('\n')}\n  model before (world 1 of ${before.length}): ${short(JSON.stringify(summarise(w)))}`, lane);
   }
 }
 
 /** A short view of a world for messages. */
 export function summarise(w: World): Json {
   return {
-    instances: Object.fromEntries(Object.entries(w.instances).map(([id, i]) => [id, { state: i.state, plan: i.applied?.planId ?? i.requested?.planId, last: i.last, poisoned: i.poisoned || undefined }])),
-    bindings: Object.fromEntries(Object.entries(w.bindings).map(([id, b]) => [id, { state: b.state, owner: b.owner, last: b.last }])),
+    instances: Object.fromEntries(Object.entries(w.instances).map(([id, i]) => [id, { state: i.state, plan: i.applied?.planId ?? i.requested?.planId, last: i.last, refused: i.refused, poisoned: i.poisoned || undefined }])),
+    bindings: Object.fromEntries(Object.entries(w.bindings).map(([id, b]) => [id, { state: b.state, owner: b.owner, last: b.last, refused: b.refused }])),
     running: Object.values(w.ops).map((o) => `${o.type} ${o.id}${o.fate ? ` (${o.fate})` : ''}`),
   };
 }

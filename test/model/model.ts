@@ -1069,7 +1069,12 @@ export function settle(starts: World[], finals: Map<string, { answer: Answer; pa
       }
     }
   };
-  for (const s of starts) visit(s, [], []);
+  // An operation polled because some worlds still run it may already have ended in others (it ran to its end
+  // during the burst, e.g. a bind that bound before a deprovision removed it). Its final answer must be explained
+  // there too: docs/design/osb-semantics.md, Bindings "last_operation | ... the instance's deprovision removed it |
+  // 410" and Races "last_operation for it answers failed, or 410 when the instance is gone" — a "failed" answer is
+  // only the refused run's, never that of a bind that bound and was removed. So these count as ended from the start.
+  for (const s of starts) visit(s, [...finals.keys()].filter((id) => !s.ops[id]), []);
   return [...results.values()];
 }
 
