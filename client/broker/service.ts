@@ -7,7 +7,7 @@ import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../ad
 import type { Entry } from '../../adapters/registry/entry';
 import { createParameterAjv, findPlan, withoutMetaSchema, type Catalog, type JsonSchema, type Plan, type Service } from '../../config/catalog';
 import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
-import type { OperationInput, OperationType } from '../../workflows/messages';
+import type { OperationInput, OperationResult, OperationType } from '../../workflows/messages';
 import { badRequest, gone, notFound, OsbError, unprocessable } from './errors';
 import {
   decideBind,
@@ -261,7 +261,18 @@ export class OsbService {
 
   /** Waits for the operation; answers the synchronous success, or 500 when it failed, was interrupted or is slow. */
   private async answerSync(type: OperationType, ref: { instanceId: string; bindingId?: string }, operationId: string, sync: Intent['sync']): Promise<OsbAnswer> {
-    const result = await this.deps.operations.waitForResult(ref, this.deps.syncTimeoutMs);
+    let result: OperationResult | undefined;
+    try {
+      result = await this.deps.operations.waitForResult(ref, this.deps.syncTimeoutMs);
+    } catch (err) {
+      // The run closed without a result: terminated after it had recorded its end (the next operation superseded
+      // it, docs/design/osb-semantics.md "Races"), or failed outright. The registry's record says how it ended.
+      const recorded = await this.deps.operations.status({ ...ref, operationId });
+      if (!recorded || recorded.operationId !== operationId || recorded.state === 'in progress') {
+        throw new OsbError(500, `${type} did not complete: ${(err as Error).message}`);
+      }
+      result = { operation: recorded.operation, operationId, state: recorded.state, ...(recorded.description ? { description: recorded.description } : {}) };
+    }
     if (!result) {
       throw new OsbError(
         500,

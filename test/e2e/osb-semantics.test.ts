@@ -122,6 +122,7 @@ let noBindingResources: TestStack | undefined;
 let gated: TestStack | undefined;
 let unclosed: TestStack | undefined;
 let refusing: TestStack | undefined;
+let superseded: TestStack | undefined;
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -135,6 +136,7 @@ after(async () => {
   await gated?.close();
   await unclosed?.close();
   await refusing?.close();
+  await superseded?.close();
   await stack.close();
 });
 
@@ -681,6 +683,47 @@ test('a bind refused because a DELETE overtook it can be repeated identically la
   const fetched = await s.osb('GET', bindingPath(id, bid));
   assert.equal(fetched.statusCode, 200, fetched.body);
   assert.ok(fetched.json().credentials, 'the binding has credentials');
+});
+
+test('a synchronous DELETE whose run is superseded after it recorded its end still answers 200', { timeout: 120_000 }, async () => {
+  // The deprovision's last registry write (recordComplete) is held open after it has been written, as when the
+  // worker dies before the run closes. A PUT meanwhile supersedes (terminates) that run; the DELETE that waits
+  // for it must answer from the registry's record (succeeded), not fail on the terminated run.
+  const id = newId('sync-superseded');
+  let recorded!: () => void;
+  const written = new Promise<void>((r) => (recorded = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const s = (superseded = await startTestStack({
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            const result: unknown = await next(input);
+            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'deprovision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+              recorded();
+              await Promise.race([released, sleep(60_000)]);
+            }
+            return result;
+          },
+        },
+      }),
+    ],
+  }));
+  await provisionAndWait(s, id);
+  const deleting = s.osb('DELETE', `${instancePath(id)}?${deleteQuery()}`);
+  try {
+    await Promise.race([written, sleep(60_000)]);
+    const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    const done = await pollLastOperation(s, instancePath(id), put.json().operation);
+    assert.equal(done.body.state, 'succeeded', JSON.stringify(done.body));
+  } finally {
+    release();
+  }
+  const del = await deleting;
+  assert.equal(del.statusCode, 200, `the synchronous DELETE: ${del.statusCode} ${del.body}`);
+  assert.deepEqual(del.json(), {});
 });
 
 // ---- deprovision removes bindings -----------------------------------------------------------------------
