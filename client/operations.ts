@@ -115,7 +115,8 @@ export class OperationsClient {
       return await this.client.connection.withDeadline(Date.now() + 3000, () => this.client.workflow.getHandle(operationWorkflowId(ref)).describe());
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
+      // Nothing can be decided without it; the platform may repeat the request (503, not an internal error).
+      throw new UnavailableError(`Temporal did not answer: ${(err as Error).message}`, err);
     }
   }
 
@@ -259,7 +260,7 @@ export class OperationsClient {
       // Temporal unreachable or slow: the registry's word is all we have. Without a record of this operation the
       // answer is unknown, not "no operation": a 404 would tell the platform its accepted operation vanished.
       if (recordMatches) return fromRecord(record);
-      throw new UnavailableError(`the state of the operation is not known right now (Temporal did not answer: ${(err as Error).message}); poll again`, err);
+      throw new UnavailableError(`the state of the operation is not known right now (${(err as Error).message}); poll again`, err);
     }
     const described = d?.memo as unknown as OperationMemo | undefined;
     // A binding workflow of another instance (the same binding ID under another path) is not this binding's.

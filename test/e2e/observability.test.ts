@@ -184,6 +184,15 @@ test('/readyz is 200 while Temporal and the registry answer, and 503 naming Temp
     assert.equal(unknown.statusCode, 503, unknown.body);
     assert.equal(unknown.headers['retry-after'], '2');
     assert.match(String(unknown.json().description), /Temporal did not answer.*poll again/);
+    // A request that cannot be decided without Temporal is refused the same way: nothing was done, repeat it.
+    const put = await call(b, 'PUT', '/v2/service_instances/obs-no-temporal?accepts_incomplete=true', {
+      service_id: '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11',
+      plan_id: '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01',
+      organization_guid: 'org',
+      space_guid: 'space',
+    });
+    assert.equal(put.statusCode, 503, put.body);
+    assert.match(String(put.json().description), /Temporal did not answer/);
 
     await own.restart();
     const back = await call(b, 'GET', '/readyz');

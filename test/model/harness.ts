@@ -395,7 +395,8 @@ export class Lane {
     this.stats.byStatus[res.status] = (this.stats.byStatus[res.status] ?? 0) + 1;
     this.trace.push(`${tag}${describeRequest(r)} → ${res.status} ${short(text)}`);
     // last_operation answers 503 while it cannot know (Temporal slow to answer); a platform polls again.
-    if (res.status === 503 && (r.kind === 'instanceLastOp' || r.kind === 'bindingLastOp') && retries503 < MAX_503_RETRIES) {
+    // Any other request answered 503 was not decided (Temporal did not answer in time): a platform repeats it.
+    if (res.status === 503 && retries503 < MAX_503_RETRIES) {
       await sleep(POLL_INTERVAL_MS);
       return this.send(r, tag, retries503 + 1);
     }
