@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Etcd3, type Watcher } from 'etcd3';
 import { EtcdDatastore, Syncer } from '../../adapters/datastore';
 import { row, type BenchContext, type BenchRow, type Benchmark } from './harness';
+import { deferred } from '../support/deferred';
 
 const VALUE = JSON.stringify({ spec: { host: '10.0.0.1', port: 8080, labels: { app: 'bench', tier: 'backend' } } });
 
@@ -143,8 +144,7 @@ export const benchmark: Benchmark = {
 /** Starts a Syncer on the big prefix and measures until it reports InSync with every key delivered. */
 async function syncerToInSync(ds: EtcdDatastore, keys: number): Promise<Cost> {
   let delivered = 0;
-  let done!: () => void;
-  const inSync = new Promise<void>((r) => (done = r));
+  const { promise: inSync, resolve: done } = deferred();
   const syncer = new Syncer(ds, { prefixes: ['/big'] }, {
     onStatusUpdated: (s) => s === 'InSync' && done(),
     onUpdates: (u) => (delivered += u.length),

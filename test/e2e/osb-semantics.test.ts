@@ -17,6 +17,7 @@ import type { Client } from '@temporalio/client';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
 import { TraceDriver, type TraceBehaviour } from '../support/trace-driver';
+import { deferred } from '../support/deferred';
 import type { DriverContext, ResourceDriver, ResourceState } from '../../adapters/resources/types';
 import type { RuntimeConfigFile } from '../../config/runtime';
 import { etcdOwnerKey } from '../../adapters/resources/etcd';
@@ -62,10 +63,8 @@ class GateDriver extends TraceDriver {
 
   /** Holds the step from now on; `entered` resolves with the binding (or else instance) of the first one held. */
   arm(step: 'applyCreateChange' | 'applyDeleteChange' = 'applyDeleteChange'): { entered: Promise<string>; release: () => void } {
-    let entered!: (id: string) => void;
-    const enteredP = new Promise<string>((r) => (entered = r));
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
+    const { promise: enteredP, resolve: entered } = deferred<string>();
+    const { promise: released, resolve: release } = deferred();
     this.held = { step, entered, released };
     return {
       entered: enteredP,
@@ -186,10 +185,8 @@ function holdWorkflowStarts(client: Client, match: (req: { workflowId?: string |
   const service = client.connection.workflowService as unknown as Record<string, (req: never) => Promise<unknown>>;
   const names = ['startWorkflowExecution', 'signalWithStartWorkflowExecution'];
   const originals = names.map((n) => [n, service[n]!] as const);
-  let entered!: () => void;
-  const enteredP = new Promise<void>((r) => (entered = r));
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  const { promise: enteredP, resolve: entered } = deferred();
+  const { promise: released, resolve: release } = deferred();
   for (const [n, original] of originals) {
     service[n] = async (req: never) => {
       if (match(req)) {
@@ -497,12 +494,9 @@ test('a DELETE that interrupts a provision while it records its begin still ends
   // provision has been stopped by the DELETE and continued as a deprovision: the write lands late, after the
   // workflow gave up on it. The deprovision's own recordBegin waits for that late write.
   const id = newId('begin-race');
-  let provisionBeginEntered!: () => void;
-  const entered = new Promise<void>((r) => (provisionBeginEntered = r));
-  let releaseProvisionBegin!: () => void;
-  const released = new Promise<void>((r) => (releaseProvisionBegin = r));
-  let provisionBeginDone!: () => void;
-  const lateWriteDone = new Promise<void>((r) => (provisionBeginDone = r));
+  const { promise: entered, resolve: provisionBeginEntered } = deferred();
+  const { promise: released, resolve: releaseProvisionBegin } = deferred();
+  const { promise: lateWriteDone, resolve: provisionBeginDone } = deferred();
   const s = (gated = await startTestStack({
     worker: true,
     activityInterceptors: [
@@ -581,10 +575,8 @@ test('a DELETE after a provision recorded its end, while no worker closes its ru
   // it has been written: the registry says "succeeded" but the run cannot take its last step, as when the worker
   // dies between the two. The next operation must not wait for that run (it never closes on its own).
   const id = newId('unclosed');
-  let recorded!: () => void;
-  const written = new Promise<void>((r) => (recorded = r));
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  const { promise: written, resolve: recorded } = deferred();
+  const { promise: released, resolve: release } = deferred();
   const s = (unclosed = await startTestStack({
     worker: true,
     activityInterceptors: [
@@ -638,10 +630,8 @@ test('a bind refused because a DELETE overtook it can be repeated identically la
   // again must not be handed that closed, failed run.
   const id = newId('refused');
   const bid = newId('refused-b');
-  let entered!: () => void;
-  const inBegin = new Promise<void>((r) => (entered = r));
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  const { promise: inBegin, resolve: entered } = deferred();
+  const { promise: released, resolve: release } = deferred();
   const s = (refusing = await startTestStack({
     activityInterceptors: [
       (ctx) => ({
@@ -690,10 +680,8 @@ test('a synchronous DELETE whose run is superseded after it recorded its end sti
   // worker dies before the run closes. A PUT meanwhile supersedes (terminates) that run; the DELETE that waits
   // for it must answer from the registry's record (succeeded), not fail on the terminated run.
   const id = newId('sync-superseded');
-  let recorded!: () => void;
-  const written = new Promise<void>((r) => (recorded = r));
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  const { promise: written, resolve: recorded } = deferred();
+  const { promise: released, resolve: release } = deferred();
   const s = (superseded = await startTestStack({
     activityInterceptors: [
       (ctx) => ({

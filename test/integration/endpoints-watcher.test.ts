@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { KubeServiceWatcher } from '../../adapters/kubernetes/watcher';
 import { allowed, eventually, kube, labelNamespace, patchService, recorder, serviceBody, uid } from './endpoints-fixtures';
+import { deferred } from '../support/deferred';
 
 void describe('KubeServiceWatcher', { timeout: 60_000 }, () => {
   let kc: KubeConfig;
@@ -105,8 +106,7 @@ void describe('KubeServiceWatcher', { timeout: 60_000 }, () => {
     let busyInFlight = 0;
     let maxBusyInFlight = 0;
     const calls: string[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
+    const { promise: gate, resolve: release } = deferred();
     const w = new KubeServiceWatcher({
       kubeConfig: kc,
       policy: { labelPrefix, watchByDefault: false },

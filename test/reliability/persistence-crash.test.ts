@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FilePersistenceProvider, MachineId } from '../../adapters/persistence';
 import { LANES, payloadOf } from './persistence-crash-child';
+import { deferred } from '../support/deferred';
 
 const KILLS = 50;
 // Writers started ahead of time, so node's start-up is not paid between kills.
@@ -36,10 +37,8 @@ function startWriter(dir: string, seqBase: number): Writer {
   const lines: string[] = [];
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  let onReady!: () => void;
-  let onAck!: () => void;
-  const ready = new Promise<void>((r) => (onReady = r));
-  const acked = new Promise<void>((r) => (onAck = r));
+  const { promise: ready, resolve: onReady } = deferred();
+  const { promise: acked, resolve: onAck } = deferred();
   createInterface({ input: child.stdout! }).on('line', (line) => {
     lines.push(line);
     if (line === 'ready') onReady();

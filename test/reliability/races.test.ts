@@ -11,6 +11,7 @@ import { etcdUserName } from '../../adapters/resources/etcd';
 import { instanceWorkflowId } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
+import { deferred } from '../support/deferred';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, osbResourceSets, provisionBody } from '../support/osb';
 import { sharedTenantEtcd } from './servers';
 import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory } from './inspect';
@@ -255,10 +256,8 @@ scenario.test('a DELETE that arrives while a provision records its end still del
   // A worker whose recordComplete for one instance waits until the test lets it go: the DELETE lands exactly in the
   // window between the provision's reconciliation and the close of its run.
   const id = `${tag}-gate`;
-  let entered!: () => void;
-  const inRecordComplete = new Promise<void>((r) => (entered = r));
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
+  const { promise: inRecordComplete, resolve: entered } = deferred();
+  const { promise: released, resolve: release } = deferred();
   const s = (gatedStack = await startTestStack({
     activityInterceptors: [
       (ctx) => ({
