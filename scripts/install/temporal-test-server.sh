@@ -67,7 +67,10 @@ cat > "$tmp/pom.xml" <<EOF
   </dependencies>
 </project>
 EOF
-mvn -q -B -Dstyle.color=never -f "$tmp/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >&2 \
+# (Maven's quiet mode still writes colour resets; the filter keeps the log readable.)
+mvn -q -B -Dstyle.color=never -f "$tmp/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib" 2>&1 \
+  | sed 's/\x1b\[[0-9;]*m//g' | grep -v '^$' >&2 \
+  || [ "${PIPESTATUS[0]}" = 0 ] \
   || die "mvn could not fetch io.temporal:temporal-test-server:$VERSION and its dependencies"
 [ -f "$tmp/lib/temporal-test-server-$VERSION.jar" ] || die "mvn did not copy temporal-test-server-$VERSION.jar"
 
