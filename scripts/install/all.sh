@@ -2,6 +2,6 @@
 # Installs every real dependency that tests and the dev stack start, each idempotently and cached.
 set -euo pipefail
 here="$(dirname "$0")"
-for tool in temporal etcd moto kube chromium; do
+for tool in temporal temporal-test-server etcd moto kube chromium; do
   bash "$here/$tool.sh" >/dev/null
 done

@@ -18,7 +18,7 @@ export function toolsDir(): string {
  * Runs one of scripts/install/*.sh and returns the path it prints on its last stdout line. Its progress
  * (stderr) is passed on; when it fails, the error carries the installer's own last words.
  */
-export function runInstaller(name: 'temporal' | 'etcd' | 'moto' | 'kube'): string {
+export function runInstaller(name: 'temporal' | 'temporal-test-server' | 'etcd' | 'moto' | 'kube'): string {
   const script = join(repoRoot, 'scripts', 'install', `${name}.sh`);
   const res = spawnSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
   if (res.stderr) process.stderr.write(res.stderr);
