@@ -17,8 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { OperationActivities } from '../activities/operations';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject } from '../adapters/resources/types';
-import type { TemplateContext } from '../adapters/resources/template';
+import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
 import { OperationState, OperationType } from './searchAttributes';
 import {

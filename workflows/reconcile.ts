@@ -8,8 +8,7 @@ import { ActivityCancellationType, ActivityFailure, ApplicationFailure, patched,
 import type { RetryPolicy } from '@temporalio/common';
 import type { ReconcileActivities, StepInput, StepResult, CrudStep } from '../activities/reconcile';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject, ResourceState, Patch } from '../adapters/resources/types';
-import type { TemplateContext } from '../adapters/resources/template';
+import type { ReconcileObject, ResourceState, Patch, TemplateContext } from '../domain/reconcile';
 
 /** Error types no retry can fix (the adapters' non-retryable codes). */
 const nonRetryableErrorTypes = ['Invalid', 'Permission', 'Conflict', 'NotFound', 'AlreadyExists', 'UnknownDriver', 'AmbiguousResourceSet'];
