@@ -4,7 +4,6 @@
 // `binding/<id>`, and the registry's binding lock shares keep them and the instance's own operations apart
 // (docs/design/osb-semantics.md). The registry is the record that last_operation reads.
 import {
-  ApplicationFailure,
   CancellationScope,
   isCancellation,
   makeContinueAsNewFunc,
@@ -19,6 +18,7 @@ import type { OperationActivities } from '../activities/operations';
 import type { ResourceDef } from '../config/resource-sets';
 import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
+import { describeFailure, recordOptions } from './activity-policies';
 import { OperationState, OperationType } from './searchAttributes';
 import {
   deprovisionAfterProvisionId,
@@ -31,11 +31,7 @@ import {
   type OperationResult,
 } from './messages';
 
-// Registry calls are single reads and writes: a 10 s limit lets a dead worker's call be retried elsewhere soon.
-const records = proxyActivities<OperationActivities>({
-  startToCloseTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes: ['Invalid', 'Permission', 'OperationInProgress', 'AmbiguousResourceSet'] },
-});
+const records = proxyActivities<OperationActivities>(recordOptions);
 
 /** The object reconcile drivers see, built from the operation input. */
 function reconcileObject(i: OperationInput): ReconcileObject {
@@ -193,15 +189,6 @@ class OperationRun {
       this.progress.reconcile,
     );
   }
-}
-
-/** The description a platform sees for a failed operation: the failure's message, never its stack. */
-function describeFailure(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && 'cause' in e && e.cause instanceof Error && !(e instanceof ApplicationFailure && e.type === 'ReconcileFailed')) {
-    e = e.cause;
-  }
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Provision: create everything the plan's resource set describes. A DELETE meanwhile stops it and deprovisions. */
