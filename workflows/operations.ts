@@ -191,6 +191,26 @@ class OperationRun {
   }
 }
 
+/**
+ * The story of every operation but provision (which a DELETE may interrupt): record the begin, then `body`, then
+ * the end. A refused operation ends at once without a write, a request identical to one that already succeeded
+ * ends as done, and a failure anywhere is recorded as the operation's end (docs/design/contracts/operations.md#failures).
+ */
+async function runOperation(input: OperationInput, body: (run: OperationRun) => Promise<void>): Promise<OperationResult> {
+  const run = new OperationRun(input);
+  try {
+    const { alreadySucceeded, refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
+    if (alreadySucceeded) return run.done();
+    await body(run);
+    // Not awaited on purpose: a failure to record the end fails the run instead of being recorded as another end
+    // (an await here would send it to end(), a second recordComplete, and old histories would no longer replay).
+    return run.finish(undefined);
+  } catch (err) {
+    return run.end(err);
+  }
+}
+
 /** Provision: create everything the plan's resource set describes. A DELETE meanwhile stops it and deprovisions. */
 export async function provision(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
@@ -253,24 +273,15 @@ export async function provision(input: OperationInput): Promise<OperationResult>
 
 /** Update: reconcile the (possibly new) plan's resource set with the new parameters. */
 export async function update(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const resources = await run.resources('instance');
     if (Array.isArray(resources)) await run.reconcile(resources, 'update');
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Deprovision: delete every binding's resources, then the instance's; the entry goes only when all succeeded. */
 export async function deprovision(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const bindings = await records.listBindings({ instanceId: input.instanceId });
     if (bindings.length > 0) {
       const bindingResources = await run.resources('binding');
@@ -286,19 +297,12 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
     }
     const resources = await run.resources('instance');
     if (Array.isArray(resources)) await run.reconcile(resources, 'delete');
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Bind: reconcile the binding resources; their outputs become credentials, written straight to the registry. */
 export async function bind(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { alreadySucceeded, refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
-    if (alreadySucceeded) return run.done();
+  return runOperation(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
@@ -310,23 +314,14 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
         template: templateContext(input, instance, run.owner),
       });
     }
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Unbind: delete the binding resources; the binding entry goes (a tombstone keeps the last operation). */
 export async function unbind(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
