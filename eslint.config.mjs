@@ -1,5 +1,5 @@
-// Lint guards what the compiler cannot: floating promises, and the workflow sandbox (no Node built-ins,
-// no adapters, no I/O libraries in workflows/).
+// Lint guards what the compiler cannot: floating promises, the workflow sandbox (no Node built-ins,
+// no adapters, no I/O libraries in workflows/) and the domain at the bottom of the layers (it imports nothing).
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
@@ -31,9 +31,29 @@ export default tseslint.config(
         {
           paths: nodeBuiltins.map((name) => ({ name, message: 'workflows run in a deterministic sandbox: no Node built-ins' })),
           patterns: [
-            { group: ['**/adapters', '**/adapters/**', '**/config', '**/config/**'], allowTypeImports: true, message: 'workflows never import adapters or config code: call an activity (type imports are fine)' },
+            // Not even types: what workflows and adapters both need lives in domain/.
+            { group: ['**/adapters', '**/adapters/**'], message: 'workflows never import adapters, not even types: shared types live in domain/, side effects behind activities' },
+            { group: ['**/config', '**/config/**'], allowTypeImports: true, message: 'workflows never import config code: call an activity (type imports are fine)' },
             { group: ['**/activities/*', '!**/activities/index'], allowTypeImports: true, message: 'workflows import activity types only' },
             { group: ['@kubernetes/*', 'etcd3', '@aws-sdk/*', '@google-cloud/*', 'fastify', 'pino'], message: 'no I/O libraries in workflows/' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: nodeBuiltins.map((name) => ({ name, message: 'domain/ is plain data and rules: no Node built-ins' })),
+          patterns: [
+            {
+              group: ['**/adapters', '**/adapters/**', '**/activities', '**/activities/**', '**/workflows', '**/workflows/**', '**/config', '**/config/**', '**/client', '**/client/**', '**/worker', '**/worker/**'],
+              message: 'domain/ is the bottom layer: every other part imports it, it imports none of them',
+            },
+            { group: ['@temporalio/*', '@kubernetes/*', 'etcd3', '@aws-sdk/*', '@google-cloud/*', 'fastify', 'pino'], message: 'domain/ has no I/O and no Temporal' },
           ],
         },
       ],

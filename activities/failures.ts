@@ -1,10 +1,8 @@
-// Turns adapter errors into Temporal failures: typed, non-retryable where retrying cannot help, and never
-// carrying a secret (adapter messages are written without secrets; causes are not forwarded).
+// Turns adapter errors into Temporal failures: typed (the error's code), non-retryable where retrying cannot help
+// (the code's flag in domain/errors.ts, which the workflows' retry policies list too), and never carrying a
+// secret (adapter messages are written without secrets; causes are not forwarded).
 import { ApplicationFailure } from '@temporalio/common';
 import { BrokerflowError } from '../adapters/errors';
-
-/** Error types (ApplicationFailure `type`) that retry policies never retry. */
-export const nonRetryableErrorTypes = ['Invalid', 'Permission', 'Conflict', 'NotFound', 'AlreadyExists', 'UnknownDriver', 'AmbiguousResourceSet'];
 
 /** Wraps a thrown value as an ApplicationFailure; unknown errors are retryable and bounded by the policy. */
 export function toFailure(err: unknown, context: string): ApplicationFailure {

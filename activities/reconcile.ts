@@ -2,17 +2,9 @@
 // resource's spec template with the operation's context, so every step recomputes from current state.
 import { Context } from '@temporalio/activity';
 import type { ResourceDef } from '../config/resource-sets';
-import {
-  ReconciliationCanceled,
-  ResourceCanceled,
-  UnknownDriverError,
-  type DriverContext,
-  type Patch,
-  type ReconcileObject,
-  type ResourceDriver,
-  type ResourceState,
-} from '../adapters/resources/types';
-import { renderSpec, type TemplateContext } from '../adapters/resources/template';
+import type { Patch, ReconcileObject, ResourceState, TemplateContext } from '../domain/reconcile';
+import { ReconciliationCanceled, ResourceCanceled, UnknownDriverError, type DriverContext, type ResourceDriver } from '../adapters/resources/types';
+import { renderSpec } from '../adapters/resources/template';
 import type { ReconcileMetrics } from './metrics';
 import { asActivity } from './failures';
 

@@ -1,18 +1,20 @@
 // The base of every typed error an adapter throws. Callers branch on the class (or its stable `code`),
-// never on message text; activities turn `retryable` into Temporal's retry decision.
+// never on message text; activities turn `retryable` into Temporal's retry decision. Whether a code is
+// retryable is decided once, in domain/errors.ts.
+import { errorCodes, type ErrorCode } from '../domain/errors';
 
 /** An error from an adapter, with a stable machine-readable code. */
 export class BrokerflowError extends Error {
   /** Stable identifier, e.g. `NotFound`; never changes once published. */
-  readonly code: string;
-  /** Whether the same call may succeed if retried later (network trouble, a server restarting). */
+  readonly code: ErrorCode;
+  /** Whether the same call may succeed if retried later (network trouble, a server restarting); set by the code. */
   readonly retryable: boolean;
 
-  constructor(code: string, message: string, opts: { retryable?: boolean; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown } = {}) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = new.target.name;
     this.code = code;
-    this.retryable = opts.retryable ?? false;
+    this.retryable = errorCodes[code].retryable;
   }
 }
 
@@ -54,6 +56,6 @@ export class PermissionError extends BrokerflowError {
 /** A dependency did not answer or answered with a transient failure; retrying may help. */
 export class UnavailableError extends BrokerflowError {
   constructor(message: string, cause?: unknown) {
-    super('Unavailable', message, { retryable: true, cause });
+    super('Unavailable', message, { cause });
   }
 }

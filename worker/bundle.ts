@@ -18,6 +18,8 @@ function sourcesHash(): string {
     }
   };
   walk(join(root, 'workflows'));
+  // Workflows import values from domain/ (the non-retryable error codes), so it is part of the bundle.
+  walk(join(root, 'domain'));
   h.update(readFileSync(join(root, 'package-lock.json')));
   return h.digest('hex').slice(0, 16);
 }

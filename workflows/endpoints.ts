@@ -2,7 +2,6 @@
 // every relevant change signals the per-service workflow of that service (signalWithStart), which waits for a
 // quiet moment and reconciles from current state through one activity; a scheduled resync catches the rest.
 import {
-  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   condition,
@@ -14,6 +13,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { EndpointActivities } from '../activities/endpoints';
+import { causeMessage, endpointResyncOptions, endpointWatcherOptions, kubeServiceReconcileOptions } from './activity-policies';
 import {
   kubeServiceChangedSignal,
   kubeServiceStatusQuery,
@@ -23,9 +23,6 @@ import {
   type KubeServiceStatus,
   type ResyncSummary,
 } from './endpoints-messages';
-
-/** Failure types no retry can fix (the adapters' non-retryable codes). */
-const nonRetryableErrorTypes = ['Invalid', 'Permission', 'Conflict', 'AlreadyExists', 'UnknownSync'];
 
 // A run continues as new well before Temporal's own history limits; a busy service stays cheap to replay.
 const maxHistoryLength = 2_000;
@@ -40,13 +37,6 @@ export function kubeServiceTiming(input: KubeServiceInput): { debounceMs: number
   };
 }
 
-/** The root cause message of an activity failure, without the SDK's wrapping. */
-function causeMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
-}
-
 /**
  * One Kubernetes service mirrored into the registry. Started (or signalled) by the watcher with
  * signalWithStart, it reconciles from the current state of the cluster at once, and again after `debounceMs`
@@ -57,11 +47,7 @@ function causeMessage(err: unknown): string {
  */
 export async function kubeServiceWorkflow(input: KubeServiceInput, carriedSignals = 0): Promise<KubeServiceStatus> {
   const timing = kubeServiceTiming(input);
-  const reconcileOptions = {
-    startToCloseTimeout: `${timing.reconcileTimeoutSeconds} seconds`,
-    // Unlimited attempts: a reconciler keeps trying while the registry is down, as controllers requeue.
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
-  } as const;
+  const reconcileOptions = kubeServiceReconcileOptions(timing.reconcileTimeoutSeconds);
   // A local activity runs inside the workflow task: no activity task round trip, and one workflow task less.
   const { reconcileKubeService } = input.localActivity
     ? proxyLocalActivities<EndpointActivities>(reconcileOptions)
@@ -131,12 +117,7 @@ export async function kubeServiceWorkflow(input: KubeServiceInput, carriedSignal
 export async function endpointWatcherWorkflow(input: EndpointWatcherInput): Promise<never> {
   const heartbeatTimeoutSeconds = Math.max(2, input.heartbeatTimeoutSeconds ?? 15);
   const maxRunSeconds = Math.max(60, input.maxRunSeconds ?? 6 * 3600);
-  const { watchKubernetes } = proxyActivities<EndpointActivities>({
-    startToCloseTimeout: `${maxRunSeconds + 600} seconds`,
-    heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['Invalid', 'UnknownSync'] },
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  });
+  const { watchKubernetes } = proxyActivities<EndpointActivities>(endpointWatcherOptions(maxRunSeconds, heartbeatTimeoutSeconds));
   await watchKubernetes({ sync: input.sync, maxRunSeconds });
   // A fresh run (and a fresh watch) keeps the history of a watcher that lives for months at a few events.
   return continueAsNew<typeof endpointWatcherWorkflow>(input);
@@ -144,10 +125,6 @@ export async function endpointWatcherWorkflow(input: EndpointWatcherInput): Prom
 
 /** A full resync (started by the schedule `endpoint-resync/<sync>`): signals every service the registry disagrees with. */
 export async function endpointResyncWorkflow(input: EndpointResyncInput): Promise<ResyncSummary> {
-  const { resyncEndpoints } = proxyActivities<EndpointActivities>({
-    startToCloseTimeout: '30 minutes',
-    heartbeatTimeout: '1 minute',
-    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
-  });
+  const { resyncEndpoints } = proxyActivities<EndpointActivities>(endpointResyncOptions);
   return resyncEndpoints(input);
 }

@@ -4,7 +4,6 @@
 // `binding/<id>`, and the registry's binding lock shares keep them and the instance's own operations apart
 // (docs/design/osb-semantics.md). The registry is the record that last_operation reads.
 import {
-  ApplicationFailure,
   CancellationScope,
   isCancellation,
   makeContinueAsNewFunc,
@@ -17,9 +16,9 @@ import {
 } from '@temporalio/workflow';
 import type { OperationActivities } from '../activities/operations';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject } from '../adapters/resources/types';
-import type { TemplateContext } from '../adapters/resources/template';
+import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
+import { describeFailure, recordOptions } from './activity-policies';
 import { OperationState, OperationType } from './searchAttributes';
 import {
   deprovisionAfterProvisionId,
@@ -32,11 +31,7 @@ import {
   type OperationResult,
 } from './messages';
 
-// Registry calls are single reads and writes: a 10 s limit lets a dead worker's call be retried elsewhere soon.
-const records = proxyActivities<OperationActivities>({
-  startToCloseTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes: ['Invalid', 'Permission', 'OperationInProgress', 'AmbiguousResourceSet'] },
-});
+const records = proxyActivities<OperationActivities>(recordOptions);
 
 /** The object reconcile drivers see, built from the operation input. */
 function reconcileObject(i: OperationInput): ReconcileObject {
@@ -196,13 +191,24 @@ class OperationRun {
   }
 }
 
-/** The description a platform sees for a failed operation: the failure's message, never its stack. */
-function describeFailure(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && 'cause' in e && e.cause instanceof Error && !(e instanceof ApplicationFailure && e.type === 'ReconcileFailed')) {
-    e = e.cause;
+/**
+ * The story of every operation but provision (which a DELETE may interrupt): record the begin, then `body`, then
+ * the end. A refused operation ends at once without a write, a request identical to one that already succeeded
+ * ends as done, and a failure anywhere is recorded as the operation's end (docs/design/contracts/operations.md#failures).
+ */
+async function runOperation(input: OperationInput, body: (run: OperationRun) => Promise<void>): Promise<OperationResult> {
+  const run = new OperationRun(input);
+  try {
+    const { alreadySucceeded, refused } = await run.begin();
+    if (refused !== undefined) return run.refuse(refused);
+    if (alreadySucceeded) return run.done();
+    await body(run);
+    // Not awaited on purpose: a failure to record the end fails the run instead of being recorded as another end
+    // (an await here would send it to end(), a second recordComplete, and old histories would no longer replay).
+    return run.finish(undefined);
+  } catch (err) {
+    return run.end(err);
   }
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Provision: create everything the plan's resource set describes. A DELETE meanwhile stops it and deprovisions. */
@@ -267,24 +273,15 @@ export async function provision(input: OperationInput): Promise<OperationResult>
 
 /** Update: reconcile the (possibly new) plan's resource set with the new parameters. */
 export async function update(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const resources = await run.resources('instance');
     if (Array.isArray(resources)) await run.reconcile(resources, 'update');
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Deprovision: delete every binding's resources, then the instance's; the entry goes only when all succeeded. */
 export async function deprovision(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const bindings = await records.listBindings({ instanceId: input.instanceId });
     if (bindings.length > 0) {
       const bindingResources = await run.resources('binding');
@@ -300,19 +297,12 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
     }
     const resources = await run.resources('instance');
     if (Array.isArray(resources)) await run.reconcile(resources, 'delete');
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Bind: reconcile the binding resources; their outputs become credentials, written straight to the registry. */
 export async function bind(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { alreadySucceeded, refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
-    if (alreadySucceeded) return run.done();
+  return runOperation(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
@@ -324,23 +314,14 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
         template: templateContext(input, instance, run.owner),
       });
     }
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }
 
 /** Unbind: delete the binding resources; the binding entry goes (a tombstone keeps the last operation). */
 export async function unbind(input: OperationInput): Promise<OperationResult> {
-  const run = new OperationRun(input);
-  try {
-    const { refused } = await run.begin();
-    if (refused !== undefined) return run.refuse(refused);
+  return runOperation(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
-    return run.finish(undefined);
-  } catch (err) {
-    return run.end(err);
-  }
+  });
 }

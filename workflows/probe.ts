@@ -2,11 +2,9 @@
 // `brokerflow doctor` and the readiness checks start it; it holds no state.
 import { proxyActivities } from '@temporalio/workflow';
 import type { ProbeActivities } from '../activities/probe';
+import { probeOptions } from './activity-policies';
 
-const { probe } = proxyActivities<ProbeActivities>({
-  startToCloseTimeout: '10 seconds',
-  retry: { maximumAttempts: 3 },
-});
+const { probe } = proxyActivities<ProbeActivities>(probeOptions);
 
 /** Input of {@link probeWorkflow}. */
 export interface ProbeInput {

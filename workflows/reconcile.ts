@@ -2,26 +2,14 @@
 // update (or delete) patch, then its create, delete and update parts — in that order, as operatorkit's
 // ProcessUpdate does (its Patch comment says otherwise; the code and
 // docs/design/contracts/reconciliation.md#step-order agree on create, delete, update). Each step is an activity
-// whose retries and backoff come from the policies below. The first failure stops the chain and names the
-// resource and step.
-import { ActivityCancellationType, ActivityFailure, ApplicationFailure, patched, proxyActivities, proxySinks, type Sinks } from '@temporalio/workflow';
+// whose retries and backoff come from the step policies in workflows/activity-policies.ts. The first failure
+// stops the chain and names the resource and step.
+import { ApplicationFailure, patched, proxyActivities, proxySinks, type Sinks } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
+import { causeMessage, defaultStepRetry, stepOptions } from './activity-policies';
 import type { ReconcileActivities, StepInput, StepResult, CrudStep } from '../activities/reconcile';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject, ResourceState, Patch } from '../adapters/resources/types';
-import type { TemplateContext } from '../adapters/resources/template';
-
-/** Error types no retry can fix (the adapters' non-retryable codes). */
-const nonRetryableErrorTypes = ['Invalid', 'Permission', 'Conflict', 'NotFound', 'AlreadyExists', 'UnknownDriver', 'AmbiguousResourceSet'];
-
-/** The default step retry policy: exponential backoff, 7 attempts, as operatorkit's default backoff. */
-export const defaultStepRetry: RetryPolicy = {
-  initialInterval: '1 second',
-  backoffCoefficient: 2,
-  maximumInterval: '30 seconds',
-  maximumAttempts: 7,
-  nonRetryableErrorTypes,
-};
+import type { ReconcileObject, ResourceState, Patch, TemplateContext } from '../domain/reconcile';
 
 /** Per-reconciliation settings (operatorkit's context flags that a caller may set up front). */
 export interface ReconcileOptions {
@@ -63,25 +51,16 @@ export interface ReconcileSinks extends Sinks {
 /** Thrown (as the failure type) when a resource step fails for good. */
 export const ReconcileFailedType = 'ReconcileFailed';
 
-/**
- * Timeouts decide how fast a step is retried elsewhere when its worker dies: reads and patches are single calls
- * (10 s is generous); applies may wait for readiness for minutes but heartbeat while they do, so a dead worker
- * is noticed after 10 s without a heartbeat.
- */
+/** The step activities, with their options per group (workflows/activity-policies.ts). */
 function stepActivities(retry: RetryPolicy) {
-  const reads = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry });
-  const pure = proxyActivities<ReconcileActivities>({ startToCloseTimeout: '10 seconds', retry: { ...retry, maximumAttempts: 3 } });
   // An apply that a cancellation interrupts (a DELETE stopping a provision) may have a call in flight: the
   // workflow waits until the apply has stopped before it goes on, so the deprovision that follows never races a
   // create that lands after its delete (the resource would be left behind). Histories from before this rule keep
   // their old path (they did not wait).
-  const waitForCancelledApplies = patched('wait-for-cancelled-applies');
-  const applies = proxyActivities<ReconcileActivities>({
-    startToCloseTimeout: '1 hour',
-    heartbeatTimeout: '10 seconds',
-    retry,
-    cancellationType: waitForCancelledApplies ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED : ActivityCancellationType.TRY_CANCEL,
-  });
+  const options = stepOptions(retry, patched('wait-for-cancelled-applies'));
+  const reads = proxyActivities<ReconcileActivities>(options.reads);
+  const pure = proxyActivities<ReconcileActivities>(options.pure);
+  const applies = proxyActivities<ReconcileActivities>(options.applies);
   return {
     getCurrentState: reads.getCurrentState,
     getDesiredState: reads.getDesiredState,
@@ -91,13 +70,6 @@ function stepActivities(retry: RetryPolicy) {
     applyDeleteChange: applies.applyDeleteChange,
     applyUpdateChange: applies.applyUpdateChange,
   };
-}
-
-/** The root cause message of an activity failure, without the SDK's wrapping. */
-function causeMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

@@ -9,7 +9,7 @@ import { BrokerflowError, ConflictError, ValidationError } from '../errors';
 export class KeyPolicyError extends ValidationError {
   constructor(message: string, readonly key: string) {
     super(message, key);
-    (this as { code: string }).code = 'Configuration';
+    (this as { code: BrokerflowError['code'] }).code = 'Configuration';
   }
 }
 
@@ -43,6 +43,6 @@ export class InstanceBusyError extends BrokerflowError {
  */
 export class BindingOperationsRunningError extends BrokerflowError {
   constructor(readonly bindingIds: string[], entryName: string) {
-    super('BindingOperationsRunning', `${entryName}: binding operations are in progress (${bindingIds.slice(0, 5).join(', ')}${bindingIds.length > 5 ? ', …' : ''})`, { retryable: true });
+    super('BindingOperationsRunning', `${entryName}: binding operations are in progress (${bindingIds.slice(0, 5).join(', ')}${bindingIds.length > 5 ? ', …' : ''})`);
   }
 }

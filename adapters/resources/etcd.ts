@@ -21,7 +21,8 @@ import {
 } from 'etcd3';
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
 import { validateKey } from '../datastore/keys';
-import type { DriverContext, Patch, ResourceDriver, ResourceState, SecretStore } from './types';
+import type { Patch, ResourceState } from '../../domain/reconcile';
+import type { DriverContext, ResourceDriver, SecretStore } from './types';
 
 /** Longest accepted prefix in UTF-8 bytes: room for the tenant's own keys under it. */
 export const MAX_ETCD_PREFIX_BYTES = 512;

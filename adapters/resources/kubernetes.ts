@@ -6,7 +6,8 @@ import { setTimeout as sleepFor } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
-import type { DriverContext, Patch, ResourceDriver, ResourceState } from './types';
+import type { Patch, ResourceState } from '../../domain/reconcile';
+import type { DriverContext, ResourceDriver } from './types';
 
 // @kubernetes/client-node is ESM-only and this package is CommonJS: its values are loaded once with import().
 type K8s = typeof import('@kubernetes/client-node', { with: { 'resolution-mode': 'import' } });

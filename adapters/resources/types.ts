@@ -1,27 +1,9 @@
 // The resource-driver contract (docs/design/contracts/resource-drivers.md, after operatorkit's CRUDResourceOps):
 // what a driver implements so that the reconcile workflow can run it step by step, each step an activity.
+// The data a reconciliation is about (ReconcileObject, ResourceState, Patch) is in domain/reconcile.ts, which the
+// workflows share.
+import type { Patch, ReconcileObject, ResourceState } from '../../domain/reconcile';
 import { BrokerflowError } from '../errors';
-
-/** A resource's state as its driver sees it: JSON-serialisable, never a secret in clear (use references). */
-export type ResourceState = Record<string, unknown> | null;
-
-/** What an update or delete reconciliation must change; only present parts are applied (create, delete, update). */
-export interface Patch {
-  create?: ResourceState;
-  delete?: ResourceState;
-  update?: ResourceState;
-}
-
-/** Who the reconciliation is for; drivers derive every name and identity from these IDs, never from randomness. */
-export interface ReconcileObject {
-  operationId: string;
-  instanceId: string;
-  bindingId?: string;
-  serviceId: string;
-  planId: string;
-  /** The Kubernetes namespace (or other scope) the instance lives in, from the OSB context or the directory. */
-  namespace?: string;
-}
 
 /** Given to every driver call. */
 export interface DriverContext {

@@ -18,7 +18,8 @@ import { startTestStack, pollLastOperation, type TestStack } from '../support/st
 import { requireTestEnv } from '../support/env';
 import { TraceDriver, type TraceBehaviour } from '../support/trace-driver';
 import { deferred } from '../support/deferred';
-import type { DriverContext, ResourceDriver, ResourceState } from '../../adapters/resources/types';
+import type { ResourceState } from '../../domain/reconcile';
+import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
 import type { RuntimeConfigFile } from '../../config/runtime';
 import { etcdOwnerKey } from '../../adapters/resources/etcd';
 import { InstanceId } from '../../workflows/searchAttributes';

@@ -16,9 +16,9 @@ import {
   EtcdPrefixDriver,
   EtcdUserDriver,
   type DriverContext,
-  type ReconcileObject,
   type SecretStore,
 } from '../../adapters/resources';
+import type { ReconcileObject } from '../../domain/reconcile';
 import { reconcile, remove, viaHistory } from '../support/driver-steps';
 
 /** The SecretStore contract in memory; the real one is the SecretPersistenceProvider. */

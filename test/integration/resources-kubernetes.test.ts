@@ -15,8 +15,8 @@ import {
   INSTANCE_ID_KEY,
   MANAGED_BY_LABEL,
   type DriverContext,
-  type ReconcileObject,
 } from '../../adapters/resources';
+import type { ReconcileObject } from '../../domain/reconcile';
 import { reconcile, remove, viaHistory } from '../support/driver-steps';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,6 +1,7 @@
 // Runs a resource driver through one reconciliation without Temporal, in the reconcile workflow's order, with
 // every state passed through JSON the way workflow history carries it between steps.
-import type { DriverContext, Patch, ResourceDriver } from '../../adapters/resources/types';
+import type { Patch } from '../../domain/reconcile';
+import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
 
 /** States travel through workflow history as JSON between steps. */
 export const viaHistory = <T>(v: T): T => (v === null || v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));

@@ -1,7 +1,8 @@
 // A resource driver for reconciliation tests: it keeps its objects in memory and records every step it runs,
 // and its spec can make a step fail (transiently or for good) or raise a cancellation flag. It stands in for
 // no server; it exists to observe the order and flags of the real reconcile workflow on the real Temporal.
-import { ResourceCanceled, ReconciliationCanceled, type DriverContext, type Patch, type ResourceDriver, type ResourceState } from '../../adapters/resources/types';
+import type { Patch, ResourceState } from '../../domain/reconcile';
+import { ResourceCanceled, ReconciliationCanceled, type DriverContext, type ResourceDriver } from '../../adapters/resources/types';
 import { UnavailableError, ValidationError } from '../../adapters/errors';
 
 /** How a trace resource misbehaves, per step. */

@@ -1,0 +1,4 @@
+// The domain: plain data and rules every layer shares (workflows, activities, adapters, client), with no I/O,
+// no Temporal and no Node built-ins, so the workflow sandbox may import it (docs/design/architecture.md#folders).
+export * from './reconcile';
+export * from './errors';

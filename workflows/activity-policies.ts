@@ -1,0 +1,102 @@
+// The retry and failure module of the workflows: every activity group's timeouts and retry policy in one place,
+// and how a workflow reads an activity's failure. Which failures are never retried is not decided here: it is
+// the table of error codes in domain/errors.ts, from which the error classes also take their `retryable` flag
+// (docs/design/architecture.md#design-rules). Options may change freely for old histories (replay compares
+// commands, not their options); adding, removing or reordering activities may not.
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
+import { nonRetryableErrorCodes } from '../domain/errors';
+
+/**
+ * Failure types no retry can fix. Activities already mark these failures non-retryable (activities/failures.ts
+ * uses the code as the type and the class's flag); the policies list them too, so the policy a person reads in
+ * the Web UI says the same.
+ */
+export const nonRetryableErrorTypes: string[] = [...nonRetryableErrorCodes];
+
+/** Registry records (operations): single reads and writes, so a 10 s limit lets a dead worker's call be retried elsewhere soon. */
+export const recordOptions: ActivityOptions = {
+  startToCloseTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes },
+};
+
+/** The default reconcile step retry policy: exponential backoff, 7 attempts, as operatorkit's default backoff. */
+export const defaultStepRetry: RetryPolicy = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 7,
+  nonRetryableErrorTypes,
+};
+
+/**
+ * Reconcile steps (docs/design/contracts/reconciliation.md#retries-and-timeouts). Timeouts decide how fast a step
+ * is retried elsewhere when its worker dies: reads and patches are single calls (10 s is generous); applies may
+ * wait for readiness for minutes but heartbeat while they do, so a dead worker is noticed after 10 s without a
+ * heartbeat. `waitForCancelledApplies`: a cancelled apply is waited for until it has stopped (see
+ * workflows/reconcile.ts for why, and for the patch that decides it).
+ */
+export function stepOptions(retry: RetryPolicy, waitForCancelledApplies: boolean): { reads: ActivityOptions; pure: ActivityOptions; applies: ActivityOptions } {
+  return {
+    reads: { startToCloseTimeout: '10 seconds', retry },
+    pure: { startToCloseTimeout: '10 seconds', retry: { ...retry, maximumAttempts: 3 } },
+    applies: {
+      startToCloseTimeout: '1 hour',
+      heartbeatTimeout: '10 seconds',
+      retry,
+      cancellationType: waitForCancelledApplies ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED : ActivityCancellationType.TRY_CANCEL,
+    },
+  };
+}
+
+/**
+ * The reconcile of one Kubernetes service (docs/design/contracts/endpoint-reconciliation.md). Unlimited attempts:
+ * a reconciler keeps trying while the registry is down, as controllers requeue.
+ */
+export function kubeServiceReconcileOptions(timeoutSeconds: number): ActivityOptions {
+  return {
+    startToCloseTimeout: `${timeoutSeconds} seconds`,
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
+  };
+}
+
+/** The informers' activity: heartbeats, runs for `maxRunSeconds`, retried without limit with backoff capped at 10 s. */
+export function endpointWatcherOptions(maxRunSeconds: number, heartbeatTimeoutSeconds: number): ActivityOptions {
+  return {
+    startToCloseTimeout: `${maxRunSeconds + 600} seconds`,
+    heartbeatTimeout: `${heartbeatTimeoutSeconds} seconds`,
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes },
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  };
+}
+
+/** A full endpoint resync: long, heartbeating, a few attempts (the next scheduled resync tries again anyway). */
+export const endpointResyncOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+};
+
+/** The probe: proves a worker answers, so it gives up after a few quick attempts. */
+export const probeOptions: ActivityOptions = {
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes },
+};
+
+/** The root cause message of an activity failure, without the SDK's wrapping. */
+export function causeMessage(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof ActivityFailure && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The description a platform sees for a failed operation: the root failure's message, never its stack; a
+ * reconcile failure keeps its own message, which names the resource and step.
+ */
+export function describeFailure(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && 'cause' in e && e.cause instanceof Error && !(e instanceof ApplicationFailure && e.type === 'ReconcileFailed')) {
+    e = e.cause;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
