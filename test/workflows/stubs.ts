@@ -6,7 +6,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { OperationActivities } from '../../activities/operations';
 import type { ReconcileActivities, StepInput, StepResult } from '../../activities/reconcile';
 import type { ResourceDef } from '../../config/resource-sets';
-import type { Patch, ResourceState } from '../../adapters/resources/types';
+import type { Patch, ResourceState } from '../../domain/reconcile';
 import type { OperationInput } from '../../workflows/messages';
 
 // ---------------------------------------------------------------------------------------------------------
