@@ -16,11 +16,11 @@ import {
   EtcdUserNotFoundError,
   GRPCInvalidArgumentError,
   GRPCUnauthenticatedError,
-  type IOptions,
   type IPermission,
 } from 'etcd3';
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
 import { validateKey } from '../datastore/keys';
+import { etcdClientOptions, isEtcdEndpointList, type EtcdTls } from '../etcd';
 import type { DriverContext, Patch, ResourceDriver, ResourceState, SecretStore } from './types';
 
 /** Longest accepted prefix in UTF-8 bytes: room for the tenant's own keys under it. */
@@ -46,32 +46,14 @@ export interface TenantEtcdOptions {
   endpoints: string[];
   auth: { username: string; password: string };
   /** PEM material for `https://` endpoints. */
-  tls?: { caCert: string | Buffer; clientCert?: string | Buffer; clientKey?: string | Buffer };
+  tls?: EtcdTls;
   /** Deadline of each call in ms, connecting included; default 15 000. */
   timeoutMs?: number;
 }
 
-type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-
-// etcd3's default circuit breaker holds calls back for seconds after failures; retrying is the activity policy's job.
-function runOnce(): Policy {
-  const noEvent = () => ({ dispose: () => undefined });
-  const policy = {
-    onSuccess: noEvent,
-    onFailure: noEvent,
-    execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
-      Promise.resolve().then(() => fn({ signal: signal ?? new AbortController().signal })),
-  };
-  return policy as unknown as Policy;
-}
-
 /** An etcd3 client for the drivers: per-call deadlines, no client-side retries or circuit breaker. */
 export function connectTenantEtcd(opts: TenantEtcdOptions): Etcd3 {
-  if (
-    !Array.isArray(opts.endpoints) ||
-    opts.endpoints.length === 0 ||
-    opts.endpoints.some((e) => typeof e !== 'string' || !/^https?:\/\/[^/\s]+$/.test(e))
-  ) {
+  if (!isEtcdEndpointList(opts.endpoints)) {
     throw new ValidationError('endpoints must be a non-empty list of http(s)://host:port URLs', 'endpoints');
   }
   if (!opts.auth || typeof opts.auth.username !== 'string' || typeof opts.auth.password !== 'string' || !opts.auth.username) {
@@ -79,21 +61,14 @@ export function connectTenantEtcd(opts: TenantEtcdOptions): Etcd3 {
   }
   const timeoutMs = opts.timeoutMs ?? 15_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ValidationError('timeoutMs must be positive', 'timeoutMs');
-  const options: IOptions = {
-    hosts: opts.endpoints,
-    auth: { username: opts.auth.username, password: opts.auth.password },
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 2_000 },
-    faultHandling: { host: () => runOnce(), ...(opts.endpoints.length === 1 ? { global: runOnce() } : {}) },
-  };
-  if (opts.tls) {
-    options.credentials = {
-      rootCertificate: Buffer.from(opts.tls.caCert),
-      ...(opts.tls.clientKey ? { privateKey: Buffer.from(opts.tls.clientKey) } : {}),
-      ...(opts.tls.clientCert ? { certChain: Buffer.from(opts.tls.clientCert) } : {}),
-    };
-  }
-  return new Etcd3(options);
+  return new Etcd3(
+    etcdClientOptions({
+      endpoints: opts.endpoints,
+      auth: { username: opts.auth.username, password: opts.auth.password },
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      timeoutMs,
+    }),
+  );
 }
 
 /** A prefix as a spec gives it: `/`-separated segments, no `..`, no control characters, no trailing `/`. */
