@@ -12,11 +12,11 @@ import {
   GRPCUnauthenticatedError,
   isRecoverableError,
   type IKeyValue,
-  type IOptions,
   type IRangeRequest,
   type Watcher,
 } from 'etcd3';
 import { BrokerflowError } from '../errors';
+import { etcdClientOptions, isEtcdEndpointList, type EtcdTls } from '../etcd';
 import {
   ErrorDatastoreClosed,
   ErrorDatastorePermission,
@@ -40,7 +40,7 @@ export interface EtcdDatastoreOptions {
   prefix?: string;
   auth?: { username: string; password: string };
   /** PEM material for `https://` endpoints. */
-  tls?: { caCert: string | Buffer; clientCert?: string | Buffer; clientKey?: string | Buffer };
+  tls?: EtcdTls;
   /**
    * Deadline of each request in ms, connecting included (etcd3 1.1.2 ignores its own dialTimeout); default 30 000.
    * Watches have no deadline.
@@ -48,24 +48,6 @@ export interface EtcdDatastoreOptions {
   dialTimeoutMs?: number;
   /** Keys per range request when listing; default 50 000 (etcd 3.4 counts the whole remaining range for every page, so small pages cost more than round trips). */
   listPageSize?: number;
-}
-
-type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-
-/**
- * A policy that runs the call once. etcd3's default per-host circuit breaker holds every call back for 5 s after
- * three failures, which only delays recovery after an etcd restart; failures surface at once as
- * ErrorDatastoreUnavailable and retrying is the caller's policy.
- */
-function runOnce(): Policy {
-  const noEvent = () => ({ dispose: () => undefined });
-  const policy = {
-    onSuccess: noEvent,
-    onFailure: noEvent,
-    execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
-      Promise.resolve().then(() => fn({ signal: signal ?? new AbortController().signal })),
-  };
-  return policy as unknown as Policy;
 }
 
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
@@ -86,7 +68,7 @@ export class EtcdDatastore implements Datastore {
   private closed = false;
 
   constructor(opts: EtcdDatastoreOptions) {
-    if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0 || opts.endpoints.some((e) => typeof e !== 'string' || !/^https?:\/\/[^/\s]+$/.test(e))) {
+    if (!isEtcdEndpointList(opts.endpoints)) {
       throw new ErrorValidation('endpoints must be a non-empty list of http(s)://host:port URLs', 'endpoints');
     }
     this.prefix = validateKey(opts.prefix ?? '/brokerflow', 'prefix');
@@ -97,32 +79,16 @@ export class EtcdDatastore implements Datastore {
     }
     const timeoutMs = opts.dialTimeoutMs ?? 30_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ErrorValidation('dialTimeoutMs must be positive', 'dialTimeoutMs');
-    const options: IOptions = {
-      hosts: opts.endpoints,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-      grpcOptions: {
+    this.client = new Etcd3(
+      etcdClientOptions({
+        endpoints: opts.endpoints,
+        ...(opts.auth ? { auth: opts.auth } : {}),
+        ...(opts.tls ? { tls: opts.tls } : {}),
+        timeoutMs,
         // Pages of large values can exceed grpc-js's 4 MiB default; the page size bounds what we ask for.
-        'grpc.max_receive_message_length': -1,
-        // Reconnect quickly once etcd is back instead of backing off for up to two minutes.
-        'grpc.initial_reconnect_backoff_ms': 100,
-        'grpc.max_reconnect_backoff_ms': 2_000,
-      },
-      faultHandling: {
-        host: () => runOnce(),
-        // With several endpoints keep etcd3's default (retry recoverable errors up to 3 times): that is how it
-        // fails over to another member. With one there is nothing to fail over to.
-        ...(opts.endpoints.length === 1 ? { global: runOnce() } : {}),
-      },
-    };
-    if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
-    if (opts.tls) {
-      options.credentials = {
-        rootCertificate: Buffer.from(opts.tls.caCert),
-        ...(opts.tls.clientKey ? { privateKey: Buffer.from(opts.tls.clientKey) } : {}),
-        ...(opts.tls.clientCert ? { certChain: Buffer.from(opts.tls.clientCert) } : {}),
-      };
-    }
-    this.client = new Etcd3(options);
+        grpcOptions: { 'grpc.max_receive_message_length': -1 },
+      }),
+    );
   }
 
   async create(key: string, value: string): Promise<KVPair> {

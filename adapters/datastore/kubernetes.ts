@@ -1,3 +1,4 @@
+// Long on purpose: one Datastore implementation over ConfigMaps; every method shares the same naming, marks and error mapping.
 // The Kubernetes backend of the datastore: each pair is a ConfigMap in one namespace, named by a hash of the
 // datastore prefix and key, with the key in an annotation and the value under `data.value`. The revision is the
 // ConfigMap's resourceVersion, so optimistic concurrency is the API server's own.

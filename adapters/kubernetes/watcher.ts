@@ -1,3 +1,4 @@
+// Long on purpose: one informer wrapper whose restart, namespace and service bookkeeping share one state.
 // The Kubernetes source of endpoint reconciliation: informers on namespaces and services that say WHICH service
 // may need reconciling, never what to do with it (the reconciler reads current state itself, so a lost or
 // repeated notification is harmless).
@@ -25,6 +26,7 @@ import {
 import { UnavailableError, ValidationError } from '../errors';
 import { AnnotationAllowlist } from './annotations';
 import { serviceIPs } from './extract';
+import { KeyedQueue } from './keyed-queue';
 import type { KubeNamespace } from './types';
 import { isNamespaceWatched, watchLabelKey, type NamespaceWatchPolicy } from './watch';
 
@@ -122,7 +124,7 @@ export class KubeServiceWatcher {
   private readonly namespaces = new Map<string, NamespaceState>();
   /** Service fingerprints by namespace, then name. */
   private readonly services = new Map<string, Map<string, string>>();
-  private readonly queue: KeyedQueue;
+  private readonly queue: KeyedQueue<Notification>;
   private generation: Generation | undefined;
   private generationCount = 0;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -160,7 +162,12 @@ export class KubeServiceWatcher {
     };
     this.allowlist = opts.allowedAnnotations instanceof AnnotationAllowlist ? opts.allowedAnnotations : new AnnotationAllowlist(opts.allowedAnnotations);
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
-    this.queue = new KeyedQueue(this.opts.concurrency, (key, change, initial) => opts.onChange(key, change, initial), (err) => this.fail(err));
+    this.queue = new KeyedQueue<Notification>(
+      this.opts.concurrency,
+      (n) => `${n.key.namespace}/${n.key.service}`,
+      (n) => opts.onChange(n.key, n.change, n.initial),
+      (err) => this.fail(err),
+    );
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -387,14 +394,14 @@ export class KubeServiceWatcher {
     const prev = byName.get(name);
     if (prev === fingerprint) return;
     byName.set(name, fingerprint);
-    if (this.concerns(ns)) this.queue.push({ namespace: ns, service: name }, prev === undefined ? 'service-added' : 'service-updated', this.firstListing);
+    if (this.concerns(ns)) this.queue.push({ key: { namespace: ns, service: name }, change: prev === undefined ? 'service-added' : 'service-updated', initial: this.firstListing });
   }
 
   private serviceGone(ns: string, name: string): void {
     const byName = this.services.get(ns);
     if (!byName?.delete(name)) return;
     if (byName.size === 0) this.services.delete(ns);
-    if (this.concerns(ns)) this.queue.push({ namespace: ns, service: name }, 'service-deleted', false);
+    if (this.concerns(ns)) this.queue.push({ key: { namespace: ns, service: name }, change: 'service-deleted', initial: false });
   }
 
   /** A service matters when its namespace is watched, or not known yet (the safe side: the reconciler decides). */
@@ -403,7 +410,7 @@ export class KubeServiceWatcher {
   }
 
   private notifyNamespace(ns: string, change: WatchedChange): void {
-    for (const name of this.services.get(ns)?.keys() ?? []) this.queue.push({ namespace: ns, service: name }, change, false);
+    for (const name of this.services.get(ns)?.keys() ?? []) this.queue.push({ key: { namespace: ns, service: name }, change, initial: false });
   }
 
   /** What the registry entry depends on: allowed annotations, external and ingress IPs, ports. */
@@ -416,64 +423,7 @@ export class KubeServiceWatcher {
   }
 }
 
-/**
- * Notifications with per-key coalescing: a key already waiting is not queued twice, and a key notified while
- * its call is in flight runs once more after it.
- */
-class KeyedQueue {
-  private readonly waiting = new Map<string, Notification>();
-  private readonly running = new Map<string, Promise<void>>();
-  private readonly again = new Map<string, Notification>();
-  delivered = 0;
-
-  constructor(
-    private readonly concurrency: number,
-    private readonly deliver: (key: ServiceKey, change: WatchedChange, initial: boolean) => Promise<void>,
-    private readonly onError: (err: unknown) => void,
-  ) {}
-
-  get size(): number {
-    return this.waiting.size + this.running.size + this.again.size;
-  }
-
-  push(key: ServiceKey, change: WatchedChange, initial: boolean): void {
-    const id = `${key.namespace}/${key.service}`;
-    if (this.running.has(id)) this.again.set(id, { key, change, initial });
-    else this.waiting.set(id, { key, change, initial });
-    this.pump();
-  }
-
-  async drainInFlight(): Promise<void> {
-    this.waiting.clear();
-    this.again.clear();
-    await Promise.allSettled([...this.running.values()]);
-  }
-
-  private pump(): void {
-    while (this.running.size < this.concurrency && this.waiting.size > 0) {
-      const [id, item] = this.waiting.entries().next().value as [string, Notification];
-      this.waiting.delete(id);
-      const p = this.deliver(item.key, item.change, item.initial).then(
-        () => {
-          this.delivered += 1;
-          this.running.delete(id);
-          const next = this.again.get(id);
-          if (next) {
-            this.again.delete(id);
-            this.waiting.set(id, next);
-          }
-          this.pump();
-        },
-        (err: unknown) => {
-          this.running.delete(id);
-          this.onError(err);
-        },
-      );
-      this.running.set(id, p);
-    }
-  }
-}
-
+/** One change to deliver. */
 interface Notification {
   key: ServiceKey;
   change: WatchedChange;

@@ -1,27 +1,19 @@
-// The embedded default backend: one JSON file per object under a directory per instance (a local disk, an NFS
+// The embedded default backend: one JSON file per object under a directory per replica (a local disk, an NFS
 // mount). Writes are atomic and durable: temp file + fsync + rename + directory fsync, under a per-object lock
 // file so compare-and-write holds across processes. A crash at any point leaves the old or the new file.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { BrokerflowError, ConflictError, UnavailableError, ValidationError } from '../errors';
-import { acquireLock } from './file-lock';
+import { acquireLock, type HeldLock } from './file-lock';
 import { syncDirectory } from './fsync';
-import { InstanceTable, type InstanceState } from './instances';
+import { listedIdentity, NO_NAMESPACE, PersistenceBackend, type GroupKind } from './backend';
 import type { MachineId } from './machine-id';
-import { formatKey, groupKindOf, identityOf, parseKey, parseStored, resourceOf, storableCopy, type ObjectIdentity } from './object-key';
-import type {
-  InstanceStatus,
-  ObjectKey,
-  OwnerReference,
-  PersistedObject,
-  PersistenceProvider,
-  PutResult,
-  TypeMeta,
-  WritePrecondition,
-} from './types';
+import { formatKey, parseStored, resourceOf, type ObjectIdentity } from './object-key';
+import type { ReplicaState } from './replicas';
+import type { ObjectKey, PersistedObject, PutResult, WritePrecondition } from './types';
 
-/** Configuration of the file backend: one instance per directory. */
+/** Configuration of the file backend: one replica per directory. */
 export interface FilePersistenceOptions {
   directories: string[];
   /** Longest wait for another process's lock on the same object; default 10 s. */
@@ -30,18 +22,15 @@ export interface FilePersistenceOptions {
   staleMs?: number;
 }
 
-interface FileInstance {
+interface FileReplica {
   root: string;
 }
-
-// Objects without a namespace live in this folder; a namespace is a DNS label and can never be "_".
-const NO_NAMESPACE = '_';
 
 function isErrno(err: unknown, ...codes: string[]): boolean {
   return codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
 }
 
-/** Disk trouble (full, read-only, I/O error, missing mount) makes the instance unavailable, not the input bad. */
+/** Disk trouble (full, read-only, I/O error, missing mount) makes the replica unavailable, not the input bad. */
 function diskError(what: string, err: unknown): BrokerflowError {
   if (err instanceof BrokerflowError) return err;
   const code = (err as NodeJS.ErrnoException)?.code ?? 'unknown';
@@ -49,16 +38,14 @@ function diskError(what: string, err: unknown): BrokerflowError {
 }
 
 /** Persists objects as files; see the file comment for the durability argument. */
-export class FilePersistenceProvider implements PersistenceProvider {
-  readonly kind = 'file';
-  private readonly table: InstanceTable<FileInstance>;
+export class FilePersistenceProvider extends PersistenceBackend<FileReplica> {
   private machineId = '';
   private readonly lockTimeoutMs: number;
   private readonly staleMs: number;
 
   constructor(opts: FilePersistenceOptions) {
     if (!Array.isArray(opts.directories)) throw new ValidationError('directories must be a list of paths', 'directories');
-    this.table = new InstanceTable(
+    super(
       'file',
       opts.directories.map((dir) => {
         if (typeof dir !== 'string' || dir.length === 0 || dir.includes('\0')) {
@@ -72,155 +59,115 @@ export class FilePersistenceProvider implements PersistenceProvider {
     this.staleMs = opts.staleMs ?? 30_000;
   }
 
-  async initialize(machineId: MachineId): Promise<void> {
+  protected async connect({ config }: ReplicaState<FileReplica>, machineId: MachineId): Promise<void> {
     this.machineId = machineId.value;
-    await this.table.initializeAll('file', async ({ config }) => {
+    try {
+      await mkdir(config.root, { recursive: true });
+      // Prove the directory takes a durable write now rather than at the first put.
+      const probe = join(config.root, `.probe-${randomBytes(6).toString('hex')}`);
+      const fh = await open(probe, 'wx', 0o600);
+      await fh.sync().finally(() => fh.close());
+      await unlink(probe);
+      await this.removeAbandonedTempFiles(config.root);
+    } catch (err) {
+      throw diskError(`opening the data directory`, err);
+    }
+  }
+
+  protected async write(state: ReplicaState<FileReplica>, id: ObjectIdentity, stored: PersistedObject, precondition: WritePrecondition): Promise<PutResult> {
+    const dir = await this.ensureDir(state, id);
+    const file = join(dir, `${id.name}.json`);
+    const lock = await this.lock(dir, id);
+    try {
+      const current = await this.readFileObject(file, formatKey(id));
+      checkPrecondition(formatKey(id), current, precondition);
+      const resourceVersion = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+      stored.metadata.resourceVersion = resourceVersion;
+      const tmp = join(dir, `.${id.name}.json.${randomBytes(6).toString('hex')}.tmp`);
       try {
-        await mkdir(config.root, { recursive: true });
-        // Prove the directory takes a durable write now rather than at the first put.
-        const probe = join(config.root, `.probe-${randomBytes(6).toString('hex')}`);
-        const fh = await open(probe, 'wx', 0o600);
-        await fh.sync().finally(() => fh.close());
-        await unlink(probe);
-        await this.removeAbandonedTempFiles(config.root);
-      } catch (err) {
-        throw diskError(`opening the data directory`, err);
-      }
-    });
-  }
-
-  instances(): string[] {
-    return this.table.names();
-  }
-
-  instanceStatus(instance: string): InstanceStatus {
-    return this.table.status(instance);
-  }
-
-  async putObject(instance: string, object: PersistedObject, precondition: WritePrecondition = {}): Promise<PutResult> {
-    const state = this.table.get(instance);
-    const id = identityOf(object);
-    const stored = storableCopy(object);
-    return state.track(
-      async () => {
-        const dir = await this.ensureDir(state, id);
-        const file = join(dir, `${id.name}.json`);
-        const lock = await acquireLock(join(dir, `.${id.name}.json.lock`), {
-          machineId: this.machineId,
-          timeoutMs: this.lockTimeoutMs,
-          staleMs: this.staleMs,
-        });
+        const fh = await open(tmp, 'wx', 0o600);
         try {
-          const current = await this.readFileObject(file, formatKey(id));
-          checkPrecondition(formatKey(id), current, precondition);
-          const resourceVersion = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-          stored.metadata.resourceVersion = resourceVersion;
-          const tmp = join(dir, `.${id.name}.json.${randomBytes(6).toString('hex')}.tmp`);
-          try {
-            const fh = await open(tmp, 'wx', 0o600);
-            try {
-              await fh.writeFile(JSON.stringify(stored));
-              await fh.sync();
-            } finally {
-              await fh.close();
-            }
-            await rename(tmp, file);
-          } catch (err) {
-            await unlink(tmp).catch(() => undefined);
-            throw diskError('writing an object', err);
-          }
-          await syncDirectory(dir).catch((err: unknown) => {
-            throw diskError('syncing a directory', err);
-          });
-          return { key: formatKey(id), resourceVersion };
+          await fh.writeFile(JSON.stringify(stored));
+          await fh.sync();
         } finally {
-          await lock.release();
+          await fh.close();
         }
-      },
-      { put: true },
-    );
-  }
-
-  async getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    return state.track(() => this.readFileObject(this.pathOf(state, id), formatKey(id)));
-  }
-
-  async deleteObject(instance: string, key: ObjectKey, precondition: Pick<WritePrecondition, 'ifMatch'> = {}): Promise<void> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    await state.track(async () => {
-      const file = this.pathOf(state, id);
-      const dir = dirname(file);
-      if (!(await exists(dir))) {
-        checkPrecondition(formatKey(id), undefined, precondition);
-        return;
+        await rename(tmp, file);
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw diskError('writing an object', err);
       }
-      const lock = await acquireLock(join(dir, `.${id.name}.json.lock`), {
-        machineId: this.machineId,
-        timeoutMs: this.lockTimeoutMs,
-        staleMs: this.staleMs,
+      await syncDirectory(dir).catch((err: unknown) => {
+        throw diskError('syncing a directory', err);
       });
-      try {
-        const current = await this.readFileObject(file, formatKey(id));
-        checkPrecondition(formatKey(id), current, precondition);
-        if (!current) return;
-        await unlink(file).catch((err: unknown) => {
-          if (!isErrno(err, 'ENOENT')) throw diskError('deleting an object', err);
-        });
-        await syncDirectory(dir).catch((err: unknown) => {
-          throw diskError('syncing a directory', err);
-        });
-      } finally {
-        await lock.release();
+      return { key: formatKey(id), resourceVersion };
+    } finally {
+      await lock.release();
+    }
+  }
+
+  protected read(state: ReplicaState<FileReplica>, id: ObjectIdentity): Promise<PersistedObject | undefined> {
+    return this.readFileObject(this.pathOf(state, id), formatKey(id));
+  }
+
+  protected async remove(state: ReplicaState<FileReplica>, id: ObjectIdentity, precondition: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
+    const file = this.pathOf(state, id);
+    const dir = dirname(file);
+    if (!(await exists(dir))) {
+      checkPrecondition(formatKey(id), undefined, precondition);
+      return;
+    }
+    const lock = await this.lock(dir, id);
+    try {
+      const current = await this.readFileObject(file, formatKey(id));
+      checkPrecondition(formatKey(id), current, precondition);
+      if (!current) return;
+      await unlink(file).catch((err: unknown) => {
+        if (!isErrno(err, 'ENOENT')) throw diskError('deleting an object', err);
+      });
+      await syncDirectory(dir).catch((err: unknown) => {
+        throw diskError('syncing a directory', err);
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  protected async list(state: ReplicaState<FileReplica>, gk: GroupKind): Promise<PersistedObject[]> {
+    const kindDir = join(state.config.root, resourceOf(gk));
+    const namespaces = await listDir(kindDir, 'ENOENT');
+    const out: PersistedObject[] = [];
+    for (const ns of namespaces.sort()) {
+      if (ns !== NO_NAMESPACE && ns.startsWith('.')) continue;
+      const files = await listDir(join(kindDir, ns), 'ENOENT');
+      for (const f of files.sort()) {
+        if (f.startsWith('.') || !f.endsWith('.json')) continue;
+        const id = listedIdentity(gk, ns, f.slice(0, -'.json'.length));
+        if (!id) continue;
+        const obj = await this.readFileObject(join(kindDir, ns, f), formatKey(id));
+        if (obj) out.push(obj);
       }
+    }
+    return out;
+  }
+
+  protected async disconnect(): Promise<void> {}
+
+  /** The per-object lock that makes compare-and-write atomic across processes. */
+  private lock(dir: string, id: ObjectIdentity): Promise<HeldLock> {
+    return acquireLock(join(dir, `.${id.name}.json.lock`), {
+      machineId: this.machineId,
+      timeoutMs: this.lockTimeoutMs,
+      staleMs: this.staleMs,
     });
   }
 
-  async getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]> {
-    const state = this.table.get(instance);
-    const gk = groupKindOf(type);
-    return state.track(async () => {
-      const kindDir = join(state.config.root, resourceOf(gk));
-      const namespaces = await listDir(kindDir, 'ENOENT');
-      const out: PersistedObject[] = [];
-      for (const ns of namespaces.sort()) {
-        if (ns !== NO_NAMESPACE && ns.startsWith('.')) continue;
-        const files = await listDir(join(kindDir, ns), 'ENOENT');
-        for (const f of files.sort()) {
-          if (f.startsWith('.') || !f.endsWith('.json')) continue;
-          const id: ObjectIdentity = { ...gk, name: f.slice(0, -'.json'.length) };
-          if (ns !== NO_NAMESPACE) id.namespace = ns;
-          // A name that is not valid was not written by this provider: skip it rather than fail the whole list.
-          let key: string;
-          try {
-            key = formatKey(parseKey(formatKey(id)));
-          } catch {
-            continue;
-          }
-          const obj = await this.readFileObject(join(kindDir, ns, f), key);
-          if (obj) out.push(obj);
-        }
-      }
-      return out;
-    });
-  }
-
-  ownerReference(): OwnerReference | undefined {
-    return undefined;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.table.all()) s.initialized = false;
-  }
-
-  private pathOf(state: InstanceState<FileInstance>, id: ObjectIdentity): string {
+  private pathOf(state: ReplicaState<FileReplica>, id: ObjectIdentity): string {
     return join(state.config.root, resourceOf(id), id.namespace ?? NO_NAMESPACE, `${id.name}.json`);
   }
 
   /** The object's folder, created durably (each new folder is synced into its parent) if missing. */
-  private async ensureDir(state: InstanceState<FileInstance>, id: ObjectIdentity): Promise<string> {
+  private async ensureDir(state: ReplicaState<FileReplica>, id: ObjectIdentity): Promise<string> {
     const kindDir = join(state.config.root, resourceOf(id));
     const dir = join(kindDir, id.namespace ?? NO_NAMESPACE);
     try {

@@ -13,12 +13,12 @@ export {
   validateKind,
   type ObjectIdentity,
 } from './object-key';
-export { instanceName } from './instances';
+export { replicaName } from './replicas';
 export { FilePersistenceProvider, type FilePersistenceOptions } from './file';
-export { S3PersistenceProvider, type S3PersistenceOptions, type S3InstanceConfig } from './s3';
-export { EtcdPersistenceProvider, type EtcdPersistenceOptions, type EtcdInstanceConfig } from './etcd';
-export { KubernetesPersistenceProvider, holderName, type KubernetesPersistenceOptions, type KubernetesInstanceConfig } from './kubernetes';
-export { RedundantStore, type ObjectStore, type StoreTarget, type InstanceHealthReport } from './redundant-store';
+export { S3PersistenceProvider, type S3PersistenceOptions, type S3ReplicaConfig } from './s3';
+export { EtcdPersistenceProvider, type EtcdPersistenceOptions, type EtcdReplicaConfig } from './etcd';
+export { KubernetesPersistenceProvider, holderName, type KubernetesPersistenceOptions, type KubernetesReplicaConfig } from './kubernetes';
+export { RedundantStore, type ObjectStore, type StoreTarget, type ReplicaHealthReport } from './redundant-store';
 export {
   SecretPersistenceProvider,
   DecryptionError,

@@ -1,29 +1,20 @@
 // The Kubernetes backend: each object is a ConfigMap (or, for the kinds configured as secret, a Secret) holding
 // the object as JSON under `object.json`. The version is the resourceVersion, so optimistic concurrency is the
 // API server's own; the holder's uid gives owner references, so deleting a registry entry garbage-collects
-// what it owns. Objects land in their `metadata.namespace`, else in the instance's namespace.
+// what it owns. Objects land in their `metadata.namespace`, else in the replica's namespace.
 import { createHash } from 'node:crypto';
 import type { CoreV1Api, KubeConfig, V1ConfigMap, V1ObjectMeta, V1Secret } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
-import { InstanceTable, type InstanceState } from './instances';
-import type { MachineId } from './machine-id';
-import { formatKey, groupKindOf, identityOf, parseKey, parseStored, storableCopy, validateNamespace, type ObjectIdentity } from './object-key';
-import type {
-  InstanceStatus,
-  ObjectKey,
-  OwnerReference,
-  PersistedObject,
-  PersistenceProvider,
-  PutResult,
-  TypeMeta,
-  WritePrecondition,
-} from './types';
+import { inKeyOrder, PersistenceBackend, replicaConfigs, type GroupKind } from './backend';
+import { formatKey, identityOf, parseKey, parseStored, validateNamespace, type ObjectIdentity } from './object-key';
+import type { ReplicaState } from './replicas';
+import type { ObjectKey, OwnerReference, PersistedObject, PutResult, ReplicaList, WritePrecondition } from './types';
 
 // @kubernetes/client-node is ESM-only; this package is CommonJS, so the library is loaded with import().
 type K8s = typeof import('@kubernetes/client-node', { with: { 'resolution-mode': 'import' } });
 
-/** One Kubernetes instance: a cluster (kubeconfig + context) and the namespace objects without one go to. */
-export interface KubernetesInstanceConfig {
+/** One Kubernetes replica: a cluster (kubeconfig + context) and the namespace objects without one go to. */
+export interface KubernetesReplicaConfig {
   /** Path of a kubeconfig; in-cluster or $KUBECONFIG/~/.kube/config when absent. */
   kubeconfigPath?: string;
   /** kubeconfig context; the current one when absent. */
@@ -31,7 +22,7 @@ export interface KubernetesInstanceConfig {
   namespace: string;
   /**
    * Keeps several stores on one cluster apart (a DNS label of at most 30 characters, part of every object
-   * name and of the instance's identity), like a key prefix in etcd or S3. Default: none.
+   * name and of the replica's identity), like a key prefix in etcd or S3. Default: none.
    */
   store?: string;
   /** Kinds stored as Secrets instead of ConfigMaps (default: none; the secret provider's kinds belong here). */
@@ -39,16 +30,14 @@ export interface KubernetesInstanceConfig {
 }
 
 /** Configuration of the Kubernetes backend. */
-export interface KubernetesPersistenceOptions {
-  instances: KubernetesInstanceConfig[];
-}
+export type KubernetesPersistenceOptions = ReplicaList<KubernetesReplicaConfig>;
 
-interface KubeInstance {
-  config: KubernetesInstanceConfig;
+interface KubeReplica {
+  config: KubernetesReplicaConfig;
   secretKinds: Set<string>;
   /** The store name, or '' for none: prefixes object names. */
   store: string;
-  /** Short hash of the instance identity: a label that keeps two instances on one cluster apart in lists. */
+  /** Short hash of the replica identity: a label that keeps two replicas on one cluster apart in lists. */
   storeLabel: string;
   core?: CoreV1Api;
 }
@@ -99,20 +88,16 @@ function kubeError(what: string, err: unknown): BrokerflowError {
   if (status === 400 || status === 422) return new ValidationError(`kubernetes persistence: ${what} was rejected (HTTP ${status})`);
   // A denied request does not heal by itself: RBAC or credentials must change, so it is not retried.
   if (status === 401 || status === 403) return new PermissionError(`kubernetes persistence: ${what} was denied (HTTP ${status}): check the ServiceAccount's RBAC`);
-  // Network trouble, 5xx and 429: the instance cannot serve now.
+  // Network trouble, 5xx and 429: the replica cannot serve now.
   return new UnavailableError(`kubernetes persistence: ${what} failed (${status ? `HTTP ${status}` : (err as Error)?.message ?? 'error'})`);
 }
 
 /** Persists objects as ConfigMaps and Secrets. */
-export class KubernetesPersistenceProvider implements PersistenceProvider {
-  readonly kind = 'kubernetes';
-  private readonly table: InstanceTable<KubeInstance>;
-
+export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplica> {
   constructor(opts: KubernetesPersistenceOptions) {
-    if (!Array.isArray(opts.instances)) throw new ValidationError('instances must be a list', 'instances');
-    this.table = new InstanceTable(
+    super(
       'kubernetes',
-      opts.instances.map((config) => {
+      replicaConfigs(opts).map((config) => {
         validateNamespace(config.namespace, 'namespace');
         const store = config.store ?? '';
         if (store !== '' && (!/^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$/.test(store))) {
@@ -127,130 +112,104 @@ export class KubernetesPersistenceProvider implements PersistenceProvider {
     );
   }
 
-  async initialize(_machineId: MachineId): Promise<void> {
+  protected async connect({ config: replica }: ReplicaState<KubeReplica>): Promise<void> {
     const k8s = await loadK8s();
-    await this.table.initializeAll('kubernetes', async ({ config: inst }) => {
-      const kc: KubeConfig = new k8s.KubeConfig();
-      try {
-        if (inst.config.kubeconfigPath) kc.loadFromFile(inst.config.kubeconfigPath);
-        else kc.loadFromDefault();
-        if (inst.config.context) kc.setCurrentContext(inst.config.context);
-      } catch (err) {
-        throw new UnavailableError(`kubernetes persistence: cannot load the kubeconfig (${(err as Error).message})`);
-      }
-      inst.core = kc.makeApiClient(k8s.CoreV1Api);
-      try {
-        await inst.core.listNamespacedConfigMap({ namespace: inst.config.namespace, limit: 1 });
-      } catch (err) {
-        throw kubeError(`reaching namespace ${inst.config.namespace}`, err);
-      }
-    });
+    const kc: KubeConfig = new k8s.KubeConfig();
+    try {
+      if (replica.config.kubeconfigPath) kc.loadFromFile(replica.config.kubeconfigPath);
+      else kc.loadFromDefault();
+      if (replica.config.context) kc.setCurrentContext(replica.config.context);
+    } catch (err) {
+      throw new UnavailableError(`kubernetes persistence: cannot load the kubeconfig (${(err as Error).message})`);
+    }
+    replica.core = kc.makeApiClient(k8s.CoreV1Api);
+    try {
+      await replica.core.listNamespacedConfigMap({ namespace: replica.config.namespace, limit: 1 });
+    } catch (err) {
+      throw kubeError(`reaching namespace ${replica.config.namespace}`, err);
+    }
   }
 
-  instances(): string[] {
-    return this.table.names();
-  }
-
-  instanceStatus(instance: string): InstanceStatus {
-    return this.table.status(instance);
-  }
-
-  async putObject(instance: string, object: PersistedObject, precondition: WritePrecondition = {}): Promise<PutResult> {
-    const state = this.table.get(instance);
-    const id = identityOf(object);
+  protected async write(state: ReplicaState<KubeReplica>, id: ObjectIdentity, stored: PersistedObject, precondition: WritePrecondition): Promise<PutResult> {
     const key = formatKey(id);
-    const text = JSON.stringify(storableCopy(object));
-    return state.track(
-      async () => {
-        const api = this.api(state, id);
-        const body = this.holder(state, id, text);
-        let expected = precondition.ifMatch;
-        if (precondition.ifNoneMatch !== '*' && expected === undefined) {
-          // Unconditional: update what is there (only if it is ours), create when nothing is.
-          const current = await api.read();
-          if (current && !this.isOurs(state, current, key)) throw new ConflictError(`${key}: ${api.kind} ${body.metadata!.name} exists and is not ours`);
-          expected = current?.metadata?.resourceVersion;
-          if (expected === undefined) return this.result(key, await api.create(body, key));
-        }
-        if (precondition.ifNoneMatch === '*') return this.result(key, await api.create(body, key));
-        body.metadata!.resourceVersion = expected;
-        return this.result(key, await api.replace(body, key));
-      },
-      { put: true },
-    );
-  }
-
-  async getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    return state.track(async () => {
-      const current = await this.api(state, id).read();
-      if (!current || !this.isOurs(state, current, formatKey(id))) return undefined;
-      return this.decode(current, formatKey(id), state.config.secretKinds.has(id.kind));
-    });
-  }
-
-  async deleteObject(instance: string, key: ObjectKey, precondition: Pick<WritePrecondition, 'ifMatch'> = {}): Promise<void> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    const k = formatKey(id);
-    await state.track(async () => {
-      const api = this.api(state, id);
+    const api = this.api(state, id);
+    const body = this.holder(state, id, JSON.stringify(stored));
+    let expected = precondition.ifMatch;
+    if (precondition.ifNoneMatch !== '*' && expected === undefined) {
+      // Unconditional: update what is there (only if it is ours), create when nothing is.
       const current = await api.read();
-      if (!current || !this.isOurs(state, current, k)) {
-        if (precondition.ifMatch !== undefined) throw new ConflictError(`${k} no longer exists`);
-        return;
-      }
-      if (precondition.ifMatch !== undefined && precondition.ifMatch !== current.metadata?.resourceVersion) {
-        throw new ConflictError(`${k} was changed by another writer`);
-      }
-      // The uid precondition makes sure the object deleted is the one just checked (ours), not a recreated one.
-      await api.delete(current.metadata!.uid!, precondition.ifMatch, k);
-    });
+      if (current && !this.isOurs(state, current, key)) throw new ConflictError(`${key}: ${api.kind} ${body.metadata!.name} exists and is not ours`);
+      expected = current?.metadata?.resourceVersion;
+      if (expected === undefined) return this.result(key, await api.create(body, key));
+    }
+    if (precondition.ifNoneMatch === '*') return this.result(key, await api.create(body, key));
+    body.metadata!.resourceVersion = expected;
+    return this.result(key, await api.replace(body, key));
   }
 
-  async getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]> {
-    const state = this.table.get(instance);
-    const gk = groupKindOf(type);
-    return state.track(async () => {
-      const core = this.core(state);
-      const selector = [
-        `${LABEL_PREFIX}/store=${state.config.storeLabel}`,
-        `${LABEL_PREFIX}/kind=${gk.kind}`,
-        `${LABEL_PREFIX}/group=${labelValue(gk.group || 'core')}`,
-      ].join(',');
-      const out: PersistedObject[] = [];
-      const asSecret = state.config.secretKinds.has(gk.kind);
-      let cont: string | undefined;
-      do {
-        let page: { items: Holder[]; metadata?: { _continue?: string } };
+  protected async read(state: ReplicaState<KubeReplica>, id: ObjectIdentity): Promise<PersistedObject | undefined> {
+    const current = await this.api(state, id).read();
+    if (!current || !this.isOurs(state, current, formatKey(id))) return undefined;
+    return this.decode(current, formatKey(id), state.config.secretKinds.has(id.kind));
+  }
+
+  protected async remove(state: ReplicaState<KubeReplica>, id: ObjectIdentity, precondition: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
+    const k = formatKey(id);
+    const api = this.api(state, id);
+    const current = await api.read();
+    if (!current || !this.isOurs(state, current, k)) {
+      if (precondition.ifMatch !== undefined) throw new ConflictError(`${k} no longer exists`);
+      return;
+    }
+    if (precondition.ifMatch !== undefined && precondition.ifMatch !== current.metadata?.resourceVersion) {
+      throw new ConflictError(`${k} was changed by another writer`);
+    }
+    // The uid precondition makes sure the object deleted is the one just checked (ours), not a recreated one.
+    await api.delete(current.metadata!.uid!, precondition.ifMatch, k);
+  }
+
+  protected async list(state: ReplicaState<KubeReplica>, gk: GroupKind): Promise<PersistedObject[]> {
+    const core = this.core(state);
+    const selector = [
+      `${LABEL_PREFIX}/store=${state.config.storeLabel}`,
+      `${LABEL_PREFIX}/kind=${gk.kind}`,
+      `${LABEL_PREFIX}/group=${labelValue(gk.group || 'core')}`,
+    ].join(',');
+    const out: PersistedObject[] = [];
+    const asSecret = state.config.secretKinds.has(gk.kind);
+    let cont: string | undefined;
+    do {
+      let page: { items: Holder[]; metadata?: { _continue?: string } };
+      try {
+        page = asSecret
+          ? await core.listSecretForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) })
+          : await core.listConfigMapForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) });
+      } catch (err) {
+        throw kubeError(`listing ${gk.kind} objects`, err);
+      }
+      for (const item of page.items) {
+        const key = item.metadata?.annotations?.[KEY_ANNOTATION];
+        if (!key) continue;
+        let id: ObjectIdentity;
         try {
-          page = asSecret
-            ? await core.listSecretForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) })
-            : await core.listConfigMapForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) });
-        } catch (err) {
-          throw kubeError(`listing ${gk.kind} objects`, err);
+          id = parseKey(key);
+        } catch {
+          continue;
         }
-        for (const item of page.items) {
-          const key = item.metadata?.annotations?.[KEY_ANNOTATION];
-          if (!key) continue;
-          let id: ObjectIdentity;
-          try {
-            id = parseKey(key);
-          } catch {
-            continue;
-          }
-          if (id.kind !== gk.kind || id.group !== gk.group) continue;
-          out.push(this.decode(item, formatKey(id), asSecret));
-        }
-        cont = page.metadata?._continue || undefined;
-      } while (cont);
-      return out.sort((a, b) => (formatKey(identityOf(a)) < formatKey(identityOf(b)) ? -1 : 1));
-    });
+        if (id.kind !== gk.kind || id.group !== gk.group) continue;
+        out.push(this.decode(item, formatKey(id), asSecret));
+      }
+      cont = page.metadata?._continue || undefined;
+    } while (cont);
+    return inKeyOrder(out);
   }
 
-  ownerReference(instance: string, object: PersistedObject): OwnerReference | undefined {
-    const state = this.table.get(instance);
+  protected async disconnect({ config: replica }: ReplicaState<KubeReplica>): Promise<void> {
+    delete replica.core;
+  }
+
+  override ownerReference(replica: string, object: PersistedObject): OwnerReference | undefined {
+    const state = this.table.get(replica);
     const id = identityOf(object);
     const uid = object.metadata.uid;
     if (!uid) return undefined;
@@ -264,17 +223,8 @@ export class KubernetesPersistenceProvider implements PersistenceProvider {
     };
   }
 
-  async close(): Promise<void> {
-    for (const s of this.table.all()) {
-      delete s.config.core;
-      s.initialized = false;
-    }
-  }
-
-  private core(state: InstanceState<KubeInstance>): CoreV1Api {
-    const core = state.config.core;
-    if (!core) throw new UnavailableError(`persistence instance ${state.name} is not initialized`);
-    return core;
+  private core(state: ReplicaState<KubeReplica>): CoreV1Api {
+    return state.connection(state.config.core);
   }
 
   private result(key: ObjectKey, stored: Holder): PutResult {
@@ -283,14 +233,14 @@ export class KubernetesPersistenceProvider implements PersistenceProvider {
     return r;
   }
 
-  private isOurs(state: InstanceState<KubeInstance>, holder: Holder, key: ObjectKey): boolean {
+  private isOurs(state: ReplicaState<KubeReplica>, holder: Holder, key: ObjectKey): boolean {
     return (
       holder.metadata?.labels?.[`${LABEL_PREFIX}/store`] === state.config.storeLabel &&
       holder.metadata?.annotations?.[KEY_ANNOTATION] === key
     );
   }
 
-  private holder(state: InstanceState<KubeInstance>, id: ObjectIdentity, text: string): Holder {
+  private holder(state: ReplicaState<KubeReplica>, id: ObjectIdentity, text: string): Holder {
     const metadata: V1ObjectMeta = {
       name: holderName(id, state.config.store),
       namespace: id.namespace ?? state.config.config.namespace,
@@ -318,7 +268,7 @@ export class KubernetesPersistenceProvider implements PersistenceProvider {
   }
 
   /** The few calls made on one object's ConfigMap or Secret, with errors mapped. */
-  private api(state: InstanceState<KubeInstance>, id: ObjectIdentity) {
+  private api(state: ReplicaState<KubeReplica>, id: ObjectIdentity) {
     const core = this.core(state);
     const name = holderName(id, state.config.store);
     const namespace = id.namespace ?? state.config.config.namespace;

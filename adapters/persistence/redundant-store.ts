@@ -1,19 +1,10 @@
-// Redundancy across independent instances (docs/design/contracts/persistence.md#redundancy: the layer above the
-// providers decides redundancy): every write goes to all instances, reads come from the first healthy one, and an
-// instance that missed writes is reported degraded and repaired (the missed objects copied from the primary) on
+// Redundancy across independent replicas (docs/design/contracts/persistence.md#redundancy: the layer above the
+// providers decides redundancy): every write goes to all replicas, reads come from the first healthy one, and a
+// replica that missed writes is reported degraded and repaired (the missed objects copied from the primary) on
 // the next write.
 import { UnavailableError, ValidationError } from '../errors';
 import { objectKey, storableCopy } from './object-key';
-import type {
-  InstanceStatus,
-  ObjectKey,
-  OwnerReference,
-  PersistedObject,
-  PersistenceProvider,
-  PutResult,
-  TypeMeta,
-  WritePrecondition,
-} from './types';
+import type { ObjectKey, OwnerReference, PersistedObject, PersistenceProvider, PutResult, ReplicaStatus, TypeMeta, WritePrecondition } from './types';
 
 /** The store the registry works on: one logical copy of each object, whatever keeps it. */
 export interface ObjectStore {
@@ -24,35 +15,37 @@ export interface ObjectStore {
   ownerReference(object: PersistedObject): OwnerReference | undefined;
 }
 
-/** One provider instance a RedundantStore keeps a copy in. */
-export interface StoreTarget {
-  provider: PersistenceProvider;
-  instance: string;
-}
+/**
+ * One provider replica a RedundantStore keeps a copy in. `instance` is the former name of `replica`, still
+ * accepted so that existing callers keep working.
+ */
+export type StoreTarget = { provider: PersistenceProvider; replica: string } | { provider: PersistenceProvider; /** @deprecated Use `replica`. */ instance: string };
 
-/** How one instance of a RedundantStore is doing. */
-export interface InstanceHealthReport {
-  instance: string;
-  status: InstanceStatus;
+/** How one replica of a RedundantStore is doing. */
+export interface ReplicaHealthReport {
+  replica: string;
+  status: ReplicaStatus;
   /** Down, or missing writes that the next write will try to repair. */
   degraded: boolean;
   /** How many objects it has missed. */
   pendingRepairs: number;
-  /** The instance conditional writes and reads currently go to. */
+  /** The replica conditional writes and reads currently go to. */
   primary: boolean;
 }
 
-interface Target extends StoreTarget {
-  /** Keys this instance missed; the primary's current copy is written to it on repair. */
+interface Target {
+  provider: PersistenceProvider;
+  replica: string;
+  /** Keys this replica missed; the primary's current copy is written to it on repair. */
   pending: Set<ObjectKey>;
 }
 
 /**
- * Writes to all instances, reads from the first healthy one. Optimistic concurrency is decided by the primary
- * (the first healthy instance): each instance versions objects its own way, so versions returned are the
+ * Writes to all replicas, reads from the first healthy one. Optimistic concurrency is decided by the primary
+ * (the first healthy replica): each replica versions objects its own way, so versions returned are the
  * primary's, and after a failover a caller holding an old version gets a ConflictError and re-reads.
  * Replicas are written unconditionally after the primary; writes to one key are serialized in this process so
- * replicas receive them in the primary's order. What an instance missed is remembered in memory only: after a
+ * replicas receive them in the primary's order. What a replica missed is remembered in memory only: after a
  * restart, run `repairAll` for the kinds you keep.
  */
 export class RedundantStore implements ObjectStore {
@@ -60,37 +53,38 @@ export class RedundantStore implements ObjectStore {
   private readonly keyQueues = new Map<ObjectKey, Promise<unknown>>();
 
   constructor(targets: StoreTarget[]) {
-    if (!Array.isArray(targets) || targets.length === 0) throw new ValidationError('a store needs at least one persistence instance', 'instances');
+    if (!Array.isArray(targets) || targets.length === 0) throw new ValidationError('a store needs at least one persistence replica', 'replicas');
     const seen = new Set<string>();
     this.targets = targets.map((t) => {
-      if (t.provider.instanceStatus(t.instance).exists === false) {
-        throw new ValidationError(`persistence instance ${t.instance} is not served by its provider`, 'instances');
+      const replica = 'replica' in t ? t.replica : t.instance;
+      if (t.provider.replicaStatus(replica).exists === false) {
+        throw new ValidationError(`persistence replica ${replica} is not served by its provider`, 'replicas');
       }
-      if (seen.has(t.instance)) throw new ValidationError(`persistence instance ${t.instance} is listed twice`, 'instances');
-      seen.add(t.instance);
-      return { ...t, pending: new Set() };
+      if (seen.has(replica)) throw new ValidationError(`persistence replica ${replica} is listed twice`, 'replicas');
+      seen.add(replica);
+      return { provider: t.provider, replica, pending: new Set() };
     });
   }
 
-  /** Every instance of every provider, in order (the first one is preferred). */
+  /** Every replica of every provider, in order (the first one is preferred). */
   static over(...providers: PersistenceProvider[]): RedundantStore {
-    return new RedundantStore(providers.flatMap((provider) => provider.instances().map((instance) => ({ provider, instance }))));
+    return new RedundantStore(providers.flatMap((provider) => provider.replicas().map((replica) => ({ provider, replica }))));
   }
 
-  health(): InstanceHealthReport[] {
+  health(): ReplicaHealthReport[] {
     const primary = this.targets.find((t) => this.healthy(t));
     return this.targets.map((t) => ({
-      instance: t.instance,
-      status: t.provider.instanceStatus(t.instance),
+      replica: t.replica,
+      status: t.provider.replicaStatus(t.replica),
       degraded: !this.healthy(t),
       pendingRepairs: t.pending.size,
       primary: t === primary,
     }));
   }
 
-  /** Names of the instances that are down or behind. */
+  /** Names of the replicas that are down or behind. */
   degraded(): string[] {
-    return this.targets.filter((t) => !this.healthy(t)).map((t) => t.instance);
+    return this.targets.filter((t) => !this.healthy(t)).map((t) => t.replica);
   }
 
   async put(object: PersistedObject, precondition: WritePrecondition = {}): Promise<PutResult> {
@@ -99,8 +93,8 @@ export class RedundantStore implements ObjectStore {
     return this.serialized(key, async () => {
       await this.repairPending();
       const primary = this.primary();
-      const result = await primary.provider.putObject(primary.instance, copy, precondition);
-      await this.replicate(primary, key, (t) => t.provider.putObject(t.instance, copy));
+      const result = await primary.provider.putObject(primary.replica, copy, precondition);
+      await this.replicate(primary, key, (t) => t.provider.putObject(t.replica, copy));
       return result;
     });
   }
@@ -109,43 +103,43 @@ export class RedundantStore implements ObjectStore {
     await this.serialized(key, async () => {
       await this.repairPending();
       const primary = this.primary();
-      await primary.provider.deleteObject(primary.instance, key, precondition);
-      await this.replicate(primary, key, (t) => t.provider.deleteObject(t.instance, key));
+      await primary.provider.deleteObject(primary.replica, key, precondition);
+      await this.replicate(primary, key, (t) => t.provider.deleteObject(t.replica, key));
     });
   }
 
   async get(key: ObjectKey): Promise<PersistedObject | undefined> {
-    return this.fromFirstHealthy((t) => t.provider.getObject(t.instance, key));
+    return this.fromFirstHealthy((t) => t.provider.getObject(t.replica, key));
   }
 
   async list(type: TypeMeta): Promise<PersistedObject[]> {
-    return this.fromFirstHealthy((t) => t.provider.getAllObjects(t.instance, type));
+    return this.fromFirstHealthy((t) => t.provider.getAllObjects(t.replica, type));
   }
 
   ownerReference(object: PersistedObject): OwnerReference | undefined {
     const primary = this.targets.find((t) => this.healthy(t)) ?? this.targets[0]!;
-    return primary.provider.ownerReference(primary.instance, object);
+    return primary.provider.ownerReference(primary.replica, object);
   }
 
   /**
-   * Makes every instance hold what the primary holds for these kinds (after a restart, when missed writes were
+   * Makes every replica hold what the primary holds for these kinds (after a restart, when missed writes were
    * forgotten): copies objects that differ or are missing, deletes objects the primary does not have.
    */
   async repairAll(types: TypeMeta[]): Promise<void> {
     const primary = this.primary();
     for (const type of types) {
-      const wanted = new Map((await primary.provider.getAllObjects(primary.instance, type)).map((o) => [objectKey(o), o]));
+      const wanted = new Map((await primary.provider.getAllObjects(primary.replica, type)).map((o) => [objectKey(o), o]));
       for (const t of this.targets) {
         if (t === primary) continue;
-        const have = await t.provider.getAllObjects(t.instance, type);
+        const have = await t.provider.getAllObjects(t.replica, type);
         for (const o of have) {
-          if (!wanted.has(objectKey(o))) await t.provider.deleteObject(t.instance, objectKey(o));
+          if (!wanted.has(objectKey(o))) await t.provider.deleteObject(t.replica, objectKey(o));
         }
         const haveByKey = new Map(have.map((o) => [objectKey(o), o]));
         for (const [key, o] of wanted) {
           const mine = haveByKey.get(key);
           if (!mine || JSON.stringify(storableCopy(mine)) !== JSON.stringify(storableCopy(o))) {
-            await t.provider.putObject(t.instance, storableCopy(o));
+            await t.provider.putObject(t.replica, storableCopy(o));
           }
           t.pending.delete(key);
         }
@@ -154,13 +148,13 @@ export class RedundantStore implements ObjectStore {
   }
 
   private healthy(t: Target): boolean {
-    const s = t.provider.instanceStatus(t.instance);
+    const s = t.provider.replicaStatus(t.replica);
     return s.exists && s.status && t.pending.size === 0;
   }
 
   private primary(): Target {
     const p = this.targets.find((t) => this.healthy(t));
-    if (!p) throw new UnavailableError(`no healthy persistence instance (degraded: ${this.degraded().join(', ')})`);
+    if (!p) throw new UnavailableError(`no healthy persistence replica (degraded: ${this.degraded().join(', ')})`);
     return p;
   }
 
@@ -177,7 +171,7 @@ export class RedundantStore implements ObjectStore {
       }
     }
     if (lastError) throw lastError;
-    throw new UnavailableError(`no healthy persistence instance (degraded: ${this.degraded().join(', ')})`);
+    throw new UnavailableError(`no healthy persistence replica (degraded: ${this.degraded().join(', ')})`);
   }
 
   private async replicate(primary: Target, key: ObjectKey, write: (t: Target) => Promise<unknown>): Promise<void> {
@@ -198,7 +192,7 @@ export class RedundantStore implements ObjectStore {
     );
   }
 
-  /** Copies to each lagging instance the primary's current version of what it missed; stops at its first failure. */
+  /** Copies to each lagging replica the primary's current version of what it missed; stops at its first failure. */
   private async repairPending(): Promise<void> {
     const source = this.targets.find((t) => this.healthy(t));
     if (!source) return;
@@ -206,9 +200,9 @@ export class RedundantStore implements ObjectStore {
       if (t.pending.size === 0 || t === source) continue;
       try {
         for (const key of [...t.pending]) {
-          const current = await source.provider.getObject(source.instance, key);
-          if (current) await t.provider.putObject(t.instance, storableCopy(current));
-          else await t.provider.deleteObject(t.instance, key);
+          const current = await source.provider.getObject(source.replica, key);
+          if (current) await t.provider.putObject(t.replica, storableCopy(current));
+          else await t.provider.deleteObject(t.replica, key);
           t.pending.delete(key);
         }
       } catch {

@@ -1,4 +1,4 @@
-// The S3 backend: one object per persisted object, under a prefix in a bucket, one instance per
+// The S3 backend: one object per persisted object, under a prefix in a bucket, one replica per
 // (endpoint, bucket, prefix). Optimistic concurrency uses S3 conditional writes (If-None-Match: * to create,
 // If-Match: <ETag> to update or delete); every write carries a fresh write ID so an ETag never repeats
 // (S3 ETags are content hashes: without it, writing A, B, A again would make a stale copy current).
@@ -14,22 +14,13 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { BrokerflowError, ConflictError, UnavailableError, ValidationError } from '../errors';
-import { InstanceTable, type InstanceState } from './instances';
-import type { MachineId } from './machine-id';
-import { formatKey, groupKindOf, identityOf, parseKey, parseStored, resourceOf, storableCopy, type ObjectIdentity } from './object-key';
-import type {
-  InstanceStatus,
-  ObjectKey,
-  OwnerReference,
-  PersistedObject,
-  PersistenceProvider,
-  PutResult,
-  TypeMeta,
-  WritePrecondition,
-} from './types';
+import { inKeyOrder, listedIdentity, NO_NAMESPACE, PersistenceBackend, replicaConfigs, type GroupKind } from './backend';
+import { formatKey, parseStored, resourceOf, type ObjectIdentity } from './object-key';
+import type { ReplicaState } from './replicas';
+import type { ObjectKey, PersistedObject, PutResult, ReplicaList, WritePrecondition } from './types';
 
-/** One S3 instance: a bucket (and key prefix) at an endpoint. Credentials are not part of the instance name. */
-export interface S3InstanceConfig {
+/** One S3 replica: a bucket (and key prefix) at an endpoint. Credentials are not part of the replica name. */
+export interface S3ReplicaConfig {
   bucket: string;
   /** Default `us-east-1`. */
   region?: string;
@@ -46,20 +37,16 @@ export interface S3InstanceConfig {
 }
 
 /** Configuration of the S3 backend. */
-export interface S3PersistenceOptions {
-  instances: S3InstanceConfig[];
-}
+export type S3PersistenceOptions = ReplicaList<S3ReplicaConfig>;
 
-interface S3Instance {
-  config: S3InstanceConfig;
+interface S3Replica {
+  config: S3ReplicaConfig;
   prefix: string;
   client?: S3Client;
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const PREFIX = /^([A-Za-z0-9._-]+\/)*$/;
-// Objects without a namespace live under this segment; a namespace is a DNS label and can never be "_".
-const NO_NAMESPACE = '_';
 
 /** The stored body: the object plus a write ID that makes every ETag unique. */
 interface Envelope {
@@ -76,7 +63,7 @@ function s3Error(what: string, err: unknown): BrokerflowError {
   const status = statusOf(err);
   const name = (err as { name?: string })?.name ?? 'Error';
   if (status === 400) return new ValidationError(`s3 persistence: ${what} was rejected (${name})`);
-  // Everything else (network, 5xx, a missing bucket, denied credentials) means the instance cannot serve now.
+  // Everything else (network, 5xx, a missing bucket, denied credentials) means the replica cannot serve now.
   return new UnavailableError(`s3 persistence: ${what} failed (${name}${status ? ` ${status}` : ''})`, err);
 }
 
@@ -86,15 +73,11 @@ function unquote(etag: string | undefined): string {
 }
 
 /** Persists objects in S3 buckets. */
-export class S3PersistenceProvider implements PersistenceProvider {
-  readonly kind = 's3';
-  private readonly table: InstanceTable<S3Instance>;
-
+export class S3PersistenceProvider extends PersistenceBackend<S3Replica> {
   constructor(opts: S3PersistenceOptions) {
-    if (!Array.isArray(opts.instances)) throw new ValidationError('instances must be a list', 'instances');
-    this.table = new InstanceTable(
+    super(
       's3',
-      opts.instances.map((config) => {
+      replicaConfigs(opts).map((config) => {
         if (typeof config.bucket !== 'string' || !BUCKET.test(config.bucket) || config.bucket.includes('..')) {
           throw new ValidationError('an s3 bucket name is 3-63 lowercase letters, digits, dots and hyphens', 'bucket');
         }
@@ -110,141 +93,98 @@ export class S3PersistenceProvider implements PersistenceProvider {
     );
   }
 
-  async initialize(_machineId: MachineId): Promise<void> {
-    await this.table.initializeAll('s3', async ({ config: inst }) => {
-      const c = inst.config;
-      inst.client?.destroy();
-      inst.client = new S3Client({
-        region: c.region ?? 'us-east-1',
-        ...(c.endpoint ? { endpoint: c.endpoint } : {}),
-        forcePathStyle: c.forcePathStyle ?? false,
-        ...(c.credentials ? { credentials: c.credentials } : {}),
-        // Retries are the caller's policy (Temporal activities), not hidden inside the client.
-        maxAttempts: 1,
-      });
+  protected async connect({ config: replica }: ReplicaState<S3Replica>): Promise<void> {
+    const c = replica.config;
+    replica.client?.destroy();
+    replica.client = new S3Client({
+      region: c.region ?? 'us-east-1',
+      ...(c.endpoint ? { endpoint: c.endpoint } : {}),
+      forcePathStyle: c.forcePathStyle ?? false,
+      ...(c.credentials ? { credentials: c.credentials } : {}),
+      // Retries are the caller's policy (Temporal activities), not hidden inside the client.
+      maxAttempts: 1,
+    });
+    try {
+      await replica.client.send(new HeadBucketCommand({ Bucket: c.bucket }));
+    } catch (err) {
+      if (!(c.createBucket && statusOf(err) === 404)) throw s3Error('checking the bucket', err);
       try {
-        await inst.client.send(new HeadBucketCommand({ Bucket: c.bucket }));
-      } catch (err) {
-        if (!(c.createBucket && statusOf(err) === 404)) throw s3Error('checking the bucket', err);
-        try {
-          await inst.client.send(new CreateBucketCommand({ Bucket: c.bucket }));
-        } catch (createErr) {
-          if ((createErr as { name?: string })?.name !== 'BucketAlreadyOwnedByYou') throw s3Error('creating the bucket', createErr);
-        }
+        await replica.client.send(new CreateBucketCommand({ Bucket: c.bucket }));
+      } catch (createErr) {
+        if ((createErr as { name?: string })?.name !== 'BucketAlreadyOwnedByYou') throw s3Error('creating the bucket', createErr);
       }
-    });
-  }
-
-  instances(): string[] {
-    return this.table.names();
-  }
-
-  instanceStatus(instance: string): InstanceStatus {
-    return this.table.status(instance);
-  }
-
-  async putObject(instance: string, object: PersistedObject, precondition: WritePrecondition = {}): Promise<PutResult> {
-    const state = this.table.get(instance);
-    const id = identityOf(object);
-    const envelope: Envelope = { writeId: randomBytes(12).toString('hex'), object: storableCopy(object) };
-    return state.track(
-      async () => {
-        try {
-          const res = await client(state).send(
-            new PutObjectCommand({
-              Bucket: state.config.config.bucket,
-              Key: s3Key(state, id),
-              Body: JSON.stringify(envelope),
-              ContentType: 'application/json',
-              ...(precondition.ifMatch !== undefined ? { IfMatch: `"${precondition.ifMatch}"` } : {}),
-              ...(precondition.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-            }),
-          );
-          return { key: formatKey(id), resourceVersion: unquote(res.ETag) };
-        } catch (err) {
-          throw preconditionError(formatKey(id), err, precondition) ?? s3Error('putting an object', err);
-        }
-      },
-      { put: true },
-    );
-  }
-
-  async getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    return state.track(() => this.read(state, id));
-  }
-
-  async deleteObject(instance: string, key: ObjectKey, precondition: Pick<WritePrecondition, 'ifMatch'> = {}): Promise<void> {
-    const state = this.table.get(instance);
-    const id = parseKey(key);
-    await state.track(async () => {
-      try {
-        await client(state).send(
-          new DeleteObjectCommand({
-            Bucket: state.config.config.bucket,
-            Key: s3Key(state, id),
-            ...(precondition.ifMatch !== undefined ? { IfMatch: `"${precondition.ifMatch}"` } : {}),
-          }),
-        );
-      } catch (err) {
-        throw preconditionError(formatKey(id), err, precondition) ?? s3Error('deleting an object', err);
-      }
-    });
-  }
-
-  async getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]> {
-    const state = this.table.get(instance);
-    const gk = groupKindOf(type);
-    return state.track(async () => {
-      const base = `${state.config.prefix}${resourceOf(gk)}/`;
-      const ids: ObjectIdentity[] = [];
-      let token: string | undefined;
-      do {
-        let page;
-        try {
-          page = await client(state).send(
-            new ListObjectsV2Command({ Bucket: state.config.config.bucket, Prefix: base, ContinuationToken: token }),
-          );
-        } catch (err) {
-          throw s3Error('listing objects', err);
-        }
-        for (const item of page.Contents ?? []) {
-          const rest = (item.Key ?? '').slice(base.length).split('/');
-          if (rest.length !== 2 || !rest[1]!.endsWith('.json')) continue;
-          const id: ObjectIdentity = { ...gk, name: rest[1]!.slice(0, -'.json'.length) };
-          if (rest[0] !== NO_NAMESPACE) id.namespace = rest[0];
-          try {
-            ids.push(parseKey(formatKey(id)));
-          } catch {
-            // Not written by this provider (an invalid name): not ours to return.
-          }
-        }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-      const out: PersistedObject[] = [];
-      // Bounded parallelism: fast on a large list without opening hundreds of sockets at once.
-      for (let i = 0; i < ids.length; i += 16) {
-        const batch = await Promise.all(ids.slice(i, i + 16).map((id) => this.read(state, id)));
-        for (const obj of batch) if (obj) out.push(obj);
-      }
-      return out.sort((a, b) => (formatKey(identityOf(a)) < formatKey(identityOf(b)) ? -1 : 1));
-    });
-  }
-
-  ownerReference(): OwnerReference | undefined {
-    return undefined;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.table.all()) {
-      s.config.client?.destroy();
-      delete s.config.client;
-      s.initialized = false;
     }
   }
 
-  private async read(state: InstanceState<S3Instance>, id: ObjectIdentity): Promise<PersistedObject | undefined> {
+  protected async write(state: ReplicaState<S3Replica>, id: ObjectIdentity, stored: PersistedObject, precondition: WritePrecondition): Promise<PutResult> {
+    const envelope: Envelope = { writeId: randomBytes(12).toString('hex'), object: stored };
+    try {
+      const res = await client(state).send(
+        new PutObjectCommand({
+          Bucket: state.config.config.bucket,
+          Key: s3Key(state, id),
+          Body: JSON.stringify(envelope),
+          ContentType: 'application/json',
+          ...(precondition.ifMatch !== undefined ? { IfMatch: `"${precondition.ifMatch}"` } : {}),
+          ...(precondition.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+        }),
+      );
+      return { key: formatKey(id), resourceVersion: unquote(res.ETag) };
+    } catch (err) {
+      throw preconditionError(formatKey(id), err, precondition) ?? s3Error('putting an object', err);
+    }
+  }
+
+  protected async remove(state: ReplicaState<S3Replica>, id: ObjectIdentity, precondition: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
+    try {
+      await client(state).send(
+        new DeleteObjectCommand({
+          Bucket: state.config.config.bucket,
+          Key: s3Key(state, id),
+          ...(precondition.ifMatch !== undefined ? { IfMatch: `"${precondition.ifMatch}"` } : {}),
+        }),
+      );
+    } catch (err) {
+      throw preconditionError(formatKey(id), err, precondition) ?? s3Error('deleting an object', err);
+    }
+  }
+
+  protected async list(state: ReplicaState<S3Replica>, gk: GroupKind): Promise<PersistedObject[]> {
+    const base = `${state.config.prefix}${resourceOf(gk)}/`;
+    const ids: ObjectIdentity[] = [];
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await client(state).send(
+          new ListObjectsV2Command({ Bucket: state.config.config.bucket, Prefix: base, ContinuationToken: token }),
+        );
+      } catch (err) {
+        throw s3Error('listing objects', err);
+      }
+      for (const item of page.Contents ?? []) {
+        const rest = (item.Key ?? '').slice(base.length).split('/');
+        if (rest.length !== 2 || !rest[1]!.endsWith('.json')) continue;
+        const id = listedIdentity(gk, rest[0]!, rest[1]!.slice(0, -'.json'.length));
+        if (id) ids.push(id);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    const out: PersistedObject[] = [];
+    // Bounded parallelism: fast on a large list without opening hundreds of sockets at once.
+    for (let i = 0; i < ids.length; i += 16) {
+      const batch = await Promise.all(ids.slice(i, i + 16).map((id) => this.read(state, id)));
+      for (const obj of batch) if (obj) out.push(obj);
+    }
+    return inKeyOrder(out);
+  }
+
+  protected async disconnect({ config: replica }: ReplicaState<S3Replica>): Promise<void> {
+    replica.client?.destroy();
+    delete replica.client;
+  }
+
+  protected async read(state: ReplicaState<S3Replica>, id: ObjectIdentity): Promise<PersistedObject | undefined> {
     const key = formatKey(id);
     let text: string;
     let etag: string;
@@ -268,13 +208,11 @@ export class S3PersistenceProvider implements PersistenceProvider {
   }
 }
 
-function client(state: InstanceState<S3Instance>): S3Client {
-  const c = state.config.client;
-  if (!c) throw new UnavailableError(`persistence instance ${state.name} is not initialized`);
-  return c;
+function client(state: ReplicaState<S3Replica>): S3Client {
+  return state.connection(state.config.client);
 }
 
-function s3Key(state: InstanceState<S3Instance>, id: ObjectIdentity): string {
+function s3Key(state: ReplicaState<S3Replica>, id: ObjectIdentity): string {
   return `${state.config.prefix}${resourceOf(id)}/${id.namespace ?? NO_NAMESPACE}/${id.name}.json`;
 }
 

@@ -6,16 +6,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { BrokerflowError, ConflictError, ValidationError } from '../errors';
 import type { MachineId } from './machine-id';
 import { identityOf, objectKey, storableCopy } from './object-key';
-import type {
-  InstanceStatus,
-  ObjectKey,
-  OwnerReference,
-  PersistedObject,
-  PersistenceProvider,
-  PutResult,
-  TypeMeta,
-  WritePrecondition,
-} from './types';
+import type { ObjectKey, OwnerReference, PersistedObject, PersistenceProvider, PutResult, ReplicaStatus, TypeMeta, WritePrecondition } from './types';
 
 /** One data-encryption key from configuration: an ID and 32 random bytes, base64-encoded. */
 export interface SecretKeyConfig {
@@ -95,33 +86,38 @@ export class SecretPersistenceProvider implements PersistenceProvider {
     return this.inner.initialize(machineId);
   }
 
+  replicas(): string[] {
+    return this.inner.replicas();
+  }
+
+  /** @deprecated The former name of {@link replicas}. */
   instances(): string[] {
-    return this.inner.instances();
+    return this.replicas();
   }
 
-  instanceStatus(instance: string): InstanceStatus {
-    return this.inner.instanceStatus(instance);
+  replicaStatus(replica: string): ReplicaStatus {
+    return this.inner.replicaStatus(replica);
   }
 
-  async putObject(instance: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult> {
-    return this.inner.putObject(instance, this.encrypt(object), precondition);
+  async putObject(replica: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult> {
+    return this.inner.putObject(replica, this.encrypt(object), precondition);
   }
 
-  async getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined> {
-    const stored = await this.inner.getObject(instance, key);
+  async getObject(replica: string, key: ObjectKey): Promise<PersistedObject | undefined> {
+    const stored = await this.inner.getObject(replica, key);
     return stored && this.decrypt(stored);
   }
 
-  deleteObject(instance: string, key: ObjectKey, precondition?: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
-    return this.inner.deleteObject(instance, key, precondition);
+  deleteObject(replica: string, key: ObjectKey, precondition?: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
+    return this.inner.deleteObject(replica, key, precondition);
   }
 
-  async getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]> {
-    return (await this.inner.getAllObjects(instance, type)).map((o) => this.decrypt(o));
+  async getAllObjects(replica: string, type: TypeMeta): Promise<PersistedObject[]> {
+    return (await this.inner.getAllObjects(replica, type)).map((o) => this.decrypt(o));
   }
 
-  ownerReference(instance: string, object: PersistedObject): OwnerReference | undefined {
-    return this.inner.ownerReference(instance, object);
+  ownerReference(replica: string, object: PersistedObject): OwnerReference | undefined {
+    return this.inner.ownerReference(replica, object);
   }
 
   close(): Promise<void> {
@@ -133,14 +129,14 @@ export class SecretPersistenceProvider implements PersistenceProvider {
    * rotation, after which the old key can be removed). Each rewrite is conditional, so a concurrent
    * update is never overwritten; returns how many objects were rewritten.
    */
-  async rotate(instance: string, type: TypeMeta): Promise<number> {
+  async rotate(replica: string, type: TypeMeta): Promise<number> {
     let rewritten = 0;
-    for (const stored of await this.inner.getAllObjects(instance, type)) {
+    for (const stored of await this.inner.getAllObjects(replica, type)) {
       const envelope = envelopeOf(stored);
       if (envelope.keyId === this.#currentKeyId) continue;
       const plain = this.decrypt(stored);
       try {
-        await this.inner.putObject(instance, this.encrypt(plain), { ifMatch: stored.metadata.resourceVersion! });
+        await this.inner.putObject(replica, this.encrypt(plain), { ifMatch: stored.metadata.resourceVersion! });
         rewritten += 1;
       } catch (err) {
         // Someone wrote it meanwhile, and every write uses the current key: nothing left to rotate there.

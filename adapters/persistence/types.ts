@@ -1,5 +1,5 @@
 // The persistence provider contract (docs/design/contracts/persistence.md): durable storage of control-plane
-// objects in one or more independent instances per provider. Redundancy across instances is the layer above
+// objects in one or more independent replicas per provider. Redundancy across replicas is the layer above
 // (RedundantStore).
 import type { MachineId } from './machine-id';
 
@@ -49,19 +49,19 @@ export interface PutResult {
   uid?: string;
 }
 
-/** The state of one instance (the original PersistenceProviderStatus; see
- *  docs/design/contracts/persistence.md#instance-status). */
-export type InstanceStatus =
+/** The state of one replica (the original PersistenceProviderStatus; see
+ *  docs/design/contracts/persistence.md#replica-status). */
+export type ReplicaStatus =
   | { exists: false }
   | {
       exists: true;
-      /** True while the instance answers; false after a failed initialize or a transport failure. */
+      /** True while the replica answers; false after a failed initialize or a transport failure. */
       status: boolean;
       /** Mean time of every put from request to durable acknowledgement (fsync, 2xx, etcd commit); 0 before the first put. */
       meanPersistLatencyMs: number;
       /** How many puts the mean covers. */
       puts: number;
-      /** The last failure that marked the instance down (no secrets in it). */
+      /** The last failure that marked the replica down (no secrets in it). */
       lastError?: string;
     };
 
@@ -75,24 +75,32 @@ export interface OwnerReference {
   blockOwnerDeletion?: boolean;
 }
 
-/** Storage of control-plane objects in several independent, named instances (file, s3, etcd, kubernetes). */
+/** Storage of control-plane objects in several independent, named replicas (file, s3, etcd, kubernetes). */
 export interface PersistenceProvider {
-  /** Backend family, the `<kind>` in instance names: `file`, `s3`, `etcd`, `kubernetes`, or `secret+<inner>`. */
+  /** Backend family, the `<kind>` in replica names: `file`, `s3`, `etcd`, `kubernetes`, or `secret+<inner>`. */
   readonly kind: string;
-  /** Opens connections/files for every instance; rejects (UnavailableError) if any instance failed, which is then marked down. */
+  /** Opens connections/files for every replica; rejects (UnavailableError) if any replica failed, which is then marked down. */
   initialize(machineId: MachineId): Promise<void>;
-  /** Names of the instances, `<kind>-<hash>`: the hash is stable for the same configuration and unique per instance. */
+  /** Names of the replicas, `<kind>-<hash>`: the hash is stable for the same configuration and unique per replica. */
+  replicas(): string[];
+  /** @deprecated The former name of {@link replicas}, kept until every caller has moved over. */
   instances(): string[];
-  instanceStatus(instance: string): InstanceStatus;
+  replicaStatus(replica: string): ReplicaStatus;
   /** Persists the object; returns its key and new version. */
-  putObject(instance: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult>;
+  putObject(replica: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult>;
   /** The stored object with `metadata.resourceVersion` set, or undefined when absent. */
-  getObject(instance: string, key: ObjectKey): Promise<PersistedObject | undefined>;
+  getObject(replica: string, key: ObjectKey): Promise<PersistedObject | undefined>;
   /** Removes the object; a missing object is success unless `ifMatch` is given (then ConflictError). */
-  deleteObject(instance: string, key: ObjectKey, precondition?: Pick<WritePrecondition, 'ifMatch'>): Promise<void>;
+  deleteObject(replica: string, key: ObjectKey, precondition?: Pick<WritePrecondition, 'ifMatch'>): Promise<void>;
   /** Every stored object of that group and kind (any version), in key order. */
-  getAllObjects(instance: string, type: TypeMeta): Promise<PersistedObject[]>;
+  getAllObjects(replica: string, type: TypeMeta): Promise<PersistedObject[]>;
   /** Kubernetes backend: the owner reference of the ConfigMap/Secret holding a stored object; undefined elsewhere. */
-  ownerReference(instance: string, object: PersistedObject): OwnerReference | undefined;
+  ownerReference(replica: string, object: PersistedObject): OwnerReference | undefined;
   close(): Promise<void>;
 }
+
+/**
+ * The replica configurations of a backend's options. `instances` is the former name of `replicas`, still
+ * accepted so that existing callers keep working.
+ */
+export type ReplicaList<C> = { replicas: C[] } | { /** @deprecated Use `replicas`. */ instances: C[] };

@@ -16,20 +16,20 @@ export {
   type KubernetesOwnerReference,
 } from './kubernetes';
 export {
-  EtcdPrefixDriver,
-  EtcdUserDriver,
   connectTenantEtcd,
   validateEtcdPrefix,
-  etcdUserName,
-  etcdUserSecretName,
   ETCD_OWNERS_PREFIX,
   etcdOwnerKey,
   ETCD_MANAGED_NAME_PREFIX,
   MAX_ETCD_PREFIX_BYTES,
   type TenantEtcdOptions,
-  type EtcdPrefixSpec,
-  type EtcdPrefixDriverOptions,
+} from './etcd';
+export { EtcdPrefixDriver, type EtcdPrefixSpec, type EtcdPrefixDriverOptions } from './etcd-prefix';
+export {
+  EtcdUserDriver,
+  etcdUserName,
+  etcdUserSecretName,
   type EtcdUserSpec,
   type EtcdUserDriverOptions,
   type EtcdUserCredentials,
-} from './etcd';
+} from './etcd-user';

@@ -1,3 +1,4 @@
+// Long on purpose: one driver, whose spec checks, ownership marks and API calls all serve the same four verbs.
 // The `kubernetes` resource driver: any namespaced object from a rendered manifest, written by server-side apply
 // under the field manager `brokerflow`, marked as ours by labels and annotations, optionally waited for until a
 // readiness condition holds.

@@ -1,3 +1,4 @@
+// Long on purpose: one ServiceRegistry backend; its name resolution and operation polling serve every verb.
 // The AWS Cloud Map backend: namespaces are HTTP namespaces, services are HTTP services, both with tags for
 // metadata; endpoints are registered instances whose attributes hold the address (AWS_INSTANCE_IPV4 or
 // AWS_INSTANCE_IPV6), the port (AWS_INSTANCE_PORT) and the metadata. Asynchronous operations are polled to

@@ -67,7 +67,7 @@ async function fileSubject(dir: string): Promise<Subject> {
 
 function s3Subject(endpoint: string, bucket: string): Subject {
   const credentials = { accessKeyId: 'bench', secretAccessKey: 'bench' };
-  const provider = new S3PersistenceProvider({ instances: [{ endpoint, bucket, prefix: 'provider/', forcePathStyle: true, credentials, createBucket: true }] });
+  const provider = new S3PersistenceProvider({ replicas: [{ endpoint, bucket, prefix: 'provider/', forcePathStyle: true, credentials, createBucket: true }] });
   const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
   return {
     name: 's3',
@@ -86,7 +86,7 @@ function s3Subject(endpoint: string, bucket: string): Subject {
 }
 
 function etcdSubject(endpoint: string, root: string): Subject {
-  const provider = new EtcdPersistenceProvider({ instances: [{ endpoints: [endpoint], prefix: `${root}/provider` }] });
+  const provider = new EtcdPersistenceProvider({ replicas: [{ endpoints: [endpoint], prefix: `${root}/provider` }] });
   const etcd = new Etcd3({ hosts: endpoint });
   return {
     name: 'etcd',
@@ -108,7 +108,7 @@ async function kubeSubject(kubeconfigPath: string, namespace: string): Promise<S
   const core = kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   for (let i = 0; i < KEYS; i++) await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: `raw-o${i}` }, data: { 'object.json': TEXT } } });
-  const provider = new KubernetesPersistenceProvider({ instances: [{ kubeconfigPath, namespace }] });
+  const provider = new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace }] });
   return {
     name: 'kubernetes',
     provider,
@@ -135,7 +135,7 @@ export const benchmark: Benchmark = {
     try {
       for (const s of subjects) {
         await s.provider.initialize(machineId);
-        const inst = s.provider.instances()[0]!;
+        const inst = s.provider.replicas()[0]!;
         const n = sizes[s.name]!;
         const put = (i: number) => s.provider.putObject(inst, obj(i));
         const get = (i: number) => s.provider.getObject(inst, `BenchObject.bench.brokerflow.io/o${i % KEYS}`);
@@ -162,7 +162,7 @@ export const benchmark: Benchmark = {
           const [subject, op, p] = label.split(' ') as ['brokerflow' | 'baseline', string, string];
           rows.push(row({ benchmark: 'persistence', case: `${s.name} ${op} (${n} sequential)`, subject, metric: `latency ${p}`, unit: 'ms' }, values));
         }
-        const status = s.provider.instanceStatus(inst);
+        const status = s.provider.replicaStatus(inst);
         if (status.exists) {
           rows.push(row({ benchmark: 'persistence', case: `${s.name} put`, subject: 'brokerflow', metric: 'meanPersistLatencyMs (instanceStatus)', unit: 'ms' }, [status.meanPersistLatencyMs]));
         }

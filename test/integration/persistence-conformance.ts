@@ -12,9 +12,9 @@ import { MachineId, type PersistedObject, type PersistenceProvider } from '../..
 export interface PersistenceBackend {
   /** The backend family (`file`, `s3`, `etcd`, `kubernetes`). */
   kind: string;
-  /** A provider with one instance per `scopes` entry; the same scope always means the same configuration. */
+  /** A provider with one replica per `scopes` entry; the same scope always means the same configuration. */
   make(scopes: string[]): PersistenceProvider;
-  /** A provider whose single instance cannot be reached (a dead endpoint, an unusable path). */
+  /** A provider whose single replica cannot be reached (a dead endpoint, an unusable path). */
   makeUnreachable(): PersistenceProvider;
   /** Two namespaces objects may be put in (they exist, for Kubernetes). */
   namespaces: [string, string];
@@ -51,7 +51,7 @@ export function persistenceConformance(backend: PersistenceBackend): void {
   void describe(`${backend.kind} persistence provider (conformance)`, () => {
     const scope = `s${randomBytes(4).toString('hex')}`;
     let provider: PersistenceProvider;
-    let instance: string;
+    let replica: string;
     const opened: PersistenceProvider[] = [];
 
     const open = async (scopes: string[]): Promise<PersistenceProvider> => {
@@ -63,7 +63,7 @@ export function persistenceConformance(backend: PersistenceBackend): void {
 
     before(async () => {
       provider = await open([scope]);
-      instance = provider.instances()[0]!;
+      replica = provider.replicas()[0]!;
     });
 
     after(async () => {
@@ -71,35 +71,35 @@ export function persistenceConformance(backend: PersistenceBackend): void {
       await backend.cleanup?.();
     });
 
-    void test('instances are named <kind>-<hash>, stable for the same configuration and unique across instances', async () => {
+    void test('replicas are named <kind>-<hash>, stable for the same configuration and unique across replicas', async () => {
       const again = backend.make([scope]);
-      assert.deepEqual(again.instances(), provider.instances());
-      assert.match(instance, new RegExp(`^${backend.kind}-[0-9a-f]{16}$`));
+      assert.deepEqual(again.replicas(), provider.replicas());
+      assert.match(replica, new RegExp(`^${backend.kind}-[0-9a-f]{16}$`));
       const two = backend.make([`${scope}a`, `${scope}b`]);
-      assert.equal(new Set([...two.instances(), instance]).size, 3);
+      assert.equal(new Set([...two.replicas(), replica]).size, 3);
     });
 
-    void test('an unknown instance reports exists:false; a reachable one reports up with its mean persist latency', async () => {
-      assert.deepEqual(provider.instanceStatus(`${backend.kind}-0000000000000000`), { exists: false });
+    void test('an unknown replica reports exists:false; a reachable one reports up with its mean persist latency', async () => {
+      assert.deepEqual(provider.replicaStatus(`${backend.kind}-0000000000000000`), { exists: false });
       const p = await open([`${scope}lat`]);
-      const name = p.instances()[0]!;
-      const before = p.instanceStatus(name);
+      const name = p.replicas()[0]!;
+      const before = p.replicaStatus(name);
       assert.ok(before.exists && before.status);
       assert.equal(before.puts, 0);
       await p.putObject(name, widget('lat-1'));
       await p.putObject(name, widget('lat-2'));
-      const after = p.instanceStatus(name);
+      const after = p.replicaStatus(name);
       assert.ok(after.exists && after.status);
       assert.equal(after.puts, 2, 'every put updates the mean');
       assert.ok(after.meanPersistLatencyMs > 0, 'latency to the durable acknowledgement is measured');
     });
 
-    void test('an instance that cannot be initialized is reported dead and its calls fail as unavailable', async () => {
+    void test('a replica that cannot be initialized is reported dead and its calls fail as unavailable', async () => {
       const dead = backend.makeUnreachable();
       opened.push(dead);
       await assert.rejects(dead.initialize(testMachineId), UnavailableError);
-      const name = dead.instances()[0]!;
-      const status = dead.instanceStatus(name);
+      const name = dead.replicas()[0]!;
+      const status = dead.replicaStatus(name);
       assert.ok(status.exists);
       assert.equal(status.status, false);
       await assert.rejects(dead.putObject(name, widget('x')), UnavailableError);
@@ -107,37 +107,37 @@ export function persistenceConformance(backend: PersistenceBackend): void {
 
     void test('putObject returns the key that getObject finds the object by, with its version', async () => {
       const obj = widget('round-trip', { nested: { list: [1, 'two', null] } });
-      const put = await provider.putObject(instance, obj);
+      const put = await provider.putObject(replica, obj);
       assert.equal(put.key, 'Widget.test.brokerflow.io/round-trip');
-      const got = await provider.getObject(instance, put.key);
+      const got = await provider.getObject(replica, put.key);
       assert.ok(got);
       assert.equal(got.metadata.resourceVersion, put.resourceVersion);
       assert.deepEqual({ ...got, metadata: { name: got.metadata.name } }, obj);
     });
 
     void test('getObject of a missing object answers undefined', async () => {
-      assert.equal(await provider.getObject(instance, 'Widget.test.brokerflow.io/never-written'), undefined);
+      assert.equal(await provider.getObject(replica, 'Widget.test.brokerflow.io/never-written'), undefined);
     });
 
     void test('a second put replaces the object and changes its version', async () => {
-      const first = await provider.putObject(instance, widget('replace', { size: 1 }));
-      const second = await provider.putObject(instance, widget('replace', { size: 2 }));
+      const first = await provider.putObject(replica, widget('replace', { size: 1 }));
+      const second = await provider.putObject(replica, widget('replace', { size: 2 }));
       assert.notEqual(second.resourceVersion, first.resourceVersion);
-      const got = await provider.getObject(instance, first.key);
+      const got = await provider.getObject(replica, first.key);
       assert.deepEqual(got?.spec, { size: 2 });
     });
 
     void test('a namespaced object has its own key and does not collide with the same name elsewhere', async () => {
-      const a = await provider.putObject(instance, widget('same-name', { where: 'none' }));
-      const b = await provider.putObject(instance, widget('same-name', { where: 'ns' }, backend.namespaces[0]));
+      const a = await provider.putObject(replica, widget('same-name', { where: 'none' }));
+      const b = await provider.putObject(replica, widget('same-name', { where: 'ns' }, backend.namespaces[0]));
       assert.equal(b.key, `Widget.test.brokerflow.io/${backend.namespaces[0]}/same-name`);
-      assert.deepEqual((await provider.getObject(instance, a.key))?.spec, { size: 1, where: 'none' });
-      assert.deepEqual((await provider.getObject(instance, b.key))?.spec, { size: 1, where: 'ns' });
+      assert.deepEqual((await provider.getObject(replica, a.key))?.spec, { size: 1, where: 'none' });
+      assert.deepEqual((await provider.getObject(replica, b.key))?.spec, { size: 1, where: 'ns' });
     });
 
     void test('getAllObjects returns every object of that kind and group, and only those', async () => {
       const p = await open([`${scope}all`]);
-      const name = p.instances()[0]!;
+      const name = p.replicas()[0]!;
       await p.putObject(name, widget('w1'));
       await p.putObject(name, widget('w2', {}, backend.namespaces[1]));
       await p.putObject(name, { apiVersion: API, kind: 'Gadget', metadata: { name: 'g1' } });
@@ -151,56 +151,56 @@ export function persistenceConformance(backend: PersistenceBackend): void {
     });
 
     void test('deleteObject removes the object, and deleting a missing object succeeds', async () => {
-      const { key } = await provider.putObject(instance, widget('to-delete'));
-      await provider.deleteObject(instance, key);
-      assert.equal(await provider.getObject(instance, key), undefined);
-      await provider.deleteObject(instance, key);
-      await provider.deleteObject(instance, 'Widget.test.brokerflow.io/never-there');
+      const { key } = await provider.putObject(replica, widget('to-delete'));
+      await provider.deleteObject(replica, key);
+      assert.equal(await provider.getObject(replica, key), undefined);
+      await provider.deleteObject(replica, key);
+      await provider.deleteObject(replica, 'Widget.test.brokerflow.io/never-there');
     });
 
     void test('a create-only put (ifNoneMatch) of an existing object conflicts and writes nothing', async () => {
-      const { key } = await provider.putObject(instance, widget('create-only', { size: 1 }));
-      await assert.rejects(provider.putObject(instance, widget('create-only', { size: 9 }), { ifNoneMatch: '*' }), ConflictError);
-      assert.deepEqual((await provider.getObject(instance, key))?.spec, { size: 1 });
+      const { key } = await provider.putObject(replica, widget('create-only', { size: 1 }));
+      await assert.rejects(provider.putObject(replica, widget('create-only', { size: 9 }), { ifNoneMatch: '*' }), ConflictError);
+      assert.deepEqual((await provider.getObject(replica, key))?.spec, { size: 1 });
     });
 
     void test('a put with a stale version conflicts and never overwrites; the current version succeeds', async () => {
-      const v1 = await provider.putObject(instance, widget('cas', { size: 1 }));
-      const v2 = await provider.putObject(instance, widget('cas', { size: 2 }), { ifMatch: v1.resourceVersion });
-      await assert.rejects(provider.putObject(instance, widget('cas', { size: 3 }), { ifMatch: v1.resourceVersion }), ConflictError);
-      assert.deepEqual((await provider.getObject(instance, v1.key))?.spec, { size: 2 });
-      const v3 = await provider.putObject(instance, widget('cas', { size: 4 }), { ifMatch: v2.resourceVersion });
-      assert.equal((await provider.getObject(instance, v1.key))?.metadata.resourceVersion, v3.resourceVersion);
+      const v1 = await provider.putObject(replica, widget('cas', { size: 1 }));
+      const v2 = await provider.putObject(replica, widget('cas', { size: 2 }), { ifMatch: v1.resourceVersion });
+      await assert.rejects(provider.putObject(replica, widget('cas', { size: 3 }), { ifMatch: v1.resourceVersion }), ConflictError);
+      assert.deepEqual((await provider.getObject(replica, v1.key))?.spec, { size: 2 });
+      const v3 = await provider.putObject(replica, widget('cas', { size: 4 }), { ifMatch: v2.resourceVersion });
+      assert.equal((await provider.getObject(replica, v1.key))?.metadata.resourceVersion, v3.resourceVersion);
     });
 
     void test('a versioned put of a deleted object and a versioned delete with a stale version conflict', async () => {
-      const v1 = await provider.putObject(instance, widget('cas-delete'));
-      await provider.putObject(instance, widget('cas-delete', { size: 2 }));
-      await assert.rejects(provider.deleteObject(instance, v1.key, { ifMatch: v1.resourceVersion }), ConflictError);
-      assert.ok(await provider.getObject(instance, v1.key), 'a stale delete leaves the object');
-      await provider.deleteObject(instance, v1.key);
-      await assert.rejects(provider.putObject(instance, widget('cas-delete'), { ifMatch: v1.resourceVersion }), ConflictError);
+      const v1 = await provider.putObject(replica, widget('cas-delete'));
+      await provider.putObject(replica, widget('cas-delete', { size: 2 }));
+      await assert.rejects(provider.deleteObject(replica, v1.key, { ifMatch: v1.resourceVersion }), ConflictError);
+      assert.ok(await provider.getObject(replica, v1.key), 'a stale delete leaves the object');
+      await provider.deleteObject(replica, v1.key);
+      await assert.rejects(provider.putObject(replica, widget('cas-delete'), { ifMatch: v1.resourceVersion }), ConflictError);
     });
 
     void test('of two concurrent writes from the same version exactly one succeeds', async () => {
       for (let round = 0; round < 3; round++) {
-        const base = await provider.putObject(instance, widget(`race-${round}`));
+        const base = await provider.putObject(replica, widget(`race-${round}`));
         const results = await Promise.allSettled([
-          provider.putObject(instance, widget(`race-${round}`, { by: 'a' }), { ifMatch: base.resourceVersion }),
-          provider.putObject(instance, widget(`race-${round}`, { by: 'b' }), { ifMatch: base.resourceVersion }),
+          provider.putObject(replica, widget(`race-${round}`, { by: 'a' }), { ifMatch: base.resourceVersion }),
+          provider.putObject(replica, widget(`race-${round}`, { by: 'b' }), { ifMatch: base.resourceVersion }),
         ]);
         assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, `round ${round}: one winner`);
         const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
         assert.ok(loser.reason instanceof ConflictError, 'the loser gets a conflict');
         const won = results.findIndex((r) => r.status === 'fulfilled');
-        assert.deepEqual((await provider.getObject(instance, base.key))?.spec, { size: 1, by: won === 0 ? 'a' : 'b' });
+        assert.deepEqual((await provider.getObject(replica, base.key))?.spec, { size: 1, by: won === 0 ? 'a' : 'b' });
       }
     });
 
     void test('of two concurrent creates of the same object exactly one succeeds', async () => {
       const results = await Promise.allSettled([
-        provider.putObject(instance, widget('create-race', { by: 'a' }), { ifNoneMatch: '*' }),
-        provider.putObject(instance, widget('create-race', { by: 'b' }), { ifNoneMatch: '*' }),
+        provider.putObject(replica, widget('create-race', { by: 'a' }), { ifNoneMatch: '*' }),
+        provider.putObject(replica, widget('create-race', { by: 'b' }), { ifNoneMatch: '*' }),
       ]);
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
       assert.ok((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof ConflictError);
@@ -208,18 +208,18 @@ export function persistenceConformance(backend: PersistenceBackend): void {
 
     void test('names that could escape a path or prefix are rejected before any I/O', async () => {
       for (const name of ['../escape', 'a/b', '..', 'a..b', 'nul\0byte', 'line\nbreak', '.hidden', 'x'.repeat(254), '']) {
-        await assert.rejects(provider.putObject(instance, widget(name)), ValidationError, `put ${JSON.stringify(name)}`);
+        await assert.rejects(provider.putObject(replica, widget(name)), ValidationError, `put ${JSON.stringify(name)}`);
       }
       for (const key of ['Widget.test.brokerflow.io/../../etc', 'Widget.test.brokerflow.io/a/b/c', '../Widget/x', 'widget/x', 'Widget/UPPER_NS/x']) {
-        await assert.rejects(provider.getObject(instance, key), ValidationError, `get ${key}`);
-        await assert.rejects(provider.deleteObject(instance, key), ValidationError, `delete ${key}`);
+        await assert.rejects(provider.getObject(replica, key), ValidationError, `get ${key}`);
+        await assert.rejects(provider.deleteObject(replica, key), ValidationError, `delete ${key}`);
       }
-      await assert.rejects(provider.putObject(instance, { ...widget('bad-ns'), metadata: { name: 'ok', namespace: '../up' } }), ValidationError);
-      await assert.rejects(provider.putObject(instance, { ...widget('bad-kind'), kind: '../Widget' }), ValidationError);
-      await assert.rejects(provider.putObject(instance, { ...widget('bad-version'), apiVersion: 'a/b/v1' }), ValidationError);
+      await assert.rejects(provider.putObject(replica, { ...widget('bad-ns'), metadata: { name: 'ok', namespace: '../up' } }), ValidationError);
+      await assert.rejects(provider.putObject(replica, { ...widget('bad-kind'), kind: '../Widget' }), ValidationError);
+      await assert.rejects(provider.putObject(replica, { ...widget('bad-version'), apiVersion: 'a/b/v1' }), ValidationError);
     });
 
-    void test('an unknown instance name is refused', async () => {
+    void test('an unknown replica name is refused', async () => {
       await assert.rejects(provider.putObject(`${backend.kind}-ffffffffffffffff`, widget('x')), NotFoundError);
     });
   });

@@ -11,9 +11,9 @@ const root = `/bf-persist-${randomBytes(4).toString('hex')}`;
 persistenceConformance({
   kind: 'etcd',
   namespaces: ['team-a', 'team-b'],
-  make: (scopes) => new EtcdPersistenceProvider({ instances: scopes.map((s) => ({ endpoints: [endpoint], prefix: `${root}/${s}` })) }),
+  make: (scopes) => new EtcdPersistenceProvider({ replicas: scopes.map((s) => ({ endpoints: [endpoint], prefix: `${root}/${s}` })) }),
   // Nothing listens on port 9 (discard) on loopback.
-  makeUnreachable: () => new EtcdPersistenceProvider({ instances: [{ endpoints: ['http://127.0.0.1:9'], prefix: `${root}/dead`, dialTimeoutMs: 1_000 }] }),
+  makeUnreachable: () => new EtcdPersistenceProvider({ replicas: [{ endpoints: ['http://127.0.0.1:9'], prefix: `${root}/dead`, dialTimeoutMs: 1_000 }] }),
   cleanup: async () => {
     const ds = new EtcdDatastore({ endpoints: [endpoint], prefix: root });
     await ds.clean();

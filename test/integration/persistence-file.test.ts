@@ -30,7 +30,7 @@ void describe('file persistence provider', () => {
   void test('objects are plain JSON files and no temp or lock file is left after a write', async () => {
     const p = new FilePersistenceProvider({ directories: [join(dir, 'plain')] });
     await p.initialize(testMachineId);
-    const inst = p.instances()[0]!;
+    const inst = p.replicas()[0]!;
     await p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'n1' }, text: 'hello' });
     const folder = join(dir, 'plain', 'Note', '_');
     assert.deepEqual(readdirSync(folder), ['n1.json']);
@@ -41,7 +41,7 @@ void describe('file persistence provider', () => {
     const data = join(dir, 'escape', 'data');
     const p = new FilePersistenceProvider({ directories: [data] });
     await p.initialize(testMachineId);
-    const inst = p.instances()[0]!;
+    const inst = p.replicas()[0]!;
     await assert.rejects(p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: '../../outside' } }));
     await assert.rejects(p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'x', namespace: '..' } }));
     assert.deepEqual(readdirSync(join(dir, 'escape')), ['data']);
@@ -51,7 +51,7 @@ void describe('file persistence provider', () => {
   void test('a lock left by a killed process is broken, so writes go on', async () => {
     const p = new FilePersistenceProvider({ directories: [join(dir, 'stale')], lockTimeoutMs: 3_000 });
     await p.initialize(testMachineId);
-    const inst = p.instances()[0]!;
+    const inst = p.replicas()[0]!;
     await p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'locked' }, n: 1 });
     // A PID that has exited (a finished child) holding the lock, as after a SIGKILL mid-write.
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
@@ -65,12 +65,12 @@ void describe('file persistence provider', () => {
   void test('a lock held by a live process makes a writer wait and then fail as unavailable', async () => {
     const p = new FilePersistenceProvider({ directories: [join(dir, 'held')], lockTimeoutMs: 300 });
     await p.initialize(testMachineId);
-    const inst = p.instances()[0]!;
+    const inst = p.replicas()[0]!;
     await p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'busy' } });
     // The parent of this test process is alive for the whole test.
     writeFileSync(join(dir, 'held', 'Note', '_', '.busy.json.lock'), `${testMachineId.value} ${process.ppid} cafe`);
     await assert.rejects(p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'busy' } }), (err: Error) => err.name === 'UnavailableError');
-    const status = p.instanceStatus(inst);
+    const status = p.replicaStatus(inst);
     assert.equal(status.exists && status.status, false, 'reported down while it cannot write');
   });
 
@@ -80,7 +80,7 @@ void describe('file persistence provider', () => {
     const b = new FilePersistenceProvider({ directories: [shared] });
     await a.initialize(testMachineId);
     await b.initialize(testMachineId);
-    const inst = a.instances()[0]!;
+    const inst = a.replicas()[0]!;
     const v1 = await a.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'both' }, by: 'a' });
     assert.equal((await b.getObject(inst, v1.key))?.by, 'a');
     await b.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'both' }, by: 'b' }, { ifMatch: v1.resourceVersion });
@@ -96,6 +96,6 @@ void describe('file persistence provider', () => {
     const p = new FilePersistenceProvider({ directories: [data], staleMs: 0 });
     await p.initialize(testMachineId);
     assert.equal(existsSync(tmp), false);
-    assert.deepEqual(await p.getAllObjects(p.instances()[0]!, { apiVersion: 'v1', kind: 'Note' }), []);
+    assert.deepEqual(await p.getAllObjects(p.replicas()[0]!, { apiVersion: 'v1', kind: 'Note' }), []);
   });
 });

@@ -34,21 +34,21 @@ persistenceConformance({
   kind: 'kubernetes',
   namespaces,
   // Each scope is its own store on the same cluster.
-  make: (scopes) => new KubernetesPersistenceProvider({ instances: scopes.map((store) => ({ kubeconfigPath, namespace: home, store })) }),
-  makeUnreachable: () => new KubernetesPersistenceProvider({ instances: [{ kubeconfigPath: '/nonexistent/kubeconfig', namespace: home }] }),
+  make: (scopes) => new KubernetesPersistenceProvider({ replicas: scopes.map((store) => ({ kubeconfigPath, namespace: home, store })) }),
+  makeUnreachable: () => new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath: '/nonexistent/kubeconfig', namespace: home }] }),
 });
 
 void describe('kubernetes persistence provider', () => {
   let p: KubernetesPersistenceProvider;
   let inst: string;
   before(async () => {
-    p = new KubernetesPersistenceProvider({ instances: [{ kubeconfigPath, namespace: home, secretKinds: ['Credential'] }] });
+    p = new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace: home, secretKinds: ['Credential'] }] });
     await p.initialize(testMachineId);
-    inst = p.instances()[0]!;
+    inst = p.replicas()[0]!;
   });
   after(() => p.close());
 
-  void test('ordinary kinds are stored as ConfigMaps and secret kinds as Secrets, in the instance namespace', async () => {
+  void test('ordinary kinds are stored as ConfigMaps and secret kinds as Secrets, in the replica namespace', async () => {
     await p.putObject(inst, { apiVersion: 'v1', kind: 'Note', metadata: { name: 'plain' }, text: 'visible' });
     await p.putObject(inst, { apiVersion: 'v1', kind: 'Credential', metadata: { name: 'secret' }, password: 'hunter2' });
     const cm = await api.readNamespacedConfigMap({ name: 'note.plain', namespace: home });

@@ -1,5 +1,5 @@
-// RedundantStore over independent instances (two file directories, and a file + S3 mix): writes reach every
-// instance, reads come from the first healthy one, and an instance that missed writes is reported degraded and
+// RedundantStore over independent replicas (two file directories, and a file + S3 mix): writes reach every
+// replica, reads come from the first healthy one, and a replica that missed writes is reported degraded and
 // repaired at the next write.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,13 +18,13 @@ after(() => rmSync(root, { recursive: true, force: true }));
 const note = (name: string, text: string): PersistedObject => ({ apiVersion: 'v1', kind: 'Note', metadata: { name }, text });
 const TYPE = { apiVersion: 'v1', kind: 'Note' };
 
-/** Two file instances; `breakB`/`fixB` swap B's directory for a plain file, so every call to B fails. */
+/** Two file replicas; `breakB`/`fixB` swap B's directory for a plain file, so every call to B fails. */
 async function twoFiles(name: string) {
   const a = join(root, name, 'a');
   const b = join(root, name, 'b');
   const provider = new FilePersistenceProvider({ directories: [a, b] });
   await provider.initialize(testMachineId);
-  const [ia, ib] = provider.instances() as [string, string];
+  const [ia, ib] = provider.replicas() as [string, string];
   return {
     provider,
     ia,
@@ -44,7 +44,7 @@ async function twoFiles(name: string) {
 }
 
 void describe('redundant store', () => {
-  void test('a write reaches every instance', async () => {
+  void test('a write reaches every replica', async () => {
     const { provider, ia, ib, store } = await twoFiles('all');
     const put = await store.put(note('n1', 'hello'));
     assert.equal((await provider.getObject(ia, put.key))?.text, 'hello');
@@ -54,7 +54,7 @@ void describe('redundant store', () => {
     assert.deepEqual(store.degraded(), []);
   });
 
-  void test('reads come from the first healthy instance when the first one fails', async () => {
+  void test('reads come from the first healthy replica when the first one fails', async () => {
     const t = await twoFiles('read');
     await t.store.put(note('n1', 'v1'));
     t.breakInstance('a');
@@ -69,19 +69,19 @@ void describe('redundant store', () => {
     assert.deepEqual(t.store.degraded(), []);
   });
 
-  void test('a degraded instance is reported and repaired (writes and deletes it missed) at the next write', async () => {
+  void test('a degraded replica is reported and repaired (writes and deletes it missed) at the next write', async () => {
     const t = await twoFiles('repair');
     await t.store.put(note('gone', 'to delete'));
     t.breakInstance('b');
     await t.store.put(note('missed', 'written while b was down'));
     await t.store.delete('Note/gone');
-    const report = t.store.health().find((h) => h.instance === t.ib)!;
+    const report = t.store.health().find((h) => h.replica === t.ib)!;
     assert.equal(report.degraded, true);
     assert.equal(report.pendingRepairs, 2);
     assert.equal(report.status.exists && report.status.status, false);
-    assert.equal(t.store.health().find((h) => h.instance === t.ia)!.primary, true);
+    assert.equal(t.store.health().find((h) => h.replica === t.ia)!.primary, true);
     await t.store.put(note('still-down', 'x'));
-    assert.equal(t.store.health().find((h) => h.instance === t.ib)!.pendingRepairs, 3, 'still down: still behind');
+    assert.equal(t.store.health().find((h) => h.replica === t.ib)!.pendingRepairs, 3, 'still down: still behind');
     t.fixInstance('b');
     await t.store.put(note('next', 'the next write repairs b'));
     assert.deepEqual(t.store.degraded(), []);
@@ -103,7 +103,7 @@ void describe('redundant store', () => {
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
   });
 
-  void test('with no healthy instance, reads and writes fail as unavailable', async () => {
+  void test('with no healthy replica, reads and writes fail as unavailable', async () => {
     const t = await twoFiles('none');
     t.breakInstance('a');
     t.breakInstance('b');
@@ -113,7 +113,7 @@ void describe('redundant store', () => {
     assert.equal(t.store.degraded().length, 2);
   });
 
-  void test('repairAll brings an instance that fell behind before a restart up to the primary', async () => {
+  void test('repairAll brings a replica that fell behind before a restart up to the primary', async () => {
     const t = await twoFiles('restart');
     await t.store.put(note('kept', 'k'));
     await t.provider.putObject(t.ia, note('only-a', 'written to a alone'));
@@ -132,7 +132,7 @@ void describe('redundant store over file and s3', () => {
   before(async () => {
     mkdirSync(join(root, 'mix'), { recursive: true });
     file = new FilePersistenceProvider({ directories: [join(root, 'mix')] });
-    s3 = new S3PersistenceProvider({ instances: [{ endpoint, bucket, forcePathStyle: true, credentials: { accessKeyId: 't', secretAccessKey: 't' }, createBucket: true }] });
+    s3 = new S3PersistenceProvider({ replicas: [{ endpoint, bucket, forcePathStyle: true, credentials: { accessKeyId: 't', secretAccessKey: 't' }, createBucket: true }] });
     await file.initialize(testMachineId);
     await s3.initialize(testMachineId);
   });
@@ -141,13 +141,13 @@ void describe('redundant store over file and s3', () => {
     await deleteTestBucket(endpoint, bucket);
   });
 
-  void test('instances of different providers hold the same objects', async () => {
+  void test('replicas of different providers hold the same objects', async () => {
     const store = RedundantStore.over(file, s3);
     const put = await store.put(note('mixed', 'both'));
-    assert.equal((await file.getObject(file.instances()[0]!, put.key))?.text, 'both');
-    assert.equal((await s3.getObject(s3.instances()[0]!, put.key))?.text, 'both');
+    assert.equal((await file.getObject(file.replicas()[0]!, put.key))?.text, 'both');
+    assert.equal((await s3.getObject(s3.replicas()[0]!, put.key))?.text, 'both');
     assert.deepEqual(
-      store.health().map((h) => [h.instance.split('-')[0], h.degraded, h.primary]),
+      store.health().map((h) => [h.replica.split('-')[0], h.degraded, h.primary]),
       [
         ['file', false, true],
         ['s3', false, false],

@@ -36,21 +36,21 @@ function secretSuite(kind: string, makeInner: () => PersistenceProvider, cleanup
     before(async () => {
       inner = makeInner();
       await inner.initialize(testMachineId);
-      inst = inner.instances()[0]!;
+      inst = inner.replicas()[0]!;
     });
     after(async () => {
       await inner.close();
       await cleanup();
     });
 
-    void test('the same API: what is put is read back, listed and deleted, with instances and status of the inner provider', async () => {
+    void test('the same API: what is put is read back, listed and deleted, with replicas and status of the inner provider', async () => {
       const sp = new SecretPersistenceProvider(inner, { keys: [k1] });
-      assert.deepEqual(sp.instances(), inner.instances());
+      assert.deepEqual(sp.replicas(), inner.replicas());
       assert.equal(sp.kind, `secret+${inner.kind}`);
       const put = await sp.putObject(inst, cred('api', 'pw-1'));
       assert.deepEqual((await sp.getObject(inst, put.key))?.credentials, { password: 'pw-1' });
       assert.ok((await sp.getAllObjects(inst, TYPE)).some((o) => o.metadata.name === 'api'));
-      const status = sp.instanceStatus(inst);
+      const status = sp.replicaStatus(inst);
       assert.equal(status.exists && status.status, true);
       await sp.deleteObject(inst, put.key);
       assert.equal(await sp.getObject(inst, put.key), undefined);
@@ -141,6 +141,6 @@ const endpoint = requireTestEnv('motoEndpoint');
 const bucket = `bf-secret-${randomBytes(4).toString('hex')}`;
 secretSuite(
   's3',
-  () => new S3PersistenceProvider({ instances: [{ endpoint, bucket, forcePathStyle: true, credentials: { accessKeyId: 't', secretAccessKey: 't' }, createBucket: true }] }),
+  () => new S3PersistenceProvider({ replicas: [{ endpoint, bucket, forcePathStyle: true, credentials: { accessKeyId: 't', secretAccessKey: 't' }, createBucket: true }] }),
   () => deleteTestBucket(endpoint, bucket),
 );

@@ -84,7 +84,7 @@ export function registryConformance(backend: RegistryBackend): void {
       e.set(RegistryKey.Parameters, { size: 3, tags: ['a'] });
       e.set('free-key', 'text');
       await e.commit();
-      const raw = await under.plain.getObject(under.plain.instances()[0]!, `RegistryEntry.registry.brokerflow.io/${backend.namespaces[0]}/${e.name}`);
+      const raw = await under.plain.getObject(under.plain.replicas()[0]!, `RegistryEntry.registry.brokerflow.io/${backend.namespaces[0]}/${e.name}`);
       assert.deepEqual(raw?.data, { parameters: '{"size":3,"tags":["a"]}', 'free-key': '"text"' });
     });
 
@@ -244,10 +244,10 @@ export function registryConformance(backend: RegistryBackend): void {
       b.inherit(inst);
       b.set(RegistryKey.Credentials, { password: 'plaintext-hunter2' });
       await b.commit();
-      const raw = await under.plain.getAllObjects(under.plain.instances()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryEntry' });
+      const raw = await under.plain.getAllObjects(under.plain.replicas()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryEntry' });
       assert.ok(raw.length > 0);
       assert.ok(!JSON.stringify(raw).includes('hunter2'), 'not in the plain store');
-      const sealed = await under.secretInner.getAllObjects(under.secretInner.instances()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryCredentials' });
+      const sealed = await under.secretInner.getAllObjects(under.secretInner.replicas()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryCredentials' });
       assert.equal(sealed.length >= 1, true);
       assert.ok(!JSON.stringify(sealed).includes('hunter2'), 'encrypted at rest');
       assert.equal((sealed[0]!.encrypted as { keyId: string }).keyId, 'k1');
@@ -375,7 +375,7 @@ export function registryConformance(backend: RegistryBackend): void {
         gone: true,
         instanceId: inst.id,
       });
-      const sealed = await under.secretInner.getAllObjects(under.secretInner.instances()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryCredentials' });
+      const sealed = await under.secretInner.getAllObjects(under.secretInner.replicas()[0]!, { apiVersion: 'registry.brokerflow.io/v1', kind: 'RegistryCredentials' });
       assert.ok(!sealed.some((o) => o.metadata.name === b.name), 'the credentials went with the binding');
       await assert.rejects(r.beginOperation(b, { operation: 'provision', operationId: 'x' }), ValidationError);
     });

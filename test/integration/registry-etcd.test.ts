@@ -12,8 +12,8 @@ registryConformance({
   kind: 'etcd',
   namespaces: ['team-a', 'team-b'],
   make: (scope) => ({
-    plain: new EtcdPersistenceProvider({ instances: [{ endpoints: [endpoint], prefix: `${root}/${scope}/plain` }] }),
-    secretInner: new EtcdPersistenceProvider({ instances: [{ endpoints: [endpoint], prefix: `${root}/${scope}/secret` }] }),
+    plain: new EtcdPersistenceProvider({ replicas: [{ endpoints: [endpoint], prefix: `${root}/${scope}/plain` }] }),
+    secretInner: new EtcdPersistenceProvider({ replicas: [{ endpoints: [endpoint], prefix: `${root}/${scope}/secret` }] }),
   }),
   cleanup: async () => {
     const ds = new EtcdDatastore({ endpoints: [endpoint], prefix: root });

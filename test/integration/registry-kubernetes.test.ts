@@ -30,9 +30,9 @@ const backend: RegistryBackend = {
   kind: 'kubernetes',
   namespaces,
   make: (scope) => ({
-    plain: new KubernetesPersistenceProvider({ instances: [{ kubeconfigPath, namespace: home, store: scope }] }),
+    plain: new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace: home, store: scope }] }),
     secretInner: new KubernetesPersistenceProvider({
-      instances: [{ kubeconfigPath, namespace: home, store: scope, secretKinds: ['RegistryCredentials'] }],
+      replicas: [{ kubeconfigPath, namespace: home, store: scope, secretKinds: ['RegistryCredentials'] }],
     }),
   }),
 };

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { Etcd3 } from 'etcd3';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { etcdOwnerKey, etcdUserName } from '../../adapters/resources/etcd';
+import { etcdOwnerKey, etcdUserName } from '../../adapters/resources';
 import { startTestStack, type TestStack } from '../support/stack';
 import { STICKY_QUEUE_TIMEOUT_MS } from '../../worker/worker';
 import { requireTestEnv } from '../support/env';

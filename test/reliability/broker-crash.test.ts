@@ -6,7 +6,7 @@
 import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { etcdUserName } from '../../adapters/resources/etcd';
+import { etcdUserName } from '../../adapters/resources';
 import { OperationsClient, type StartOutcome } from '../../client/operations';
 import { OsbService } from '../../client/broker/service';
 import { buildBrokerApp } from '../../client/broker/app';

@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
-import { etcdUserName } from '../../adapters/resources/etcd';
+import { etcdUserName } from '../../adapters/resources';
 import { startTestStack, type TestStack } from '../support/stack';
 import { ORG_SPACE, PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, instancePath, instanceWorkflowIdOf } from '../support/osb';
 import { startOwnTenantEtcd, type OwnTenantEtcd } from './servers';

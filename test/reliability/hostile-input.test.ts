@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { etcdOwnerKey, etcdUserName } from '../../adapters/resources/etcd';
+import { etcdOwnerKey, etcdUserName } from '../../adapters/resources';
 import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser } from '../support/config';
 import { requireTestEnv } from '../support/env';

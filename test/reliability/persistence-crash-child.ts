@@ -30,7 +30,7 @@ async function lane(provider: FilePersistenceProvider, instance: string, lane: n
 async function main(): Promise<void> {
   const provider = new FilePersistenceProvider({ directories: [dir!], lockTimeoutMs: 5_000 });
   await provider.initialize(new MachineId(machineId!));
-  const instance = provider.instances()[0]!;
+  const instance = provider.replicas()[0]!;
   process.stdout.write('ready\n');
   process.stdin.once('data', () => {
     for (let l = 0; l < LANES; l++) {

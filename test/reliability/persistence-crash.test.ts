@@ -72,7 +72,7 @@ void test('entries written by a process killed with SIGKILL read back whole, nev
   const t0 = Date.now();
   const reader = new FilePersistenceProvider({ directories: [dir] });
   await reader.initialize(machineId);
-  const inst = reader.instances()[0]!;
+  const inst = reader.replicas()[0]!;
   // Per key: the value the store must hold at least (the last acknowledged, or what was read after a kill).
   const floor = new Map<string, number>();
   let acks = 0;

@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { etcdUserName } from '../../adapters/resources/etcd';
+import { etcdUserName } from '../../adapters/resources';
 import { instanceWorkflowId } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';

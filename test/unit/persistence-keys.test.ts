@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ValidationError } from '../../adapters/errors';
-import { MachineId, formatKey, instanceName, objectKey, parseKey } from '../../adapters/persistence';
+import { MachineId, formatKey, replicaName, objectKey, parseKey } from '../../adapters/persistence';
 
 void describe('object keys', () => {
   void test('a key is <Kind>[.<group>]/[<namespace>/]<name> and parses back to the same identity', () => {
@@ -51,10 +51,10 @@ void describe('object keys', () => {
 
 void describe('instance names', () => {
   void test('<kind>-<16 hex>: the same configuration gives the same name, another configuration another name', () => {
-    const a = instanceName('s3', { bucket: 'b', prefix: 'p/', endpoint: 'e' });
+    const a = replicaName('s3', { bucket: 'b', prefix: 'p/', endpoint: 'e' });
     assert.match(a, /^s3-[0-9a-f]{16}$/);
-    assert.equal(instanceName('s3', { prefix: 'p/', endpoint: 'e', bucket: 'b' }), a, 'key order does not matter');
-    assert.notEqual(instanceName('s3', { bucket: 'b', prefix: 'q/', endpoint: 'e' }), a);
+    assert.equal(replicaName('s3', { prefix: 'p/', endpoint: 'e', bucket: 'b' }), a, 'key order does not matter');
+    assert.notEqual(replicaName('s3', { bucket: 'b', prefix: 'q/', endpoint: 'e' }), a);
   });
 });
 

@@ -6,7 +6,7 @@ import { RedundantStore, type PersistenceProvider } from '../../adapters/persist
 import { Entry, KeyPolicyError, RegistryKey, USER_HIDDEN_KEYS, USER_READ_ONLY_KEYS, entryName, validateId } from '../../adapters/registry';
 
 // An entry that is never committed needs a store only to exist; nothing here reaches it.
-const unusedProvider = { instanceStatus: () => ({ exists: true, status: true, meanPersistLatencyMs: 0, puts: 0 }), instances: () => ['x'] } as unknown as PersistenceProvider;
+const unusedProvider = { replicaStatus: () => ({ exists: true, status: true, meanPersistLatencyMs: 0, puts: 0 }), replicas: () => ['x'] } as unknown as PersistenceProvider;
 const stores = { store: RedundantStore.over(unusedProvider) };
 
 void describe('registry names and keys', () => {

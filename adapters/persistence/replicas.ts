@@ -1,9 +1,11 @@
-// Instance bookkeeping shared by every backend: names derived from configuration, up/down state, and the
-// mean persist latency that instanceStatus reports.
+// Replica bookkeeping shared by every backend: names derived from configuration, up/down state, and the
+// mean persist latency that replicaStatus reports. A replica is one independent copy a provider serves (a
+// directory, a bucket and prefix, an etcd prefix, a Kubernetes namespace); "instance" is kept for OSB service
+// instances.
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { NotFoundError, UnavailableError, ValidationError } from '../errors';
-import type { InstanceStatus } from './types';
+import type { ReplicaStatus } from './types';
 
 function canonical(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(canonical);
@@ -19,13 +21,13 @@ function canonical(value: unknown): unknown {
 }
 
 /** `<kind>-<16 hex>`: the hash covers the identifying configuration only (never credentials), so it is stable. */
-export function instanceName(kind: string, identity: unknown): string {
+export function replicaName(kind: string, identity: unknown): string {
   const hash = createHash('sha256').update(JSON.stringify(canonical(identity))).digest('hex').slice(0, 16);
   return `${kind}-${hash}`;
 }
 
-/** One instance's configuration and health. */
-export class InstanceState<C> {
+/** One replica's configuration (and the connection the backend keeps in it) and health. */
+export class ReplicaState<C> {
   up = false;
   initialized = false;
   lastError: string | undefined = 'not initialized';
@@ -52,8 +54,8 @@ export class InstanceState<C> {
     this.putMsTotal += ms;
   }
 
-  status(): InstanceStatus {
-    const s: InstanceStatus = {
+  status(): ReplicaStatus {
+    const s: ReplicaStatus = {
       exists: true,
       status: this.up,
       meanPersistLatencyMs: this.puts ? this.putMsTotal / this.puts : 0,
@@ -63,14 +65,20 @@ export class InstanceState<C> {
     return s;
   }
 
-  /** Fails fast (retryable) when the instance never initialized. */
+  /** Fails fast (retryable) when the replica never initialized. */
   requireInitialized(): void {
-    if (!this.initialized) throw new UnavailableError(`persistence instance ${this.name} is not initialized`);
+    if (!this.initialized) throw new UnavailableError(`persistence replica ${this.name} is not initialized`);
+  }
+
+  /** The client a backend opened for this replica; unavailable (retryable) once closed or before initialize. */
+  connection<T>(client: T | undefined): T {
+    if (client === undefined) throw new UnavailableError(`persistence replica ${this.name} is not initialized`);
+    return client;
   }
 
   /**
    * Runs one backend call and keeps the health current: a transport failure (UnavailableError) marks the
-   * instance down, any answer marks it up; a put also feeds the mean latency (measured to the durable ack).
+   * replica down, any answer marks it up; a put also feeds the mean latency (measured to the durable ack).
    */
   async track<T>(fn: () => Promise<T>, opts: { put?: boolean } = {}): Promise<T> {
     this.requireInitialized();
@@ -88,18 +96,18 @@ export class InstanceState<C> {
   }
 }
 
-/** The instances of one provider, by name. */
-export class InstanceTable<C> {
-  private readonly byName = new Map<string, InstanceState<C>>();
+/** The replicas of one provider, by name. */
+export class ReplicaTable<C> {
+  private readonly byName = new Map<string, ReplicaState<C>>();
 
   constructor(kind: string, configs: Array<{ config: C; identity: unknown }>) {
-    if (configs.length === 0) throw new ValidationError(`a ${kind} persistence provider needs at least one instance`, 'instances');
+    if (configs.length === 0) throw new ValidationError(`a ${kind} persistence provider needs at least one replica`, 'replicas');
     for (const { config, identity } of configs) {
-      const name = instanceName(kind, identity);
+      const name = replicaName(kind, identity);
       if (this.byName.has(name)) {
-        throw new ValidationError(`two ${kind} persistence instances have the same configuration`, 'instances');
+        throw new ValidationError(`two ${kind} persistence replicas have the same configuration`, 'replicas');
       }
-      this.byName.set(name, new InstanceState(name, config));
+      this.byName.set(name, new ReplicaState(name, config));
     }
   }
 
@@ -107,26 +115,26 @@ export class InstanceTable<C> {
     return [...this.byName.keys()];
   }
 
-  all(): InstanceState<C>[] {
+  all(): ReplicaState<C>[] {
     return [...this.byName.values()];
   }
 
-  /** The named instance; NotFoundError for a name this provider does not serve. */
-  get(name: string): InstanceState<C> {
+  /** The named replica; NotFoundError for a name this provider does not serve. */
+  get(name: string): ReplicaState<C> {
     const state = this.byName.get(name);
-    if (!state) throw new NotFoundError(`no persistence instance named ${JSON.stringify(String(name).slice(0, 80))}`);
+    if (!state) throw new NotFoundError(`no persistence replica named ${JSON.stringify(String(name).slice(0, 80))}`);
     return state;
   }
 
-  status(name: string): InstanceStatus {
+  status(name: string): ReplicaStatus {
     return this.byName.get(name)?.status() ?? { exists: false };
   }
 
   /**
-   * Initializes every instance with `open`; failed ones are marked down. Rejects with one UnavailableError
-   * naming the failed instances, so the caller knows the provider is (partly) dead.
+   * Initializes every replica with `open`; failed ones are marked down. Rejects with one UnavailableError
+   * naming the failed replicas, so the caller knows the provider is (partly) dead.
    */
-  async initializeAll(kind: string, open: (state: InstanceState<C>) => Promise<void>): Promise<void> {
+  async initializeAll(kind: string, open: (state: ReplicaState<C>) => Promise<void>): Promise<void> {
     const failed: string[] = [];
     await Promise.all(
       this.all().map(async (state) => {
@@ -141,6 +149,6 @@ export class InstanceTable<C> {
         }
       }),
     );
-    if (failed.length) throw new UnavailableError(`${kind} persistence instances failed to initialize: ${failed.join('; ')}`);
+    if (failed.length) throw new UnavailableError(`${kind} persistence replicas failed to initialize: ${failed.join('; ')}`);
   }
 }
