@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -375,7 +375,10 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
     const [instruction, ...rest] = line.trim().split(/\s+/);
     if (instruction === 'COPY' && rest[0] === '--from=deps') {
       assert.deepEqual(rest.slice(1), ['/app/node_modules', './node_modules']);
-      execFileSync('cp', ['-al', join(repoRoot, 'node_modules'), join(app, 'node_modules')]);
+      // Hard links of the real folder (a node_modules that is a symlink would be copied as the link, and the
+      // removals below would then delete this checkout's own dev dependencies through it).
+      execFileSync('cp', ['-al', `${realpathSync(join(repoRoot, 'node_modules'))}/.`, join(app, 'node_modules')]);
+      assert.ok(!lstatSync(join(app, 'node_modules')).isSymbolicLink());
       for (const path of devOnly) rmSync(join(app, path), { recursive: true, force: true });
     } else if (instruction === 'COPY') {
       const dest = rest.pop()!;
