@@ -1,8 +1,7 @@
 // The `endpoints:` section of the runtime configuration: which Kubernetes services are mirrored into which
 // service registry, and how (see docs/ENDPOINTS.md).
 import type { MetadataPair } from '../adapters/servregistry';
-import type { SecretSource } from './runtime';
-import { etcdAuthSchema, etcdEndpointsSchema } from './secret-source';
+import { etcdAuthSchema, etcdEndpointsSchema, type SecretSource } from './secret-source';
 
 /** The `endpoints:` section of the runtime configuration (see docs/ENDPOINTS.md). */
 export interface EndpointSyncConfig {
