@@ -27,7 +27,7 @@ import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, load
 import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../activities/endpoints';
 import { watchLabelKey } from '../adapters/kubernetes';
 import { createCliContext } from '../client/cli/context';
-import { connectClient } from '../client/temporal';
+import { connectClient } from '../platform/temporal';
 import { endpointWatcherWorkflowId, kubeServiceWorkflowId } from '../workflows/endpoints-messages';
 import { instanceWorkflowId, bindingWorkflowId } from '../workflows/messages';
 import type { reconcileWorkflow } from '../workflows/reconcile';

@@ -1,11 +1,11 @@
 // The worker process: configuration -> adapters -> activities -> Worker, until SIGINT/SIGTERM.
 import { createServer } from 'node:http';
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
-import { createLogger } from '../client/logging';
+import { createLogger } from '../platform/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 import { prebuiltWorkflowBundle } from './bundle';
-import { connectClient } from '../client/temporal';
+import { connectClient } from '../platform/temporal';
 import { searchAttributeDefinitions } from '../workflows/searchAttributes';
 import { temporal } from '@temporalio/proto';
 

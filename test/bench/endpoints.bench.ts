@@ -11,7 +11,7 @@ import type { Worker } from '@temporalio/worker';
 import { createEndpointActivities, createEndpointDeps, ensureEndpointSync, stopEndpointSync, type EndpointDeps, type EndpointSyncConfig } from '../../activities/endpoints';
 import { KubeServiceWatcher } from '../../adapters/kubernetes/watcher';
 import { endpointName } from '../../adapters/kubernetes';
-import { connectClient } from '../../client/temporal';
+import { connectClient } from '../../platform/temporal';
 import { validateRuntimeConfig, type RuntimeConfig } from '../../config/runtime';
 import { bundleWorkflows, createWorker } from '../../worker/worker';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';

@@ -7,7 +7,7 @@ import type { Worker } from '@temporalio/worker';
 import { EtcdServiceRegistry, type Metadata } from '../../adapters/servregistry';
 import type { WatchedChange } from '../../adapters/kubernetes/watcher';
 import { createEndpointDeps, ensureEndpointSync, stopEndpointSync, type EndpointDeps, type EndpointSyncConfig } from '../../activities/endpoints';
-import { connectClient } from '../../client/temporal';
+import { connectClient } from '../../platform/temporal';
 import type { RuntimeConfig } from '../../config/runtime';
 import { writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';
