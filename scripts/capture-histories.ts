@@ -24,7 +24,7 @@ import { pollLastOperation, startTestStack, type TestStack } from '../test/suppo
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
 import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/integration/endpoints-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
-import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../activities/endpoints';
+import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../platform/endpoint-workflows';
 import { watchLabelKey } from '../adapters/kubernetes';
 import { createCliContext } from '../client/cli/context';
 import { connectClient } from '../platform/temporal';
