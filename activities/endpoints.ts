@@ -1,71 +1,30 @@
-// The activities of endpoint reconciliation, and what builds them: reconcile one Kubernetes service into the
-// registry through the ownership-checking Broker (always from current state), run the informers while
-// heartbeating, and compare the whole cluster with the registry for the scheduled resync. Also here: the
-// configuration section, its validation, and `ensureEndpointSync`, which starts the watcher and the schedule.
+// The activities of endpoint reconciliation: reconcile one Kubernetes service into the registry through the
+// ownership-checking Broker (always from current state), run the informers while heartbeating, and compare the
+// whole cluster with the registry for the scheduled resync. The settings come from config/endpoints.ts, the
+// adapters from adapters/factory.ts, and the signals go out through platform/endpoint-workflows.ts.
 import { Context, CancelledFailure } from '@temporalio/activity';
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { ApiException, CoreV1Api, KubeConfig, type V1Namespace, type V1Service } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import { ApiException, CoreV1Api, type KubeConfig, type V1Namespace, type V1Service } from '@kubernetes/client-node';
 import { NotFoundError, PermissionError, UnavailableError, ValidationError } from '../adapters/errors';
-import {
-  AnnotationAllowlist,
-  extractServiceData,
-  isNamespaceWatched,
-  watchLabelKey,
-  type NamespaceWatchPolicy,
-} from '../adapters/kubernetes';
+import { extractServiceData, isNamespaceWatched } from '../adapters/kubernetes';
 import { KubeServiceWatcher, type ServiceKey } from '../adapters/kubernetes/watcher';
 import {
-  CloudMapServiceRegistry,
   EndpointNotOwnedError,
-  EtcdServiceRegistry,
   NamespaceNotEmptyError,
   NamespaceNotOwnedError,
   NoEndpointsError,
-  ServiceDirectoryServiceRegistry,
   ServiceHasForeignEndpointsError,
   ServiceNotOwnedError,
-  ServiceRegistryBroker,
   validateName,
   type Endpoint,
-  type ServiceRegistry,
+  type ServiceRegistryBroker,
 } from '../adapters/servregistry';
-import { resolveSecret } from '../config/runtime';
-import type { endpointResyncWorkflow, endpointWatcherWorkflow, kubeServiceWorkflow } from '../workflows/endpoints';
-import {
-  endpointResyncScheduleId,
-  endpointWatcherWorkflowId,
-  isValidSyncName,
-  kubeServiceChangedSignal,
-  kubeServiceWorkflowId,
-  type KubeServiceInput,
-  type KubeServiceOutcome,
-  type ResyncSummary,
-  type ServiceChange,
-  type ServiceChangeReason,
-  type WatchSummary,
-} from '../workflows/endpoints-messages';
-import { KubeService } from '../workflows/searchAttributes';
-import type { EndpointSyncConfig } from '../config/endpoints';
-export { endpointSyncConfigSchema, type EndpointSyncConfig } from '../config/endpoints';
+import type { EndpointSyncSettings } from '../config/endpoints';
+import { signalKubeService } from '../platform/endpoint-workflows';
+import type { KubeServiceOutcome, ResyncSummary, WatchSummary } from '../workflows/endpoints-messages';
 import { asActivity, toFailure } from './failures';
 
-/** The configuration section validated and completed with defaults. */
-export interface EndpointSyncSettings {
-  name: string;
-  allowlist: AnnotationAllowlist;
-  policy: Required<NamespaceWatchPolicy>;
-  resyncIntervalSeconds: number;
-  debounceMs: number;
-  idleMs: number;
-  heartbeatTimeoutSeconds: number;
-  stallTimeoutMs: number;
-  reconcileTimeoutSeconds: number;
-  reconcileIn: 'local-activity' | 'activity';
-  /** signalWithStart calls in flight at once. */
-  signalConcurrency: number;
-}
-
-/** What the endpoint activities are built from. */
+/** What the endpoint activities are built from (the worker builds it: worker/dependencies.ts). */
 export interface EndpointDeps {
   settings: EndpointSyncSettings;
   /** The Broker in front of the configured registry. */
@@ -90,122 +49,6 @@ export class RegistryParentGoneError extends UnavailableError {
   constructor(path: string, cause?: unknown) {
     super(`the registry namespace of ${path} was removed while registering it`, cause);
   }
-}
-
-function integerIn(value: number | undefined, dflt: number, min: number, max: number, field: string): number {
-  const n = value ?? dflt;
-  if (!Number.isInteger(n) || n < min || n > max) throw new ValidationError(`endpoints.${field} must be an integer from ${min} to ${max}`, `endpoints.${field}`);
-  return n;
-}
-
-function reconcileIn(cfg: EndpointSyncConfig): 'local-activity' | 'activity' {
-  const v = cfg.reconcileIn ?? (cfg.registry === 'etcd' ? 'local-activity' : 'activity');
-  if (v !== 'local-activity' && v !== 'activity') throw new ValidationError('endpoints.reconcileIn must be local-activity or activity', 'endpoints.reconcileIn');
-  return v;
-}
-
-/** Validates the section and applies defaults; each error names the bad field. */
-export function endpointSettings(cfg: EndpointSyncConfig): EndpointSyncSettings {
-  if (!cfg || typeof cfg !== 'object') throw new ValidationError('endpoints must be an object', 'endpoints');
-  if (!['etcd', 'cloudmap', 'servicedirectory'].includes(cfg.registry)) {
-    throw new ValidationError('endpoints.registry must be etcd, cloudmap or servicedirectory', 'endpoints.registry');
-  }
-  const name = cfg.name ?? cfg.registry;
-  if (!isValidSyncName(name)) throw new ValidationError(`endpoints.name ${JSON.stringify(name)} is not a DNS label`, 'endpoints.name');
-  const labelPrefix = cfg.labelPrefix ?? 'brokerflow.io';
-  try {
-    watchLabelKey(labelPrefix);
-  } catch {
-    throw new ValidationError(`endpoints.labelPrefix ${JSON.stringify(labelPrefix)} is not a DNS subdomain`, 'endpoints.labelPrefix');
-  }
-  let allowlist: AnnotationAllowlist;
-  try {
-    allowlist = new AnnotationAllowlist(cfg.allowedAnnotations ?? []);
-  } catch (err) {
-    throw new ValidationError(`endpoints.allowedAnnotations: ${(err as Error).message}`, 'endpoints.allowedAnnotations');
-  }
-  return {
-    name,
-    allowlist,
-    policy: { labelPrefix, watchByDefault: cfg.watchByDefault ?? false },
-    resyncIntervalSeconds: integerIn(cfg.resyncIntervalSeconds, 3600, 10, 604800, 'resyncIntervalSeconds'),
-    debounceMs: integerIn(cfg.debounceMs, 500, 0, 60000, 'debounceMs'),
-    idleMs: integerIn(cfg.idleSeconds, 0, 0, 3600, 'idleSeconds') * 1000,
-    heartbeatTimeoutSeconds: integerIn(cfg.heartbeatTimeoutSeconds, 15, 2, 600, 'heartbeatTimeoutSeconds'),
-    stallTimeoutMs: integerIn(cfg.stallTimeoutSeconds, 300, 5, 86400, 'stallTimeoutSeconds') * 1000,
-    reconcileTimeoutSeconds: integerIn(cfg.reconcileTimeoutSeconds, 60, 1, 3600, 'reconcileTimeoutSeconds'),
-    reconcileIn: reconcileIn(cfg),
-    signalConcurrency: 8,
-  };
-}
-
-/** Connects the configured registry backend (the caller closes it). */
-export function connectServiceRegistry(cfg: EndpointSyncConfig, baseDir?: string): ServiceRegistry {
-  switch (cfg.registry) {
-    case 'etcd': {
-      if (!cfg.etcd) throw new ValidationError('endpoints.etcd is required when endpoints.registry is etcd', 'endpoints.etcd');
-      const auth = cfg.etcd.auth ? { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, 'endpoints.etcd.auth.password', baseDir) } : undefined;
-      return EtcdServiceRegistry.connect({ endpoints: cfg.etcd.endpoints, ...(cfg.etcd.prefix ? { prefix: cfg.etcd.prefix } : {}), ...(auth ? { auth } : {}) });
-    }
-    case 'cloudmap':
-      if (!cfg.cloudmap) throw new ValidationError('endpoints.cloudmap is required when endpoints.registry is cloudmap', 'endpoints.cloudmap');
-      // Credentials come from the AWS default chain (environment, profile, instance role), never the file.
-      return new CloudMapServiceRegistry({ clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) } });
-    case 'servicedirectory': {
-      const sd = cfg.servicedirectory;
-      if (!sd) throw new ValidationError('endpoints.servicedirectory is required when endpoints.registry is servicedirectory', 'endpoints.servicedirectory');
-      return new ServiceDirectoryServiceRegistry({
-        projectId: sd.projectId,
-        location: sd.location,
-        clientOptions: { ...(sd.apiEndpoint ? { apiEndpoint: sd.apiEndpoint } : {}), ...(sd.port ? { port: sd.port } : {}) },
-      });
-    }
-    default:
-      throw new ValidationError('endpoints.registry must be etcd, cloudmap or servicedirectory', 'endpoints.registry');
-  }
-}
-
-/** Builds the activity dependencies from the configuration section: settings, registry + Broker, kubeconfig. */
-export function createEndpointDeps(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string; client?: Client } = {}): EndpointDeps {
-  const settings = endpointSettings(cfg);
-  const kubeConfig = new KubeConfig();
-  const path = cfg.kubeconfig ?? opts.kubeconfig;
-  if (path) kubeConfig.loadFromFile(path);
-  else kubeConfig.loadFromDefault();
-  const registry = connectServiceRegistry(cfg, opts.baseDir);
-  const broker = new ServiceRegistryBroker(registry, {
-    ...(cfg.ownerPair ? { ownerPair: cfg.ownerPair } : {}),
-    ...(cfg.persistentMetadata ? { persistentMetadata: cfg.persistentMetadata } : {}),
-  });
-  return { settings, broker, kubeConfig, ...(opts.client ? { client: opts.client } : {}), close: () => registry.close() };
-}
-
-/** The per-service workflow input the watcher and the resync start with. */
-export function kubeServiceInput(s: EndpointSyncSettings, key: ServiceKey): KubeServiceInput {
-  return {
-    sync: s.name,
-    namespace: key.namespace,
-    service: key.service,
-    debounceMs: s.debounceMs,
-    idleMs: s.idleMs,
-    reconcileTimeoutSeconds: s.reconcileTimeoutSeconds,
-    ...(s.reconcileIn === 'local-activity' ? { localActivity: true } : {}),
-  };
-}
-
-/** Signals (starting it when needed) the per-service workflow of `key`. */
-export async function signalKubeService(client: Client, taskQueue: string, s: EndpointSyncSettings, key: ServiceKey, reason: ServiceChangeReason): Promise<void> {
-  // Names from the apiserver are checked like any outside input before they become a workflow ID.
-  validateName('namespace', key.namespace);
-  validateName('service', key.service);
-  await client.workflow.signalWithStart<typeof kubeServiceWorkflow, [ServiceChange]>('kubeServiceWorkflow', {
-    workflowId: kubeServiceWorkflowId(s.name, key.namespace, key.service),
-    taskQueue,
-    args: [kubeServiceInput(s, key)],
-    signal: kubeServiceChangedSignal,
-    signalArgs: [{ reason }],
-    typedSearchAttributes: [{ key: KubeService, value: `${key.namespace}/${key.service}` }],
-  });
 }
 
 /** A Kubernetes read with typed errors: refused -> PermissionError, anything else -> UnavailableError (retried). */
@@ -459,11 +302,6 @@ export function createEndpointActivities(deps: EndpointDeps) {
       }
     },
 
-    /**
-     * Compares every watched Kubernetes service with the registry and signals each one the registry disagrees
-     * with (missing, different metadata or endpoints, or owned but no longer wanted); removes owned namespaces
-     * left empty and unwanted.
-     */
     /** The scheduled full resync: {@link compareAndSignal} as an activity. */
     async resyncEndpoints(input: { sync: string }): Promise<ResyncSummary> {
       return asActivity('endpoint resync', async () => {
@@ -488,56 +326,3 @@ function sameEndpoints(broker: ServiceRegistryBroker, want: Endpoint[], have: En
 
 /** The endpoint activities, as workflows see them. */
 export type EndpointActivities = ReturnType<typeof createEndpointActivities>;
-
-/** What {@link ensureEndpointSync} needs: where workers poll and the validated settings. */
-export interface EnsureEndpointSyncOptions {
-  taskQueue: string;
-  settings: EndpointSyncSettings;
-  /** The watch activity ends and the watcher continues as new after this long (default 6 h). */
-  maxRunSeconds?: number;
-}
-
-/**
- * Starts endpoint reconciliation for a mirror, idempotently: the watcher singleton `endpoint-watcher/<name>`
- * (an already running one is kept) and the resync schedule `endpoint-resync/<name>` (created, or updated to the
- * configured interval). Call it at worker start-up or from a deployment step.
- */
-export async function ensureEndpointSync(client: Client, opts: EnsureEndpointSyncOptions): Promise<{ watcherRunId: string; scheduleId: string }> {
-  const { settings: s, taskQueue } = opts;
-  const watcher = await client.workflow.start<typeof endpointWatcherWorkflow>('endpointWatcherWorkflow', {
-    workflowId: endpointWatcherWorkflowId(s.name),
-    taskQueue,
-    args: [{ sync: s.name, heartbeatTimeoutSeconds: s.heartbeatTimeoutSeconds, ...(opts.maxRunSeconds ? { maxRunSeconds: opts.maxRunSeconds } : {}) }],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-  });
-  const scheduleId = endpointResyncScheduleId(s.name);
-  const action = {
-    type: 'startWorkflow' as const,
-    workflowType: 'endpointResyncWorkflow',
-    taskQueue,
-    args: [{ sync: s.name }] as Parameters<typeof endpointResyncWorkflow>,
-    workflowId: scheduleId,
-  };
-  const spec = { intervals: [{ every: `${s.resyncIntervalSeconds} seconds` as const }] };
-  try {
-    await client.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' } });
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action }));
-  }
-  return { watcherRunId: watcher.firstExecutionRunId, scheduleId };
-}
-
-/** Stops a mirror: cancels the watcher and deletes the resync schedule (registry entries stay). Idempotent. */
-export async function stopEndpointSync(client: Client, name: string): Promise<void> {
-  try {
-    await client.workflow.getHandle(endpointWatcherWorkflowId(name)).cancel();
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-  try {
-    await client.schedule.getHandle(endpointResyncScheduleId(name)).delete();
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-  }
-}

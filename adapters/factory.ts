@@ -1,10 +1,14 @@
 // Builds the adapters a process needs from its runtime configuration: the registry (persistence instances +
-// redundancy + the secret provider for credentials), the resource drivers and the drivers' secret store.
-// Worker, broker and CLI all call this, so they see the same registry.
+// redundancy + the secret provider for credentials), the resource drivers and the drivers' secret store, and
+// for endpoint reconciliation the service registry Broker and the kubeconfig. Worker, broker and CLI all call
+// this, so they see the same registry.
 import { join, resolve } from 'node:path';
 import type { RuntimeConfig } from '../config/runtime';
 import { resolveSecret } from '../config/runtime';
 import { ConfigError } from '../config/catalog';
+import type { EndpointSyncConfig } from '../config/endpoints';
+import type { KubeConfig } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
+import type { ServiceRegistry, ServiceRegistryBroker } from './servregistry';
 import {
   EtcdPersistenceProvider,
   FilePersistenceProvider,
@@ -168,4 +172,64 @@ export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): P
       closers.forEach((c) => c());
     },
   };
+}
+
+/** What endpoint reconciliation reads and writes through: the Broker in front of the configured registry, and the cluster. */
+export interface EndpointAdapters {
+  /** The ownership-checking Broker in front of the configured service registry. */
+  broker: ServiceRegistryBroker;
+  /** Where namespaces and services are read and watched. */
+  kubeConfig: KubeConfig;
+  /** Closes the service registry's connection. */
+  close(): Promise<void>;
+}
+
+// Loaded only when endpoint reconciliation is configured: the broker and the CLI build their adapters here too
+// but never mirror endpoints, and the service registry clients (AWS Cloud Map, Google Service Directory) with
+// @kubernetes/client-node cost about 100 MB of memory. Client-node is ESM-only, hence import() for it.
+const loadServiceRegistries = () => require('./servregistry') as typeof import('./servregistry');
+const loadKubernetesClient = () => import('@kubernetes/client-node');
+
+/** Connects the configured service registry backend (the caller closes it). */
+export function connectServiceRegistry(cfg: EndpointSyncConfig, baseDir?: string): ServiceRegistry {
+  const { CloudMapServiceRegistry, EtcdServiceRegistry, ServiceDirectoryServiceRegistry } = loadServiceRegistries();
+  switch (cfg.registry) {
+    case 'etcd': {
+      if (!cfg.etcd) throw new ConfigError('endpoints.etcd is required when endpoints.registry is etcd', 'endpoints.etcd');
+      const auth = cfg.etcd.auth ? { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, 'endpoints.etcd.auth.password', baseDir) } : undefined;
+      return EtcdServiceRegistry.connect({ endpoints: cfg.etcd.endpoints, ...(cfg.etcd.prefix ? { prefix: cfg.etcd.prefix } : {}), ...(auth ? { auth } : {}) });
+    }
+    case 'cloudmap':
+      if (!cfg.cloudmap) throw new ConfigError('endpoints.cloudmap is required when endpoints.registry is cloudmap', 'endpoints.cloudmap');
+      // Credentials come from the AWS default chain (environment, profile, instance role), never the file.
+      return new CloudMapServiceRegistry({ clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) } });
+    case 'servicedirectory': {
+      const sd = cfg.servicedirectory;
+      if (!sd) throw new ConfigError('endpoints.servicedirectory is required when endpoints.registry is servicedirectory', 'endpoints.servicedirectory');
+      return new ServiceDirectoryServiceRegistry({
+        projectId: sd.projectId,
+        location: sd.location,
+        clientOptions: { ...(sd.apiEndpoint ? { apiEndpoint: sd.apiEndpoint } : {}), ...(sd.port ? { port: sd.port } : {}) },
+      });
+    }
+  }
+}
+
+/**
+ * The adapters of endpoint reconciliation: the configured registry behind the ownership-checking Broker, and
+ * the kubeconfig (`endpoints.kubeconfig`, else `opts.kubeconfig`, else $KUBECONFIG, ~/.kube/config or in-cluster).
+ */
+export async function createEndpointAdapters(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string } = {}): Promise<EndpointAdapters> {
+  const { ServiceRegistryBroker } = loadServiceRegistries();
+  const { KubeConfig } = await loadKubernetesClient();
+  const kubeConfig = new KubeConfig();
+  const path = cfg.kubeconfig ?? opts.kubeconfig;
+  if (path) kubeConfig.loadFromFile(path);
+  else kubeConfig.loadFromDefault();
+  const registry = connectServiceRegistry(cfg, opts.baseDir);
+  const broker = new ServiceRegistryBroker(registry, {
+    ...(cfg.ownerPair ? { ownerPair: cfg.ownerPair } : {}),
+    ...(cfg.persistentMetadata ? { persistentMetadata: cfg.persistentMetadata } : {}),
+  });
+  return { broker, kubeConfig, close: () => registry.close() };
 }

@@ -1,8 +1,8 @@
 // The codec-server process.
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { ConfigError } from '../config/catalog';
-import { createLogger } from './logging';
-import { codecFromConfig } from './codec';
+import { createLogger } from '../platform/logging';
+import { codecFromConfig } from '../platform/codec';
 import { brokerCredentials } from './broker/server';
 import { buildCodecServer } from './codec-server';
 

@@ -1,8 +1,12 @@
 // The `endpoints:` section of the runtime configuration: which Kubernetes services are mirrored into which
-// service registry, and how (see docs/ENDPOINTS.md).
+// service registry, and how (see docs/ENDPOINTS.md). Its schema is the one validation of the section;
+// `endpointSettings` adds the defaults and the two checks a schema cannot express.
+import { ValidationError } from '../adapters/errors';
+// The files themselves, not the folder's index: that one also exports the watcher and with it the Kubernetes client.
+import { AnnotationAllowlist } from '../adapters/kubernetes/annotations';
+import { watchLabelKey, type NamespaceWatchPolicy } from '../adapters/kubernetes/watch';
 import type { MetadataPair } from '../adapters/servregistry';
-import type { SecretSource } from './runtime';
-import { etcdAuthSchema, etcdEndpointsSchema } from './secret-source';
+import { etcdAuthSchema, etcdEndpointsSchema, type SecretSource } from './secret-source';
 
 /** The `endpoints:` section of the runtime configuration (see docs/ENDPOINTS.md). */
 export interface EndpointSyncConfig {
@@ -108,3 +112,53 @@ export const endpointSyncConfigSchema = {
   },
 } as const;
 
+
+/** The section completed with defaults: what the endpoint activities and the workflow starters read. */
+export interface EndpointSyncSettings {
+  name: string;
+  allowlist: AnnotationAllowlist;
+  policy: Required<NamespaceWatchPolicy>;
+  resyncIntervalSeconds: number;
+  debounceMs: number;
+  idleMs: number;
+  heartbeatTimeoutSeconds: number;
+  stallTimeoutMs: number;
+  reconcileTimeoutSeconds: number;
+  reconcileIn: 'local-activity' | 'activity';
+  /** signalWithStart calls in flight at once. */
+  signalConcurrency: number;
+}
+
+/**
+ * Applies the defaults to a section that {@link endpointSyncConfigSchema} accepted, and checks what the schema
+ * cannot: the label prefix is a DNS subdomain and every allowlist entry has a form the allowlist knows. Each
+ * error names the bad field.
+ */
+export function endpointSettings(cfg: EndpointSyncConfig): EndpointSyncSettings {
+  const labelPrefix = cfg.labelPrefix ?? 'brokerflow.io';
+  try {
+    watchLabelKey(labelPrefix);
+  } catch {
+    throw new ValidationError(`endpoints.labelPrefix ${JSON.stringify(labelPrefix)} is not a DNS subdomain`, 'endpoints.labelPrefix');
+  }
+  let allowlist: AnnotationAllowlist;
+  try {
+    allowlist = new AnnotationAllowlist(cfg.allowedAnnotations ?? []);
+  } catch (err) {
+    throw new ValidationError(`endpoints.allowedAnnotations: ${(err as Error).message}`, 'endpoints.allowedAnnotations');
+  }
+  return {
+    name: cfg.name ?? cfg.registry,
+    allowlist,
+    policy: { labelPrefix, watchByDefault: cfg.watchByDefault ?? false },
+    resyncIntervalSeconds: cfg.resyncIntervalSeconds ?? 3600,
+    debounceMs: cfg.debounceMs ?? 500,
+    idleMs: (cfg.idleSeconds ?? 0) * 1000,
+    heartbeatTimeoutSeconds: cfg.heartbeatTimeoutSeconds ?? 15,
+    stallTimeoutMs: (cfg.stallTimeoutSeconds ?? 300) * 1000,
+    reconcileTimeoutSeconds: cfg.reconcileTimeoutSeconds ?? 60,
+    // A registry that answers in milliseconds reconciles inside the workflow task (see reconcileIn above).
+    reconcileIn: cfg.reconcileIn ?? (cfg.registry === 'etcd' ? 'local-activity' : 'activity'),
+    signalConcurrency: 8,
+  };
+}

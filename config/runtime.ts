@@ -7,11 +7,10 @@ import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
 import { loadResourceSets, type ResourceSetDef } from './resource-sets';
-import { etcdAuthSchema, etcdEndpointsSchema, secretSourceSchema as secretSource } from './secret-source';
+import { etcdAuthSchema, etcdEndpointsSchema, secretSourceSchema as secretSource, type SecretSource } from './secret-source';
 import { endpointSyncConfigSchema, type EndpointSyncConfig } from './endpoints';
 
-/** A secret given inline (development only), from an environment variable, or from a file. */
-export type SecretSource = string | { env: string } | { file: string };
+export type { SecretSource } from './secret-source';
 
 /** An AES-256 key for payload and at-rest encryption, with the ID stored next to each ciphertext. */
 export interface EncryptionKeyConfig {

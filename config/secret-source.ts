@@ -1,4 +1,8 @@
-// JSON Schemas shared by configuration sections: secret references and etcd connections.
+// Shared by configuration sections: secret references (type and schema) and etcd connections. Sections import
+// from here rather than from runtime.ts, which assembles them, so no section imports its assembler.
+
+/** A secret given inline (development only), from an environment variable, or from a file. */
+export type SecretSource = string | { env: string } | { file: string };
 
 /** A secret reference: inline (development only), `{ env: NAME }` or `{ file: PATH }`. */
 export const secretSourceSchema = {

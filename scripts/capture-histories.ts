@@ -24,10 +24,10 @@ import { pollLastOperation, startTestStack, type TestStack } from '../test/suppo
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
 import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/integration/endpoints-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
-import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../activities/endpoints';
+import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../platform/endpoint-workflows';
 import { watchLabelKey } from '../adapters/kubernetes';
 import { createCliContext } from '../client/cli/context';
-import { connectClient } from '../client/temporal';
+import { connectClient } from '../platform/temporal';
 import { endpointWatcherWorkflowId, kubeServiceWorkflowId } from '../workflows/endpoints-messages';
 import { instanceWorkflowId, bindingWorkflowId } from '../workflows/messages';
 import type { reconcileWorkflow } from '../workflows/reconcile';

@@ -1,10 +1,13 @@
 // Configuration -> adapters -> what activities are built from, for the worker process (and tests).
 import { hostname } from 'node:os';
 import { Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import type { Client } from '@temporalio/client';
 import type { RuntimeConfig } from '../config/runtime';
-import { createDrivers, createRegistry, driverSecretStore, type RegistryBundle } from '../adapters/factory';
+import { endpointSettings, type EndpointSyncConfig } from '../config/endpoints';
+import { createDrivers, createEndpointAdapters, createRegistry, driverSecretStore, type RegistryBundle } from '../adapters/factory';
 import type { ResourceDriver } from '../adapters/resources/types';
 import type { ActivityDeps } from '../activities';
+import type { EndpointDeps } from '../activities/endpoints';
 import { createReconcileMetrics } from '../activities/metrics';
 import { resolve } from 'node:path';
 
@@ -25,10 +28,7 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
   const { drivers, close: closeDrivers } = await createDrivers(cfg, driverSecretStore(registry.secrets));
   for (const [kind, d] of extraDrivers) drivers.set(kind, d);
   const kubeconfig = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
-  // Imported only when configured: endpoint reconciliation pulls in @kubernetes/client-node.
-  const endpoints = cfg.endpoints
-    ? (require('../activities/endpoints') as typeof import('../activities/endpoints')).createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir })
-    : undefined;
+  const endpoints = cfg.endpoints ? await createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir }) : undefined;
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'brokerflow_worker_' });
   return {
@@ -47,4 +47,11 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
       await registry.close();
     },
   };
+}
+
+/** What the endpoint activities are built from: the section's settings and its adapters (worker and tests). */
+export async function createEndpointDeps(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string; client?: Client } = {}): Promise<EndpointDeps> {
+  const settings = endpointSettings(cfg);
+  const adapters = await createEndpointAdapters(cfg, { ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.baseDir ? { baseDir: opts.baseDir } : {}) });
+  return { settings, ...adapters, ...(opts.client ? { client: opts.client } : {}) };
 }

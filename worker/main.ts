@@ -1,11 +1,12 @@
 // The worker process: configuration -> adapters -> activities -> Worker, until SIGINT/SIGTERM.
 import { createServer } from 'node:http';
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
-import { createLogger } from '../client/logging';
+import { createLogger } from '../platform/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 import { prebuiltWorkflowBundle } from './bundle';
-import { connectClient } from '../client/temporal';
+import { connectClient } from '../platform/temporal';
+import { ensureEndpointSync } from '../platform/endpoint-workflows';
 import { searchAttributeDefinitions } from '../workflows/searchAttributes';
 import { temporal } from '@temporalio/proto';
 
@@ -38,7 +39,6 @@ async function main(): Promise<void> {
   if (built.deps.endpoints) {
     // Endpoint reconciliation runs as a singleton watcher workflow plus a resync schedule; starting them is idempotent.
     const client = await connectClient(config);
-    const { ensureEndpointSync } = require('../activities/endpoints') as typeof import('../activities/endpoints');
     const started = await ensureEndpointSync(client, { taskQueue: config.temporal.taskQueue, settings: built.deps.endpoints.settings });
     log.info({ sync: built.deps.endpoints.settings.name, schedule: started.scheduleId }, 'endpoint reconciliation running');
     await client.connection.close();

@@ -2,7 +2,7 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type ActivityInterceptorsFactory, type WorkflowBundleOption, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { RuntimeConfig } from '../config/runtime';
 import { createActivities, type ActivityDeps } from '../activities';
-import { dataConverter, temporalSettings } from '../client/temporal';
+import { dataConverter, temporalSettings } from '../platform/temporal';
 
 const workflowsPath = require.resolve('../workflows');
 

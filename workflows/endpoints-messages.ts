@@ -94,6 +94,16 @@ export interface ResyncSummary {
   namespacesRemoved: number;
 }
 
+/**
+ * The endpoint workflows' signatures, by which starters type their calls (workflow type by name) without
+ * importing the workflow code and, through it, the activities; workflows/endpoints.ts checks it implements them.
+ */
+export type KubeServiceWorkflow = (input: KubeServiceInput, carriedSignals?: number) => Promise<KubeServiceStatus>;
+/** See {@link KubeServiceWorkflow}. */
+export type EndpointWatcherWorkflow = (input: EndpointWatcherInput) => Promise<never>;
+/** See {@link KubeServiceWorkflow}. */
+export type EndpointResyncWorkflow = (input: EndpointResyncInput) => Promise<ResyncSummary>;
+
 export const kubeServiceChangedSignal = defineSignal<[ServiceChange]>('kubeServiceChanged');
 export const kubeServiceStatusQuery = defineQuery<KubeServiceStatus>('kubeServiceStatus');
 

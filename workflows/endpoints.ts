@@ -18,8 +18,11 @@ import {
   kubeServiceChangedSignal,
   kubeServiceStatusQuery,
   type EndpointResyncInput,
+  type EndpointResyncWorkflow,
   type EndpointWatcherInput,
+  type EndpointWatcherWorkflow,
   type KubeServiceInput,
+  type KubeServiceWorkflow,
   type KubeServiceStatus,
   type ResyncSummary,
 } from './endpoints-messages';
@@ -128,3 +131,8 @@ export async function endpointResyncWorkflow(input: EndpointResyncInput): Promis
   const { resyncEndpoints } = proxyActivities<EndpointActivities>(endpointResyncOptions);
   return resyncEndpoints(input);
 }
+
+// Starters type their calls with these signatures (endpoints-messages.ts); tsc fails here when a workflow drifts.
+kubeServiceWorkflow satisfies KubeServiceWorkflow;
+endpointWatcherWorkflow satisfies EndpointWatcherWorkflow;
+endpointResyncWorkflow satisfies EndpointResyncWorkflow;

@@ -1,6 +1,6 @@
 // The broker process: the OSB HTTP API, `/healthz`, `/readyz` and `/metrics`.
 import { configPathFromArgs, loadRuntimeConfig } from '../../config';
-import { createLogger } from '../logging';
+import { createLogger } from '../../platform/logging';
 import { createBroker } from './server';
 
 async function main(): Promise<void> {

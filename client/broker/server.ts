@@ -6,7 +6,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { ConfigError } from '../../config/catalog';
 import { resolveSecret, type RuntimeConfig } from '../../config/runtime';
-import { connectClient } from '../temporal';
+import { connectClient } from '../../platform/temporal';
 import type { BrokerCredentials } from './auth';
 import { buildBrokerApp } from './app';
 import { createRegistry } from '../../adapters/factory';

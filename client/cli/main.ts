@@ -7,7 +7,7 @@ import { configPathFromArgs, loadRuntimeConfig, type RuntimeConfig } from '../..
 import { publicCatalog } from '../../config/catalog';
 import { BrokerflowError, NotFoundError } from '../../adapters/errors';
 import { OsbError } from '../broker/errors';
-import { connectClient, TemporalUnreachableError } from '../temporal';
+import { connectClient, TemporalUnreachableError } from '../../platform/temporal';
 import { createCliContext, type CliContext } from './context';
 import { watchStatus, currentStatus } from './status';
 import { listEntries } from './list';

@@ -8,10 +8,13 @@ import { mkdirSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import type { Worker } from '@temporalio/worker';
-import { createEndpointActivities, createEndpointDeps, ensureEndpointSync, stopEndpointSync, type EndpointDeps, type EndpointSyncConfig } from '../../activities/endpoints';
+import { createEndpointActivities, type EndpointDeps } from '../../activities/endpoints';
+import type { EndpointSyncConfig } from '../../config/endpoints';
+import { ensureEndpointSync, stopEndpointSync } from '../../platform/endpoint-workflows';
+import { createEndpointDeps } from '../../worker/dependencies';
 import { KubeServiceWatcher } from '../../adapters/kubernetes/watcher';
 import { endpointName } from '../../adapters/kubernetes';
-import { connectClient } from '../../client/temporal';
+import { connectClient } from '../../platform/temporal';
 import { validateRuntimeConfig, type RuntimeConfig } from '../../config/runtime';
 import { bundleWorkflows, createWorker } from '../../worker/worker';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';
@@ -140,7 +143,7 @@ export const benchmark: Benchmark = {
       for (let r = 0; r < runs; r++) {
         // brokerflow: watcher + per-service workflows, from watch start to every key in etcd.
         const cfg = mirrorConfig(`w${r}`);
-        const deps: EndpointDeps = createEndpointDeps(cfg);
+        const deps: EndpointDeps = await createEndpointDeps(cfg);
         cleanups.push(() => deps.close!());
         const config = runtime(`bench-endpoints-${id}-${r}`);
         const worker = await createWorker({ config, deps: { endpoints: deps }, workflowBundle: { code: bundle.code } });
@@ -160,7 +163,7 @@ export const benchmark: Benchmark = {
 
         // Baseline 1: the same reconcile, called directly for every service (no Temporal, no watch, no debounce).
         const dcfg = mirrorConfig(`d${r}`);
-        const ddeps = createEndpointDeps(dcfg);
+        const ddeps = await createEndpointDeps(dcfg);
         cleanups.push(() => ddeps.close!());
         await watch(dcfg);
         const acts = createEndpointActivities(ddeps);

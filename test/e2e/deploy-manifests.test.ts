@@ -16,7 +16,7 @@ import type { KubernetesObject, KubeConfig } from '@kubernetes/client-node';
 import { loadRuntimeConfig, type RuntimeConfigFile } from '../../config/runtime';
 import { createRegistry } from '../../adapters/factory';
 import { createBroker } from '../../client/broker/server';
-import { createLogger } from '../../client/logging';
+import { createLogger } from '../../platform/logging';
 import { freePort, repoRoot } from '../../scripts/lib/process';
 import { testBrokerUser, writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';

@@ -14,7 +14,7 @@ import {
   type KubeServiceStatus,
 } from '../../workflows/endpoints-messages';
 import { KubeService } from '../../workflows/searchAttributes';
-import { ensureEndpointSync, kubeServiceInput, stopEndpointSync } from '../../activities/endpoints';
+import { ensureEndpointSync, kubeServiceInput, stopEndpointSync } from '../../platform/endpoint-workflows';
 import {
   addresses,
   allowed,

@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { connectClient } from '../../client/temporal';
+import { connectClient } from '../../platform/temporal';
 import { probeWorkflow } from '../../workflows/probe';
 import { freePort } from '../../scripts/lib/process';
 import { basicAuth, writeRawTestConfig, writeTestConfig } from '../support/config';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTemporal, type TemporalDevServer } from '../../scripts/lib/temporal';
 import { createBroker, type RunningBroker } from '../../client/broker/server';
-import { createLogger } from '../../client/logging';
+import { createLogger } from '../../platform/logging';
 import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser, testEncryptionKey, writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';

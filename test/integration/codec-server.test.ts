@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { AesGcmPayloadCodec } from '../../client/codec';
+import { AesGcmPayloadCodec } from '../../platform/codec';
 import { buildCodecServer } from '../../client/codec-server';
-import { createLogger } from '../../client/logging';
+import { createLogger } from '../../platform/logging';
 
 const key1 = { id: 'k1', key: randomBytes(32) };
 const key2 = { id: 'k2', key: randomBytes(32) };

@@ -6,8 +6,11 @@ import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { EtcdServiceRegistry, type Metadata } from '../../adapters/servregistry';
 import type { WatchedChange } from '../../adapters/kubernetes/watcher';
-import { createEndpointDeps, ensureEndpointSync, stopEndpointSync, type EndpointDeps, type EndpointSyncConfig } from '../../activities/endpoints';
-import { connectClient } from '../../client/temporal';
+import type { EndpointDeps } from '../../activities/endpoints';
+import type { EndpointSyncConfig } from '../../config/endpoints';
+import { ensureEndpointSync, stopEndpointSync } from '../../platform/endpoint-workflows';
+import { createEndpointDeps } from '../../worker/dependencies';
+import { connectClient } from '../../platform/temporal';
 import type { RuntimeConfig } from '../../config/runtime';
 import { writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';
@@ -145,7 +148,7 @@ export function testEndpointConfig(overrides: Partial<EndpointSyncConfig> = {}):
 export async function startMirror(opts: { endpoints?: Partial<EndpointSyncConfig>; worker?: boolean; start?: boolean } = {}): Promise<Mirror> {
   const endpointConfig = testEndpointConfig(opts.endpoints);
   const { config } = writeTestConfig();
-  const deps = createEndpointDeps(endpointConfig);
+  const deps = await createEndpointDeps(endpointConfig);
   const registry = EtcdServiceRegistry.connect({ endpoints: endpointConfig.etcd!.endpoints, prefix: endpointConfig.etcd!.prefix! });
   const client = await connectClient(config);
   const mirror: Mirror = {

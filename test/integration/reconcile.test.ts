@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import { connectClient } from '../../client/temporal';
+import { connectClient } from '../../platform/temporal';
 import { reconcileWorkflow, type ReconcileInput } from '../../workflows/reconcile';
 import type { ResourceDef } from '../../config/resource-sets';
 import { createReconcileMetrics } from '../../activities/metrics';

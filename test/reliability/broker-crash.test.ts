@@ -12,7 +12,7 @@ import { OsbService } from '../../client/broker/service';
 import { buildBrokerApp } from '../../client/broker/app';
 import { registerOsbRoutes } from '../../client/broker/osb';
 import { brokerCredentials } from '../../client/broker/server';
-import { createLogger } from '../../client/logging';
+import { createLogger } from '../../platform/logging';
 import { freePort } from '../../scripts/lib/process';
 import type { OperationInput } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';

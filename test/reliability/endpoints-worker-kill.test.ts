@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { ensureEndpointSync } from '../../activities/endpoints';
+import { ensureEndpointSync } from '../../platform/endpoint-workflows';
 import { endpointWatcherWorkflowId } from '../../workflows/endpoints-messages';
 import {
   addresses,

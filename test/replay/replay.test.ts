@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { dataConverter } from '../../client/temporal';
+import { dataConverter } from '../../platform/temporal';
 import { installRuntime } from '../../worker/worker';
 import * as workflows from '../../workflows';
 import { requireTestEnv } from '../support/env';
@@ -42,7 +42,7 @@ test('the committed histories name no path or process of the machine that captur
 
 test('every captured history replays on the current workflow code', { timeout: 50_000 }, async () => {
   installRuntime();
-  // The worker's own data converter (client/temporal.ts), configured with the test-only key the histories
+  // The worker's own data converter (platform/temporal.ts), configured with the test-only key the histories
   // were captured with (test/replay/support.ts).
   const { config } = writeTestConfig({ encryption: replayTestEncryption });
   const failures: string[] = [];

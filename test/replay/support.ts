@@ -2,11 +2,11 @@
 // the payload encryption they were captured with, and how to read a history's workflow type.
 //
 // Why a fixed key: the worker encrypts every payload (workflow inputs, activity inputs and results, memos,
-// activity summaries) with the AES-256-GCM codec of client/codec.ts, and replay must decode them, since the
+// activity summaries) with the AES-256-GCM codec of platform/codec.ts, and replay must decode them, since the
 // workflows branch on activity results (`refused`, `alreadySucceeded`, the bindings a deprovision lists). Capturing
 // with the codec off would commit plaintext payloads and replay through a data converter production never uses;
 // capturing with the random per-run test key would make the histories undecodable. So capture and replay both
-// use the production converter (`dataConverter(config)` from client/temporal.ts) configured with the key below.
+// use the production converter (`dataConverter(config)` from platform/temporal.ts) configured with the key below.
 //
 // TEST-ONLY KEY. It is public (committed) and protects nothing: it only keeps the committed histories free of
 // plaintext payloads and lets the replay test decode them. Never configure it anywhere else. The captured runs

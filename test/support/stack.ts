@@ -6,7 +6,7 @@ import type { Client } from '@temporalio/client';
 import type { RuntimeConfig, RuntimeConfigFile } from '../../config/runtime';
 import type { ResourceDriver } from '../../adapters/resources/types';
 import { createBroker, type RunningBroker } from '../../client/broker/server';
-import { createLogger } from '../../client/logging';
+import { createLogger } from '../../platform/logging';
 import { buildWorkerDependencies, type WorkerDependencies } from '../../worker/dependencies';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { basicAuth, writeTestConfig } from './config';
