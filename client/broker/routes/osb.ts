@@ -40,7 +40,7 @@ const schemas = {
 /** Sends what OsbService answered, and ties the request (reqId, principal, originating identity) to its operation. */
 function send(reply: FastifyReply, a: OsbAnswer<OperationBody | InstanceBody | LastOperationBody | BindingBody>): FastifyReply {
   for (const [k, v] of Object.entries(a.headers ?? {})) void reply.header(k, v);
-  if ('operation' in a.body && typeof a.body.operation === 'string') reply.log.info({ operationId: a.body.operation, status: a.status }, 'operation');
+  if ('operation' in a.body && typeof a.body.operation === 'string') reply.request.log.info({ operationId: a.body.operation, status: a.status }, 'operation');
   return reply.code(a.status).send(a.body);
 }
 
