@@ -24,17 +24,20 @@ import {
 const instance = '/v2/service_instances/:instance_id';
 const binding = `${instance}/service_bindings/:binding_id`;
 
-/** The schema of every OSB route, by what the route does. */
+const onInstance = { headers: OsbHeaders, params: InstanceParams };
+const onBinding = { headers: OsbHeaders, params: BindingParams };
+
+/** The schema of every OSB route, by what the route does: what it reads besides headers and IDs, what it answers. */
 const schemas = {
-  provision: { headers: OsbHeaders, params: InstanceParams, querystring: AsyncQuery, body: ProvisionRequest, response: { 200: OperationBody, 201: OperationBody, 202: OperationBody, ...errorResponses } },
-  update: { headers: OsbHeaders, params: InstanceParams, querystring: AsyncQuery, body: UpdateRequest, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
-  deprovision: { headers: OsbHeaders, params: InstanceParams, querystring: DeleteQuery, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
-  fetchInstance: { headers: OsbHeaders, params: InstanceParams, response: { 200: InstanceBody, ...errorResponses } },
-  instanceLastOperation: { headers: OsbHeaders, params: InstanceParams, querystring: LastOperationQuery, response: { 200: LastOperationBody, ...errorResponses } },
-  bind: { headers: OsbHeaders, params: BindingParams, querystring: AsyncQuery, body: BindRequest, response: { 200: BindingBody, 201: BindingBody, 202: BindingBody, ...errorResponses } },
-  unbind: { headers: OsbHeaders, params: BindingParams, querystring: DeleteQuery, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
-  fetchBinding: { headers: OsbHeaders, params: BindingParams, response: { 200: BindingBody, ...errorResponses } },
-  bindingLastOperation: { headers: OsbHeaders, params: BindingParams, querystring: LastOperationQuery, response: { 200: LastOperationBody, ...errorResponses } },
+  provision: { ...onInstance, querystring: AsyncQuery, body: ProvisionRequest, response: { 200: OperationBody, 201: OperationBody, 202: OperationBody, ...errorResponses } },
+  update: { ...onInstance, querystring: AsyncQuery, body: UpdateRequest, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
+  deprovision: { ...onInstance, querystring: DeleteQuery, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
+  fetchInstance: { ...onInstance, response: { 200: InstanceBody, ...errorResponses } },
+  instanceLastOperation: { ...onInstance, querystring: LastOperationQuery, response: { 200: LastOperationBody, ...errorResponses } },
+  bind: { ...onBinding, querystring: AsyncQuery, body: BindRequest, response: { 200: BindingBody, 201: BindingBody, 202: BindingBody, ...errorResponses } },
+  unbind: { ...onBinding, querystring: DeleteQuery, response: { 200: OperationBody, 202: OperationBody, ...errorResponses } },
+  fetchBinding: { ...onBinding, response: { 200: BindingBody, ...errorResponses } },
+  bindingLastOperation: { ...onBinding, querystring: LastOperationQuery, response: { 200: LastOperationBody, ...errorResponses } },
 };
 
 /** Sends what OsbService answered, and ties the request (reqId, principal, originating identity) to its operation. */
