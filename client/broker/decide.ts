@@ -3,15 +3,13 @@
 // the answer. docs/design/osb-semantics.md is the table this module implements row by row; OsbService gathers
 // the facts and carries the decision out; the unit tests cover every row in milliseconds.
 import type { OperationType } from '../../workflows/messages';
-
-/** The state of an operation as the registry and the platform see it. */
-export type OperationStateName = 'in progress' | 'succeeded' | 'failed';
+import type { LastOperationState } from './schemas';
 
 /** An operation as recorded (registry) or running (Temporal memo). */
 export interface OperationFact {
   operation: OperationType;
   operationId: string;
-  state: OperationStateName;
+  state: LastOperationState;
   /** A successful deprovision/unbind: the entry is gone (tombstone). */
   gone?: boolean;
 }

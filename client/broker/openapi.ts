@@ -6,9 +6,14 @@ import * as S from './schemas';
 
 type Schema = Record<string, unknown>;
 
-/** JSON Schema -> OpenAPI 3.0 schema (drops `$schema`; the shapes we use need nothing else). */
+/**
+ * JSON Schema -> OpenAPI 3.0 schema: a plain copy (without TypeBox's symbol keys; the shapes we use need nothing
+ * else), each `type` first, as people read schemas.
+ */
 function oas(schema: Schema): Schema {
-  return JSON.parse(JSON.stringify(schema)) as Schema;
+  return JSON.parse(JSON.stringify(schema), (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) && 'type' in v ? Object.assign({ type: (v as Schema).type }, v) : v,
+  ) as Schema;
 }
 
 function params(where: 'path' | 'query' | 'header', schema: { properties: Record<string, unknown>; required?: readonly string[] }): Schema[] {
@@ -34,13 +39,13 @@ function responses(codes: Record<number, Schema>, describe: Record<number, strin
   return out;
 }
 
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, S.errorBody]));
+const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, S.ErrorBody]));
 
 /** The OpenAPI document for the OSB routes brokerflow serves. */
 export function openApiDocument(): Schema {
   const common = [versionHeader, ...identityHeaders];
-  const inst = params('path', S.instanceParams);
-  const bind = params('path', S.bindingParams);
+  const inst = params('path', S.InstanceParams);
+  const bind = params('path', S.BindingParams);
   const words: Record<number, string> = {
     200: 'OK', 201: 'Created', 202: 'Accepted (asynchronous; poll last_operation)', 400: 'Bad request', 401: 'Unauthorized',
     404: 'Not found', 409: 'Conflict', 410: 'Gone', 412: 'Unsupported or missing X-Broker-API-Version', 413: 'Body too large',
@@ -56,21 +61,21 @@ export function openApiDocument(): Schema {
     paths: {
       '/v2/catalog': { get: { summary: 'The catalog', parameters: common, responses: { 200: { description: 'OK' }, ...responses(errors(401, 412), words) } } },
       '/v2/service_instances/{instance_id}': {
-        put: { summary: 'Provision', parameters: [...common, ...inst, ...params('query', S.asyncQuery)], requestBody: body(S.provisionBody), responses: responses({ 200: S.operationBody, 201: S.operationBody, 202: S.operationBody, ...errors(400, 401, 409, 412, 413, 422, 500) }, words) },
-        patch: { summary: 'Update', parameters: [...common, ...inst, ...params('query', S.asyncQuery)], requestBody: body(S.updateBody), responses: responses({ 200: S.operationBody, 202: S.operationBody, ...errors(400, 401, 404, 412, 413, 422, 500) }, words) },
-        delete: { summary: 'Deprovision', parameters: [...common, ...inst, ...params('query', S.deleteQuery)], responses: responses({ 200: S.operationBody, 202: S.operationBody, ...errors(400, 401, 410, 412, 422, 500) }, words) },
-        get: { summary: 'Fetch instance', parameters: [...common, ...inst], responses: responses({ 200: S.instanceBody, ...errors(400, 401, 404, 412, 422) }, words) },
+        put: { summary: 'Provision', parameters: [...common, ...inst, ...params('query', S.AsyncQuery)], requestBody: body(S.ProvisionRequest), responses: responses({ 200: S.OperationBody, 201: S.OperationBody, 202: S.OperationBody, ...errors(400, 401, 409, 412, 413, 422, 500) }, words) },
+        patch: { summary: 'Update', parameters: [...common, ...inst, ...params('query', S.AsyncQuery)], requestBody: body(S.UpdateRequest), responses: responses({ 200: S.OperationBody, 202: S.OperationBody, ...errors(400, 401, 404, 412, 413, 422, 500) }, words) },
+        delete: { summary: 'Deprovision', parameters: [...common, ...inst, ...params('query', S.DeleteQuery)], responses: responses({ 200: S.OperationBody, 202: S.OperationBody, ...errors(400, 401, 410, 412, 422, 500) }, words) },
+        get: { summary: 'Fetch instance', parameters: [...common, ...inst], responses: responses({ 200: S.InstanceBody, ...errors(400, 401, 404, 412, 422) }, words) },
       },
       '/v2/service_instances/{instance_id}/last_operation': {
-        get: { summary: 'Instance last operation', parameters: [...common, ...inst, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
+        get: { summary: 'Instance last operation', parameters: [...common, ...inst, ...params('query', S.LastOperationQuery)], responses: responses({ 200: S.LastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
       },
       '/v2/service_instances/{instance_id}/service_bindings/{binding_id}': {
-        put: { summary: 'Bind', parameters: [...common, ...bind, ...params('query', S.asyncQuery)], requestBody: body(S.bindBody), responses: responses({ 200: S.bindingBody, 201: S.bindingBody, 202: S.bindingBody, ...errors(400, 401, 404, 409, 412, 413, 422, 500) }, words) },
-        delete: { summary: 'Unbind', parameters: [...common, ...bind, ...params('query', S.deleteQuery)], responses: responses({ 200: S.operationBody, 202: S.operationBody, ...errors(400, 401, 410, 412, 422, 500) }, words) },
-        get: { summary: 'Fetch binding', parameters: [...common, ...bind], responses: responses({ 200: S.bindingBody, ...errors(400, 401, 404, 412) }, words) },
+        put: { summary: 'Bind', parameters: [...common, ...bind, ...params('query', S.AsyncQuery)], requestBody: body(S.BindRequest), responses: responses({ 200: S.BindingBody, 201: S.BindingBody, 202: S.BindingBody, ...errors(400, 401, 404, 409, 412, 413, 422, 500) }, words) },
+        delete: { summary: 'Unbind', parameters: [...common, ...bind, ...params('query', S.DeleteQuery)], responses: responses({ 200: S.OperationBody, 202: S.OperationBody, ...errors(400, 401, 410, 412, 422, 500) }, words) },
+        get: { summary: 'Fetch binding', parameters: [...common, ...bind], responses: responses({ 200: S.BindingBody, ...errors(400, 401, 404, 412) }, words) },
       },
       '/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation': {
-        get: { summary: 'Binding last operation', parameters: [...common, ...bind, ...params('query', S.lastOperationQuery)], responses: responses({ 200: S.lastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
+        get: { summary: 'Binding last operation', parameters: [...common, ...bind, ...params('query', S.LastOperationQuery)], responses: responses({ 200: S.LastOperationBody, ...errors(401, 404, 410, 412, 503) }, words) },
       },
       '/healthz': { get: { summary: 'Liveness (no authentication)', security: [], responses: { 200: { description: 'alive' } } } },
       '/readyz': { get: { summary: 'Readiness: Temporal and the registry answer', responses: { 200: { description: 'ready' }, 503: { description: 'not ready' } } } },

@@ -1,151 +1,142 @@
-// JSON Schemas of the OSB v2.17 requests and responses: fastify validates and serialises with them, and
-// /openapi.json is built from the same objects, so the document cannot drift from what the broker does.
+// JSON Schemas of the OSB v2.17 requests and responses, written with TypeBox: fastify validates and serialises
+// with them, /openapi.json is built from the same objects, and the request and response types are derived from
+// them (`Static`), so none of the three can drift from the others. Each schema and its type share one name.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/** A string that is one of `values`: `{type: 'string', enum}`, the shape OSB documents and ajv checks fastest. */
+const StringEnum = <const T extends readonly string[]>(values: T) => Type.Unsafe<T[number]>({ type: 'string', enum: values });
+
+/** A JSON object whose keys the broker does not prescribe (context, parameters, bind_resource). */
+const JsonObject = Type.Unsafe<Record<string, unknown>>({ type: 'object' });
+
+/** The same, and serialised with every key it holds (a response field with no `properties` listed). */
+const OpenObject = Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true });
+
+/** The states an operation can be in, as `last_operation` reports them and the registry records them. */
+export const LastOperationState = StringEnum(['in progress', 'succeeded', 'failed']);
+export type LastOperationState = Static<typeof LastOperationState>;
 
 /** IDs: RFC 3986 unreserved characters, bounded (they become registry names and workflow IDs). */
-export const idSchema = { type: 'string', pattern: '^[A-Za-z0-9._~-]{1,200}$' } as const;
+export const Id = Type.String({ pattern: '^[A-Za-z0-9._~-]{1,200}$' });
 
-const object = { type: 'object' } as const;
-const maintenanceInfo = {
-  type: 'object',
-  required: ['version'],
-  properties: { version: { type: 'string', minLength: 1, maxLength: 100 }, description: { type: 'string' } },
-} as const;
+const MaintenanceInfo = Type.Object({
+  version: Type.String({ minLength: 1, maxLength: 100 }),
+  description: Type.Optional(Type.String()),
+});
 
-export const headersSchema = {
-  type: 'object',
-  properties: {
-    'x-broker-api-version': { type: 'string' },
-    'x-broker-api-originating-identity': { type: 'string' },
-    'x-broker-api-request-identity': { type: 'string' },
-  },
-} as const;
+/** The OSB headers every route reads (the version is checked by a hook, so that a 401 comes before a 412). */
+export const OsbHeaders = Type.Object({
+  'x-broker-api-version': Type.Optional(Type.String()),
+  'x-broker-api-originating-identity': Type.Optional(Type.String()),
+  'x-broker-api-request-identity': Type.Optional(Type.String()),
+});
 
-export const instanceParams = {
-  type: 'object',
-  required: ['instance_id'],
-  properties: { instance_id: idSchema },
-} as const;
+export const InstanceParams = Type.Object({ instance_id: Id });
+export type InstanceParams = Static<typeof InstanceParams>;
 
-export const bindingParams = {
-  type: 'object',
-  required: ['instance_id', 'binding_id'],
-  properties: { instance_id: idSchema, binding_id: idSchema },
-} as const;
+export const BindingParams = Type.Object({ instance_id: Id, binding_id: Id });
+export type BindingParams = Static<typeof BindingParams>;
 
-const acceptsIncomplete = { type: 'string', enum: ['true', 'false'] } as const;
+const AcceptsIncomplete = StringEnum(['true', 'false']);
 
-export const provisionBody = {
-  type: 'object',
+/** The body of a provision request. */
+export const ProvisionRequest = Type.Object({
+  service_id: Id,
+  plan_id: Id,
+  context: Type.Optional(JsonObject),
   // v2.17: organization_guid and space_guid are REQUIRED and MUST be non-empty strings.
-  required: ['service_id', 'plan_id', 'organization_guid', 'space_guid'],
-  properties: {
-    service_id: idSchema,
-    plan_id: idSchema,
-    context: object,
-    organization_guid: { type: 'string', minLength: 1, maxLength: 255 },
-    space_guid: { type: 'string', minLength: 1, maxLength: 255 },
-    parameters: object,
-    maintenance_info: maintenanceInfo,
-  },
-} as const;
+  organization_guid: Type.String({ minLength: 1, maxLength: 255 }),
+  space_guid: Type.String({ minLength: 1, maxLength: 255 }),
+  parameters: Type.Optional(JsonObject),
+  maintenance_info: Type.Optional(MaintenanceInfo),
+});
+export type ProvisionRequest = Static<typeof ProvisionRequest>;
 
-export const updateBody = {
-  type: 'object',
-  required: ['service_id'],
-  properties: {
-    service_id: idSchema,
-    plan_id: idSchema,
-    context: object,
-    parameters: object,
-    previous_values: object,
-    maintenance_info: maintenanceInfo,
-  },
-} as const;
+/** The body of an update request. */
+export const UpdateRequest = Type.Object({
+  service_id: Id,
+  plan_id: Type.Optional(Id),
+  context: Type.Optional(JsonObject),
+  parameters: Type.Optional(JsonObject),
+  previous_values: Type.Optional(JsonObject),
+  maintenance_info: Type.Optional(MaintenanceInfo),
+});
+export type UpdateRequest = Static<typeof UpdateRequest>;
 
-export const bindBody = {
-  type: 'object',
-  required: ['service_id', 'plan_id'],
-  properties: {
-    service_id: idSchema,
-    plan_id: idSchema,
-    context: object,
-    app_guid: { type: 'string', maxLength: 255 },
-    bind_resource: object,
-    parameters: object,
-  },
-} as const;
+/** The body of a bind request. */
+export const BindRequest = Type.Object({
+  service_id: Id,
+  plan_id: Id,
+  context: Type.Optional(JsonObject),
+  app_guid: Type.Optional(Type.String({ maxLength: 255 })),
+  bind_resource: Type.Optional(JsonObject),
+  parameters: Type.Optional(JsonObject),
+});
+export type BindRequest = Static<typeof BindRequest>;
 
-export const asyncQuery = {
-  type: 'object',
-  properties: { accepts_incomplete: acceptsIncomplete },
-} as const;
+/** The query of a provision, update or bind. */
+export const AsyncQuery = Type.Object({ accepts_incomplete: Type.Optional(AcceptsIncomplete) });
+export type AsyncQuery = Static<typeof AsyncQuery>;
 
-export const deleteQuery = {
-  type: 'object',
-  required: ['service_id', 'plan_id'],
-  properties: { service_id: idSchema, plan_id: idSchema, accepts_incomplete: acceptsIncomplete },
-} as const;
+/** The query of a deprovision or unbind: OSB sends the IDs of service and plan there, as there is no body. */
+export const DeleteQuery = Type.Object({ service_id: Id, plan_id: Id, accepts_incomplete: Type.Optional(AcceptsIncomplete) });
+export type DeleteQuery = Static<typeof DeleteQuery>;
 
-export const lastOperationQuery = {
-  type: 'object',
-  properties: { service_id: idSchema, plan_id: idSchema, operation: { type: 'string', maxLength: 10000 } },
-} as const;
+export const LastOperationQuery = Type.Object({
+  service_id: Type.Optional(Id),
+  plan_id: Type.Optional(Id),
+  operation: Type.Optional(Type.String({ maxLength: 10000 })),
+});
+export type LastOperationQuery = Static<typeof LastOperationQuery>;
 
-export const errorBody = {
-  type: 'object',
-  required: ['description'],
-  properties: {
-    error: { type: 'string' },
-    description: { type: 'string' },
-    instance_usable: { type: 'boolean' },
-    update_repeatable: { type: 'boolean' },
-  },
-} as const;
+/** The OSB error body. */
+export const ErrorBody = Type.Object({
+  error: Type.Optional(Type.String()),
+  description: Type.String(),
+  instance_usable: Type.Optional(Type.Boolean()),
+  update_repeatable: Type.Optional(Type.Boolean()),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
 
-export const operationBody = {
-  type: 'object',
-  properties: { operation: { type: 'string' }, dashboard_url: { type: 'string' } },
-} as const;
+/** The answer to a provision, update, deprovision or unbind. */
+export const OperationBody = Type.Object({ operation: Type.Optional(Type.String()), dashboard_url: Type.Optional(Type.String()) });
+export type OperationBody = Static<typeof OperationBody>;
 
-export const lastOperationBody = {
-  type: 'object',
-  required: ['state'],
-  properties: {
-    state: { type: 'string', enum: ['in progress', 'succeeded', 'failed'] },
-    description: { type: 'string' },
-    instance_usable: { type: 'boolean' },
-    update_repeatable: { type: 'boolean' },
-  },
-} as const;
+/** The answer to a last_operation poll. */
+export const LastOperationBody = Type.Object({
+  state: LastOperationState,
+  description: Type.Optional(Type.String()),
+  instance_usable: Type.Optional(Type.Boolean()),
+  update_repeatable: Type.Optional(Type.Boolean()),
+});
+export type LastOperationBody = Static<typeof LastOperationBody>;
 
-export const instanceBody = {
-  type: 'object',
-  properties: {
-    service_id: { type: 'string' },
-    plan_id: { type: 'string' },
-    dashboard_url: { type: 'string' },
-    parameters: { type: 'object', additionalProperties: true },
-    maintenance_info: maintenanceInfo,
-  },
-} as const;
+/** The answer to fetching an instance. */
+export const InstanceBody = Type.Object({
+  service_id: Type.Optional(Type.String()),
+  plan_id: Type.Optional(Type.String()),
+  dashboard_url: Type.Optional(Type.String()),
+  parameters: Type.Optional(OpenObject),
+  maintenance_info: Type.Optional(MaintenanceInfo),
+});
+export type InstanceBody = Static<typeof InstanceBody>;
 
-export const bindingBody = {
-  type: 'object',
-  properties: {
-    credentials: { type: 'object', additionalProperties: true },
-    parameters: { type: 'object', additionalProperties: true },
-    operation: { type: 'string' },
-  },
-} as const;
+/** The answer to a bind or to fetching a binding. */
+export const BindingBody = Type.Object({
+  credentials: Type.Optional(OpenObject),
+  parameters: Type.Optional(OpenObject),
+  operation: Type.Optional(Type.String()),
+});
+export type BindingBody = Static<typeof BindingBody>;
 
 /** The response schemas every OSB route shares. */
 export const errorResponses = {
-  400: errorBody,
-  401: errorBody,
-  404: errorBody,
-  409: errorBody,
-  410: errorBody,
-  412: errorBody,
-  422: errorBody,
-  500: errorBody,
-} as const;
+  400: ErrorBody,
+  401: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+  410: ErrorBody,
+  412: ErrorBody,
+  422: ErrorBody,
+  500: ErrorBody,
+} satisfies Record<number, TSchema>;

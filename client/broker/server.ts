@@ -12,7 +12,6 @@ import { buildBrokerApp } from './app';
 import { createRegistry } from '../../adapters/factory';
 import { OperationsClient } from '../operations';
 import { OsbService } from './service';
-import { registerOsbRoutes } from './osb';
 import { createBrokerMetrics } from './metrics';
 
 /** Resolves the configured broker credentials; a broker without any refuses to start. */
@@ -54,7 +53,7 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
   });
   const app = await buildBrokerApp({
     metrics,
-    routes: (a) => registerOsbRoutes(a, osb),
+    osb,
     catalog: cfg.catalogData,
     credentials,
     logger: log,

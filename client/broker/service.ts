@@ -24,45 +24,15 @@ import {
   type OperationFact,
 } from './decide';
 import type { BrokerMetrics } from './metrics';
+import type { BindingBody, BindRequest, InstanceBody, LastOperationBody, OperationBody, ProvisionRequest, UpdateRequest } from './schemas';
 
 type Json = Record<string, unknown>;
 
-/** An answer: status code, body and extra headers (the routes send it as is). */
-export interface OsbAnswer {
+/** An answer: status code, body of the route's response schema, and extra headers (the routes send it as is). */
+export interface OsbAnswer<B = Json> {
   status: number;
-  body: Json;
+  body: B;
   headers?: Record<string, string>;
-}
-
-/** The body of a provision request. */
-export interface ProvisionRequest {
-  service_id: string;
-  plan_id: string;
-  context?: Json;
-  organization_guid: string;
-  space_guid: string;
-  parameters?: Json;
-  maintenance_info?: { version: string };
-}
-
-/** The body of an update request. */
-export interface UpdateRequest {
-  service_id: string;
-  plan_id?: string;
-  context?: Json;
-  parameters?: Json;
-  previous_values?: Json;
-  maintenance_info?: { version: string };
-}
-
-/** The body of a bind request. */
-export interface BindRequest {
-  service_id: string;
-  plan_id: string;
-  context?: Json;
-  app_guid?: string;
-  bind_resource?: Json;
-  parameters?: Json;
 }
 
 /** What the service is built from. */
@@ -79,7 +49,10 @@ export interface OsbServiceDeps {
   stepRetry?: OperationInput['stepRetry'];
 }
 
-const answer = (status: number, body: Json, headers?: Record<string, string>): OsbAnswer => ({ status, body, ...(headers ? { headers } : {}) });
+/** What an asynchronous request is answered with: the operation to poll. */
+type AcceptedBody = Required<Pick<OperationBody, 'operation'>>;
+
+const answer = <B>(status: number, body: B, headers?: Record<string, string>): OsbAnswer<B> => ({ status, body, ...(headers ? { headers } : {}) });
 
 /**
  * What makes two instance requests identical: service, plan, parameters and the platform's org/space. The
@@ -96,9 +69,9 @@ function instanceFingerprint(a: { serviceId: string; planId: string; parameters:
 }
 
 /** A request about to be carried out: how to build its operation input, and what a synchronous success returns. */
-interface Intent {
+interface Intent<B> {
   build: () => OperationInput;
-  sync: { status: number; body: () => Promise<Json> };
+  sync: { status: number; body: () => Promise<B> };
 }
 
 export class OsbService {
@@ -223,12 +196,12 @@ export class OsbService {
    * Decides on fresh facts and carries the decision out. A start that loses a race (another run took the
    * workflow ID between our read and our start) decides again on the new facts, a few times at most.
    */
-  private async carryOut(
+  private async carryOut<B>(
     type: OperationType,
     ref: { instanceId: string; bindingId?: string },
     accepts: boolean,
-    decideNow: () => Promise<{ decision: Decision; plan: Intent; answer: (body: 'empty' | 'dashboard' | 'instance' | 'binding') => Json }>,
-  ): Promise<OsbAnswer> {
+    decideNow: () => Promise<{ decision: Decision; plan: Intent<B>; answer: (body: 'empty' | 'dashboard' | 'instance' | 'binding') => B }>,
+  ): Promise<OsbAnswer<B | AcceptedBody>> {
     for (let round = 0; round < 3; round++) {
       const { decision, plan, answer: render } = await decideNow();
       switch (decision.kind) {
@@ -260,7 +233,7 @@ export class OsbService {
   }
 
   /** Waits for the operation; answers the synchronous success, or 500 when it failed, was interrupted or is slow. */
-  private async answerSync(type: OperationType, ref: { instanceId: string; bindingId?: string }, operationId: string, sync: Intent['sync']): Promise<OsbAnswer> {
+  private async answerSync<B>(type: OperationType, ref: { instanceId: string; bindingId?: string }, operationId: string, sync: Intent<B>['sync']): Promise<OsbAnswer<B>> {
     let result: OperationResult | undefined;
     try {
       result = await this.deps.operations.waitForResult(ref, this.deps.syncTimeoutMs);
@@ -289,7 +262,7 @@ export class OsbService {
 
   // ---- instances ----------------------------------------------------------------------------------------
 
-  async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer> {
+  async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.planOf(b.service_id, b.plan_id);
     // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
     this.checkParameters(plan, 'create', b.parameters);
@@ -329,7 +302,7 @@ export class OsbService {
     });
   }
 
-  async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer> {
+  async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
     // Common check 4, before any state is read: the service, the plan when one is named, and the parameters
     // against that plan's schema (without a plan_id the schema is the instance's plan's, known only below).
     if (!this.deps.catalog.services.some((s) => s.id === b.service_id)) throw badRequest(`service_id "${b.service_id}" is not in the catalog`);
@@ -388,7 +361,7 @@ export class OsbService {
     });
   }
 
-  async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer> {
+  async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ deprovision: instanceId });
     return this.carryOut('deprovision', { instanceId }, accepts, async () => {
@@ -415,7 +388,7 @@ export class OsbService {
     });
   }
 
-  async fetchInstance(instanceId: string): Promise<OsbAnswer> {
+  async fetchInstance(instanceId: string): Promise<OsbAnswer<InstanceBody>> {
     const { entry, facts } = await this.instanceFacts(instanceId);
     const decision = decideFetchInstance(facts);
     if (decision.kind === 'error') throw decision.error ? unprocessable(decision.error, decision.description) : new OsbError(decision.status, decision.description);
@@ -430,7 +403,7 @@ export class OsbService {
     });
   }
 
-  async lastOperation(ref: { instanceId: string; bindingId?: string; operation?: string }): Promise<OsbAnswer> {
+  async lastOperation(ref: { instanceId: string; bindingId?: string; operation?: string }): Promise<OsbAnswer<LastOperationBody>> {
     const status = await this.deps.operations.status({
       instanceId: ref.instanceId,
       ...(ref.bindingId ? { bindingId: ref.bindingId } : {}),
@@ -443,7 +416,7 @@ export class OsbService {
 
   // ---- bindings -----------------------------------------------------------------------------------------
 
-  async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): Promise<OsbAnswer> {
+  async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): Promise<OsbAnswer<BindingBody>> {
     const { service, plan } = this.planOf(b.service_id, b.plan_id);
     if (!(plan.bindable ?? service.bindable)) throw badRequest(`plan "${plan.name}" is not bindable`);
     const appGuid = b.app_guid ?? (typeof b.bind_resource?.app_guid === 'string' ? b.bind_resource.app_guid : undefined);
@@ -480,7 +453,7 @@ export class OsbService {
     });
   }
 
-  async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer> {
+  async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ unbind: bindingId });
     return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
@@ -506,7 +479,7 @@ export class OsbService {
     });
   }
 
-  async fetchBinding(instanceId: string, bindingId: string): Promise<OsbAnswer> {
+  async fetchBinding(instanceId: string, bindingId: string): Promise<OsbAnswer<BindingBody>> {
     const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
     const decision = decideFetchBinding(facts);
     if (decision.kind === 'error') throw new OsbError(decision.status, decision.description);
@@ -516,7 +489,7 @@ export class OsbService {
   }
 }
 
-const noPlan: Intent = {
+const noPlan: Intent<OperationBody> = {
   sync: { status: 200, body: async () => ({}) },
   build: () => {
     throw new Error('no operation to build for a refused request');
@@ -552,20 +525,20 @@ function opFilter(operation: string | undefined): { operationId?: string } {
   return { operationId: operation };
 }
 
-function answerLastOperation(s: OperationStatus, retryAfter: string): OsbAnswer {
+function answerLastOperation(s: OperationStatus, retryAfter: string): OsbAnswer<LastOperationBody> {
   if (s.gone && s.state === 'succeeded') throw gone(`${s.operation === 'unbind' ? 'binding' : 'instance'} was deleted by operation ${s.operationId}`);
-  const body: Json = { state: s.state, ...(s.description ? { description: s.description } : {}) };
+  const body: LastOperationBody = { state: s.state, ...(s.description ? { description: s.description } : {}) };
   if (s.state === 'failed' && s.operation === 'update') Object.assign(body, { instance_usable: true, update_repeatable: true });
   if (s.state === 'failed' && s.operation === 'deprovision') Object.assign(body, { instance_usable: false });
   return answer(200, body, s.state === 'in progress' ? { 'Retry-After': retryAfter } : undefined);
 }
 
-function dashboard(e: Entry): Json {
+function dashboard(e: Entry): OperationBody {
   const url = e.get<string>('dashboard-url');
   return url ? { dashboard_url: url } : {};
 }
 
-function bindingView(e: Entry): Json {
+function bindingView(e: Entry): BindingBody {
   return { credentials: e.get<Json>('credentials') ?? {}, parameters: e.get<Json>('parameters') ?? {} };
 }
 

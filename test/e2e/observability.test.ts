@@ -140,6 +140,12 @@ test('the broker logs one JSON line per request with its ID, route and status, a
     assert.ok(typeof r.time === 'string' && !Number.isNaN(Date.parse(r.time)), 'ISO timestamps');
   }
   assert.ok(requests.some((r) => r.principal === testBrokerUser.username), 'the authenticated principal is named');
+  const operations = entries.filter((e) => e.msg === 'operation');
+  assert.ok(operations.length >= 4, 'every accepted operation is logged');
+  for (const o of operations) {
+    assert.equal(typeof o.operationId, 'string');
+    assert.equal(o.principal, testBrokerUser.username, 'an operation is logged with the principal that asked for it');
+  }
   const secrets = {
     'broker password': testBrokerUser.password,
     'Basic authorization header': basicAuth().slice('Basic '.length),

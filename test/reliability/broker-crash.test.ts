@@ -10,7 +10,6 @@ import { etcdUserName } from '../../adapters/resources';
 import { OperationsClient, type StartOutcome } from '../../client/operations';
 import { OsbService } from '../../client/broker/service';
 import { buildBrokerApp } from '../../client/broker/app';
-import { registerOsbRoutes } from '../../client/broker/osb';
 import { brokerCredentials } from '../../client/broker/server';
 import { createLogger } from '../../platform/logging';
 import { freePort } from '../../scripts/lib/process';
@@ -69,7 +68,7 @@ async function brokerApp(s: TestStack, operations: OperationsClient, syncTimeout
     catalog: s.config.catalogData,
     credentials: brokerCredentials(s.config),
     logger: createLogger('broker', { level: 'silent' }),
-    routes: (a) => registerOsbRoutes(a, osb),
+    osb,
   });
 }
 
