@@ -12,6 +12,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Client, Connection } from '@temporalio/client';
@@ -35,6 +36,8 @@ export interface TemporalCluster {
   uiUrl: undefined;
   /** The server version that runs (e.g. v1.30.8). */
   version: string;
+  /** How long the one-time build from Go modules took (s) and with which Go. */
+  build: { seconds: number; go: string };
   postgres: { port: number; process: ManagedProcess; dataDir: string };
   /** The process of each service (replaced when a service is restarted). */
   services: Record<TemporalService, ManagedProcess>;
@@ -82,14 +85,15 @@ function installerLines(name: 'temporal-server' | 'postgres'): string[] {
 }
 
 /** The server binaries and schema folder, building the server on first use (minutes, once per version). */
-export function temporalServerInstall(): { bin: string; sqlTool: string; schemaDir: string; version: string } {
+export function temporalServerInstall(): { bin: string; sqlTool: string; schemaDir: string; version: string; build: { seconds: number; go: string } } {
   const lines = installerLines('temporal-server');
   const kv = Object.fromEntries(lines.filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   const dir = lines[lines.length - 1]!;
   const complete = readFileSync(join(dir, '.complete'), 'utf8');
   const version = /^version=(.*)$/m.exec(complete)?.[1] ?? 'unknown';
   if (!kv.bin || !kv.sql_tool || !kv.schema) throw new Error(`scripts/install/temporal-server.sh printed no bin/sql_tool/schema: ${lines.join(' ')}`);
-  return { bin: kv.bin, sqlTool: kv.sql_tool, schemaDir: kv.schema, version };
+  const build = { seconds: Number(/^build_seconds=(.*)$/m.exec(complete)?.[1] ?? NaN), go: /^go=(.*)$/m.exec(complete)?.[1] ?? 'unknown' };
+  return { bin: kv.bin, sqlTool: kv.sql_tool, schemaDir: kv.schema, version, build };
 }
 
 /**
@@ -163,6 +167,29 @@ const healthName: Record<Exclude<TemporalService, 'worker'>, string> = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A free loopback port below 32768. The services record their ports in the `cluster_membership` table, whose
+ * PostgreSQL schema stores them as SMALLINT: a port from the kernel's ephemeral range (32768 and up on Linux) makes
+ * the membership heartbeat fail and the service exit. Tries random ports in 10000-32767 until one binds.
+ */
+async function freeServicePort(taken: Set<number>): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (32_768 - 10_000));
+    if (taken.has(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.unref();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) {
+      taken.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found in 10000-32767 for the Temporal services');
+}
+
 /** Calls `fn` until it returns true, for at most `ms`; the error names `what` and the last failure. */
 async function until(what: string, ms: number, fn: () => Promise<boolean>): Promise<void> {
   const end = Date.now() + ms;
@@ -217,7 +244,7 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
     writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
     user.own(pwfile);
     const init = user.wrap(join(pgBin, 'initdb'), [
-      '-D', pgData, '-U', 'temporal', `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-instructions',
+      '-D', pgData, '-U', 'temporal', `--pwfile=${pwfile}`, '--auth=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-instructions', '--no-sync',
     ]);
     const res = await run(init.command, init.args);
     spawnSync('rm', ['-f', pwfile]);
@@ -278,13 +305,15 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
   const schemaMs = Date.now() - tSchema;
 
   // ---- server config ----
-  const frontendPort = opts.port ?? (await freePort());
+  const taken = new Set<number>();
+  const frontendPort = opts.port ?? (await freeServicePort(taken));
   if (opts.port) await assertPortFree(frontendPort, 'the Temporal frontend');
+  const next = () => freeServicePort(taken);
   const ports: Record<TemporalService, { grpc: number; membership: number; http?: number }> = {
-    frontend: { grpc: frontendPort, membership: await freePort(), http: await freePort() },
-    history: { grpc: await freePort(), membership: await freePort() },
-    matching: { grpc: await freePort(), membership: await freePort() },
-    worker: { grpc: await freePort(), membership: await freePort() },
+    frontend: { grpc: frontendPort, membership: await next(), http: await next() },
+    history: { grpc: await next(), membership: await next() },
+    matching: { grpc: await next(), membership: await next() },
+    worker: { grpc: await next(), membership: await next() },
   };
   const address = `127.0.0.1:${frontendPort}`;
   const confDir = join(opts.dataDir, 'config');
@@ -405,9 +434,10 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
   const services = {} as Record<TemporalService, ManagedProcess>;
   try {
     // History first: matching and frontend route to it through membership, and it takes longest (shards).
-    const [history, matching] = await Promise.all([startService('history'), startService('matching')]);
-    services.history = history;
-    services.matching = matching;
+    const first = await Promise.allSettled([startService('history'), startService('matching')]);
+    if (first[0].status === 'fulfilled') services.history = first[0].value;
+    if (first[1].status === 'fulfilled') services.matching = first[1].value;
+    for (const r of first) if (r.status === 'rejected') throw r.reason;
     services.frontend = await startService('frontend');
     services.worker = await startService('worker');
   } catch (err) {
@@ -438,6 +468,7 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
     namespaces,
     uiUrl: undefined,
     version: server.version,
+    build: server.build,
     postgres: { port: pgPort, process: pgProcess, dataDir: pgData },
     services,
     configFile,

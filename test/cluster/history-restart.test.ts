@@ -131,6 +131,7 @@ scenario.test('every provision completes exactly once across a graceful restart 
     answers.filter((x) => typeof x === 'number' && x >= 500).length + states.filter((x) => /^HTTP 5/.test(x)).length + restarts.filter((r) => /^HTTP 5/.test(r.newPut)).length;
   scenario.summary.recovery = `${seconds(allDone - lastReady)} after history was back`;
   scenario.figure('Temporal', `${cluster.version}: frontend, history, matching, worker as 4 processes on PostgreSQL`);
+  scenario.figure('server build from Go modules (once per version, cached)', `${cluster.build.seconds} s with ${cluster.build.go}`);
   scenario.figure('cluster start-up (PostgreSQL / schemas / services / namespaces / total)', `${seconds(cluster.startup.postgresMs)} / ${seconds(cluster.startup.schemaMs)} / ${seconds(cluster.startup.servicesMs)} / ${seconds(cluster.startup.namespacesMs)} / ${seconds(cluster.startup.totalMs)}`);
   scenario.figure('worker processes / broker processes', `${c.workers.length} / ${c.brokers.length}`);
   scenario.figure('provisions accepted before the restarts', ids.length);
