@@ -22,8 +22,9 @@ import { searchAttributeDefinitions } from '../../workflows/searchAttributes';
 import { assertPortFree, freePort, logTail, repoRoot, startProcess, type ManagedProcess } from './process';
 
 export type TemporalService = 'frontend' | 'history' | 'matching' | 'worker';
-/** Start order: the frontend last, so that clients only get an address once the services behind it are up. */
-export const temporalServices: readonly TemporalService[] = ['history', 'matching', 'worker', 'frontend'];
+/** Start order: history and matching before the frontend that routes to them, the worker service (a client of the
+ * frontend) last. */
+export const temporalServices: readonly TemporalService[] = ['history', 'matching', 'frontend', 'worker'];
 
 /** A running multi-service Temporal started by {@link startTemporalCluster}. */
 export interface TemporalCluster {
@@ -433,13 +434,10 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
   const tServices = Date.now();
   const services = {} as Record<TemporalService, ManagedProcess>;
   try {
-    // History first: matching and frontend route to it through membership, and it takes longest (shards).
-    const first = await Promise.allSettled([startService('history'), startService('matching')]);
-    if (first[0].status === 'fulfilled') services.history = first[0].value;
-    if (first[1].status === 'fulfilled') services.matching = first[1].value;
-    for (const r of first) if (r.status === 'rejected') throw r.reason;
-    services.frontend = await startService('frontend');
-    services.worker = await startService('worker');
+    // One at a time: each service writes the cluster metadata record at start, and two services starting together
+    // on a fresh database both try to insert it (one exits on the duplicate key). History first: matching and
+    // frontend route to it through membership.
+    for (const name of temporalServices) services[name] = await startService(name);
   } catch (err) {
     await Promise.allSettled(Object.values(services).map((p) => p.stop()));
     await pgProcess.stop();
