@@ -27,9 +27,12 @@ after(() => scenario.save());
 
 let cluster: TemporalCluster | undefined;
 let cs: ClusterStack | undefined;
+let watching: CompletionWatch | undefined;
 const etcd = sharedTenantEtcd();
 const tag = `ch${randomBytes(4).toString('hex')}`;
 after(async () => {
+  // A failed test leaves the watch polling, which would keep this file's process alive.
+  await watching?.stop();
   await cs?.close();
   await cluster?.stop();
   await deleteTenantKeys(etcd, tag).catch(() => undefined);
@@ -46,7 +49,7 @@ scenario.test('every provision completes exactly once across a graceful restart 
   const ids = Array.from({ length: PROVISIONS }, (_, i) => `${tag}-${String(i).padStart(3, '0')}`);
   const lates = ['graceful', 'kill'].map((k) => `${tag}-late-${k}`);
   const all = [...ids, ...lates];
-  const watch = new CompletionWatch(s.worker.registry.registry, new Set(all), 'provision');
+  const watch = (watching = new CompletionWatch(s.worker.registry.registry, new Set(all), 'provision'));
   const operations = new Map<string, string>();
 
   const t0 = Date.now();

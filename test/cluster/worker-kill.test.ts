@@ -24,9 +24,12 @@ const scenario = new Scenario({
 after(() => scenario.save());
 
 let cs: ClusterStack | undefined;
+let watching: CompletionWatch | undefined;
 const etcd = sharedTenantEtcd();
 const tag = `ck${randomBytes(4).toString('hex')}`;
 after(async () => {
+  // A failed test leaves the watch polling, which would keep this file's process alive.
+  await watching?.stop();
   await cs?.close();
   await deleteTenantKeys(etcd, tag).catch(() => undefined);
   etcd.close();
@@ -37,7 +40,7 @@ scenario.test(`${PROVISIONS} provisions succeed exactly once while one of two wo
   const c = (cs = await startClusterStack());
   const s = c.stack;
   const ids = Array.from({ length: PROVISIONS }, (_, i) => `${tag}-${String(i).padStart(3, '0')}`);
-  const watch = new CompletionWatch(s.worker.registry.registry, new Set(ids), 'provision');
+  const watch = (watching = new CompletionWatch(s.worker.registry.registry, new Set(ids), 'provision'));
   const startups = c.workers.map((w) => w.readyAt - w.spawnedAt);
 
   const accepted = new Map<string, { operation: string; at: number }>();
