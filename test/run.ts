@@ -66,7 +66,7 @@ async function main(): Promise<number> {
     const tenantRootPassword = randomBytes(16).toString('hex');
     const [temporal, etcd, moto, tenantEtcd] = await Promise.all([
       shape === 'cluster'
-        ? startTemporalCluster({ dataDir: join(workDir, 'temporal-cluster'), logDir }).then((c) => {
+        ? startTemporalCluster({ dataDir: join(workDir, 'temporal-cluster'), logDir, ephemeral: true }).then((c) => {
             const st = c.startup;
             console.log(
               `# Temporal ${c.version} cluster (frontend, history, matching, worker on PostgreSQL) ready in ${st.totalMs} ms: ` +

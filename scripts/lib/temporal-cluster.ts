@@ -9,7 +9,7 @@
 // start the four services, then register the namespaces and brokerflow's search attributes. A data folder that
 // already holds a cluster is started again as it is (schemas updated to the server's version, nothing recreated).
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
@@ -69,6 +69,8 @@ export interface TemporalClusterOptions {
   numHistoryShards?: number;
   /** The server's log level (info lets readiness see the worker service start). */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Delete PostgreSQL's data at stop (test runs; its folder may live outside dataDir, see pgUser). */
+  ephemeral?: boolean;
 }
 
 /** Runs one of scripts/install/*.sh and returns its stdout lines (progress on stderr is passed on). */
@@ -489,6 +491,7 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
     async stop() {
       await Promise.allSettled(temporalServices.map((n) => services[n]?.stop(30_000)));
       await pgProcess.stop(30_000);
+      if (opts.ephemeral) rmSync(pgRoot, { recursive: true, force: true });
     },
   };
   return cluster;

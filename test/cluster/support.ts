@@ -21,7 +21,7 @@ export function requireClusterShape(): void {
 export async function startOwnCluster(name: string): Promise<TemporalCluster> {
   const workDir = requireTestEnv('workDir');
   const suffix = randomBytes(3).toString('hex');
-  return startTemporalCluster({ dataDir: join(workDir, `${name}-${suffix}`), logDir: join(workDir, 'logs', `${name}-${suffix}`) });
+  return startTemporalCluster({ dataDir: join(workDir, `${name}-${suffix}`), logDir: join(workDir, 'logs', `${name}-${suffix}`), ephemeral: true });
 }
 
 /** brokerflow on the cluster: an in-process stack for inspection (no worker) plus worker and broker processes. */
