@@ -9,12 +9,26 @@ import { join } from 'node:path';
 import { loadRuntimeConfig } from '../config/runtime';
 import { httpOk, repoRoot, startProcess, type ManagedProcess } from './lib/process';
 import { startTemporal } from './lib/temporal';
+import { startTemporalCluster } from './lib/temporal-cluster';
 import { enableEtcdAuth, startEtcd } from './lib/etcd';
 import { startKubeControlPlane } from './lib/kube';
 
 const dataDir = process.env.BROKERFLOW_DATA_DIR ?? join(repoRoot, '.data');
 const logDir = join(dataDir, 'logs');
 const configFile = process.env.BROKERFLOW_CONFIG ?? join(repoRoot, 'config', 'brokerflow.example.yaml');
+
+/**
+ * `--temporal cluster` (or `--temporal=cluster`): Temporal as users run it — the server built from Go modules, its
+ * frontend, history, matching and worker services as separate processes on a private PostgreSQL
+ * (scripts/lib/temporal-cluster.ts), state in .data/temporal-cluster. The default is the dev server.
+ */
+function temporalShape(): 'dev' | 'cluster' {
+  const i = process.argv.findIndex((a) => a === '--temporal' || a.startsWith('--temporal='));
+  if (i < 0) return 'dev';
+  const value = process.argv[i]!.includes('=') ? process.argv[i]!.split('=')[1] : process.argv[i + 1];
+  if (value !== 'dev' && value !== 'cluster') throw new Error(`--temporal must be dev or cluster, got '${value ?? ''}'`);
+  return value;
+}
 
 /**
  * Development secrets, generated once into .data/secrets/ (mode 600) where config/brokerflow.example.yaml reads
@@ -55,15 +69,22 @@ async function main(): Promise<void> {
   }
   const etcdPort = Number(new URL(config.etcd?.endpoints[0] ?? 'http://127.0.0.1:2379').port || 2379);
   const codecPort = config.codecServer?.port ?? 8081;
-  console.log('brokerflow dev: starting Temporal and etcd (first run installs them; logs in .data/logs)');
+  const shape = temporalShape();
+  console.log(
+    shape === 'cluster'
+      ? 'brokerflow dev: starting the Temporal cluster (frontend, history, matching, worker on PostgreSQL) and etcd (the first run builds the server from Go modules: many minutes; logs in .data/logs)'
+      : 'brokerflow dev: starting Temporal and etcd (first run installs them; logs in .data/logs)',
+  );
   const [temporal, etcd, tenantEtcd] = await Promise.all([
-    startTemporal({
-      dataDir: join(dataDir, 'temporal'),
-      logDir,
-      port: Number(port),
-      uiPort: Number(port) + 1000,
-      codecEndpoint: `http://127.0.0.1:${codecPort}`,
-    }),
+    shape === 'cluster'
+      ? startTemporalCluster({ dataDir: join(dataDir, 'temporal-cluster'), logDir, port: Number(port) })
+      : startTemporal({
+          dataDir: join(dataDir, 'temporal'),
+          logDir,
+          port: Number(port),
+          uiPort: Number(port) + 1000,
+          codecEndpoint: `http://127.0.0.1:${codecPort}`,
+        }),
     startEtcd({ dataDir: join(dataDir, 'etcd'), logDir, clientPort: etcdPort }),
     startTenantEtcd(config.drivers?.etcd?.endpoints[0], secrets.tenantEtcdPassword),
   ]);
@@ -108,10 +129,10 @@ brokerflow is running.
   OSB broker        ${brokerUrl}   (user admin, password in .data/secrets/broker-password)
                     curl -u "admin:$(cat .data/secrets/broker-password)" \\
                          -H 'X-Broker-API-Version: 2.17' ${brokerUrl}/v2/catalog
-  Temporal Web UI   ${temporal.uiUrl}
+  Temporal Web UI   ${temporal.uiUrl ?? 'none: the cluster shape runs no Web UI (use the Temporal CLI or npx brokerflow status)'}
   codec server      ${codecUrl}   (decodes payloads for the Web UI: in the UI's codec settings tick
                     "Include cross-origin credentials", then sign in as admin when the browser asks)
-  Temporal gRPC     ${temporal.address}
+  Temporal gRPC     ${temporal.address}${'services' in temporal ? `   (cluster ${temporal.version}: frontend, history, matching, worker on PostgreSQL 127.0.0.1:${temporal.postgres.port})` : ''}
   etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
   Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}
   logs              ${logDir}
@@ -119,7 +140,8 @@ brokerflow is running.
 Press Ctrl-C to stop everything.`);
   // A child that dies is reported, not hidden.
   const watch = setInterval(() => {
-    for (const p of [...procs, temporal.process, etcd.process, ...(tenantEtcd ? [tenantEtcd.process] : [])]) {
+    const temporalProcesses = 'services' in temporal ? [temporal.postgres.process, ...Object.values(temporal.services)] : [temporal.process];
+    for (const p of [...procs, ...temporalProcesses, etcd.process, ...(tenantEtcd ? [tenantEtcd.process] : [])]) {
       if (p.exitCode() !== undefined) {
         console.error(`brokerflow dev: ${p.name} exited (code ${p.exitCode()}); see ${p.logFile}`);
         clearInterval(watch);

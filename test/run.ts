@@ -5,12 +5,18 @@
 //
 //   node --import tsx test/run.ts                     all test files
 //   node --import tsx test/run.ts test/unit           files under a folder (or given files)
+//   node --import tsx test/run.ts --temporal=cluster test/cluster
+//                                                     Temporal as users run it instead of the dev server: the server
+//                                                     built from Go modules, its four services as separate processes
+//                                                     on PostgreSQL (scripts/lib/temporal-cluster.ts); also
+//                                                     BROKERFLOW_TEST_TEMPORAL=cluster
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { repoRoot } from '../scripts/lib/process';
 import { startTemporal } from '../scripts/lib/temporal';
+import { startTemporalCluster } from '../scripts/lib/temporal-cluster';
 import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
 import { randomBytes } from 'node:crypto';
 import { startMoto } from '../scripts/lib/moto';
@@ -23,7 +29,15 @@ import { bundleWorkflows } from '../worker/worker';
  * `npm run bench`; `model` (the model-based OSB test, `npm run test:model`) is out of the default run until the
  * divergence it still reports now and then under load is explained (see the README, "Measured").
  */
-const NOT_BY_DEFAULT = new Set(['bench', 'model']);
+const NOT_BY_DEFAULT = new Set(['bench', 'model', 'cluster']);
+
+/** Which Temporal the run starts: the dev server (default) or the multi-service cluster on PostgreSQL. */
+function temporalShape(args: string[]): 'dev' | 'cluster' {
+  const flag = args.find((a) => a.startsWith('--temporal='))?.slice('--temporal='.length);
+  const shape = flag ?? process.env.BROKERFLOW_TEST_TEMPORAL ?? 'dev';
+  if (shape !== 'dev' && shape !== 'cluster') throw new Error(`--temporal must be dev or cluster, got '${shape}'`);
+  return shape;
+}
 
 function findTestFiles(path: string, named = true): string[] {
   const st = statSync(path);
@@ -35,7 +49,8 @@ function findTestFiles(path: string, named = true): string[] {
 }
 
 async function main(): Promise<number> {
-  const targets = process.argv.slice(2);
+  const shape = temporalShape(process.argv.slice(2));
+  const targets = process.argv.slice(2).filter((a) => !a.startsWith('--temporal='));
   const files = (targets.length ? targets : ['test']).flatMap((t) => findTestFiles(resolve(repoRoot, t), targets.length > 0));
   if (files.length === 0) {
     console.error(`no *.test.ts files under ${targets.join(' ') || 'test'}`);
@@ -50,7 +65,16 @@ async function main(): Promise<number> {
     const bundlePath = join(workDir, 'workflow-bundle.js');
     const tenantRootPassword = randomBytes(16).toString('hex');
     const [temporal, etcd, moto, tenantEtcd] = await Promise.all([
-      startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
+      shape === 'cluster'
+        ? startTemporalCluster({ dataDir: join(workDir, 'temporal-cluster'), logDir, ephemeral: true }).then((c) => {
+            const st = c.startup;
+            console.log(
+              `# Temporal ${c.version} cluster (frontend, history, matching, worker on PostgreSQL) ready in ${st.totalMs} ms: ` +
+                `PostgreSQL ${st.postgresMs} ms, schemas ${st.schemaMs} ms, services ${st.servicesMs} ms, namespaces ${st.namespacesMs} ms`,
+            );
+            return c;
+          })
+        : startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
       startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
       startMoto({ logDir }),
       // The tenant etcd: what etcd resource drivers manage, with authentication on as in production.
@@ -65,12 +89,13 @@ async function main(): Promise<number> {
     const kube = await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir });
     stoppers.unshift(() => kube.stop());
     console.log(
-      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (UI ${temporal.uiUrl}), etcd ${etcd.endpoint}, moto ${moto.endpoint}, kube-apiserver ${kube.server}`,
+      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (${temporal.uiUrl ? `UI ${temporal.uiUrl}` : 'cluster, no UI'}), etcd ${etcd.endpoint}, moto ${moto.endpoint}, kube-apiserver ${kube.server}`,
     );
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       [testEnvNames.temporalAddress]: temporal.address,
-      [testEnvNames.temporalUi]: temporal.uiUrl,
+      ...(temporal.uiUrl ? { [testEnvNames.temporalUi]: temporal.uiUrl } : {}),
+      BROKERFLOW_TEST_TEMPORAL: shape,
       [testEnvNames.etcdEndpoint]: etcd.endpoint,
       [testEnvNames.motoEndpoint]: moto.endpoint,
       [testEnvNames.tenantEtcdEndpoint]: tenantEtcd.endpoint,
