@@ -13,7 +13,7 @@ import {
   kubeServiceWorkflowId,
   type KubeServiceStatus,
 } from '../../workflows/endpoints-messages';
-import { KubeService } from '../../workflows/searchAttributes';
+import { KubeServiceKey } from '../../workflows/searchAttributes';
 import { ensureEndpointSync, kubeServiceInput, stopEndpointSync } from '../../platform/endpoint-workflows';
 import {
   addresses,
@@ -72,7 +72,7 @@ void describe('endpoint reconciliation: Kubernetes services mirrored into the et
 
     // The per-service workflow is findable by the service it mirrors.
     const desc = await m.client.workflow.getHandle(kubeServiceWorkflowId(m.name, ns, 'web')).describe();
-    assert.equal(desc.typedSearchAttributes.get(KubeService), `${ns}/web`);
+    assert.equal(desc.typedSearchAttributes.get(KubeServiceKey), `${ns}/web`);
   });
 
   test('changing ports, external IPs or allowed annotations makes the registry follow', async () => {

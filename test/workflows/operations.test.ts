@@ -13,7 +13,7 @@ import {
   type OperationInput,
   type OperationResult,
 } from '../../workflows/messages';
-import { OperationState } from '../../workflows/searchAttributes';
+import { OperationStateKey } from '../../workflows/searchAttributes';
 import type { FakeCatalog } from './stubs';
 import { WorkflowTestBed, type Scenario } from './testbed';
 
@@ -157,7 +157,7 @@ describe('provision', () => {
     assert.equal(s.world.attempts.get('user:applyCreateChange'), 1, 'invalid input is not retried');
     // The entry stays so that a DELETE can clean up what was created.
     assert.deepEqual(s.world.names(), [`db@${input.instanceId}`]);
-    assert.equal((await handle.describe()).typedSearchAttributes.get(OperationState), 'failed');
+    assert.equal((await handle.describe()).typedSearchAttributes.get(OperationStateKey), 'failed');
   });
 
   test('a step that keeps failing is retried 7 times with backoff, then recorded as failed', async () => {
