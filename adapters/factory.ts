@@ -8,7 +8,7 @@ import { resolveSecret } from '../config/runtime';
 import { ConfigError } from '../config/catalog';
 import type { EndpointSyncConfig } from '../config/endpoints';
 import type { KubeConfig } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
-import type { ServiceRegistry, ServiceRegistryBroker } from './servregistry';
+import type { ServiceRegistry, ServiceRegistryBroker } from './service-registries';
 import {
   EtcdPersistenceProvider,
   FilePersistenceProvider,
@@ -187,7 +187,7 @@ export interface EndpointAdapters {
 // Loaded only when endpoint reconciliation is configured: the broker and the CLI build their adapters here too
 // but never mirror endpoints, and the service registry clients (AWS Cloud Map, Google Service Directory) with
 // @kubernetes/client-node cost about 100 MB of memory. Client-node is ESM-only, hence import() for it.
-const loadServiceRegistries = () => require('./servregistry') as typeof import('./servregistry');
+const loadServiceRegistries = () => require('./service-registries') as typeof import('./service-registries');
 const loadKubernetesClient = () => import('@kubernetes/client-node');
 
 /** Connects the configured service registry backend (the caller closes it). */

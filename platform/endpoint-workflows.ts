@@ -4,7 +4,7 @@
 // share rather than under client/ (docs/design/contracts/endpoint-reconciliation.md#workflows).
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ServiceKey } from '../adapters/kubernetes/watcher';
-import { validateName } from '../adapters/servregistry/validation';
+import { validateName } from '../adapters/service-registries/validation';
 import type { EndpointSyncSettings } from '../config/endpoints';
 import {
   endpointResyncScheduleId,
