@@ -192,8 +192,8 @@ describe('provision', () => {
     await handle.cancel();
     const result = (await handle.result()) as OperationResult;
     assert.equal(result.state, 'failed');
-    // The description names the interrupted step; the cancellation itself adds no reason after the colon.
-    assert.match(result.description ?? '', /^resource "user" step applyCreateChange failed:/);
+    // The description names the interrupted step and says that it was cancelled.
+    assert.equal(result.description, 'resource "user" step applyCreateChange failed: the operation was cancelled');
     // Never left "in progress": last_operation tells the platform it failed.
     assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'failed', description: result.description });
     // The create in flight had landed before the end was recorded; the entry stays for a DELETE to clean up.
