@@ -18,7 +18,7 @@ import {
   validateName,
   type Endpoint,
   type ServiceRegistryBroker,
-} from '../adapters/servregistry';
+} from '../adapters/service-registries';
 import type { EndpointSyncSettings } from '../config/endpoints';
 import { signalKubeService } from '../platform/endpoint-workflows';
 import type { KubeServiceOutcome, ResyncSummary, WatchSummary } from '../workflows/endpoints-messages';

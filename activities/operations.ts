@@ -12,7 +12,8 @@ import { renderSpec } from '../adapters/resources/template';
 import { ConflictError, NotFoundError, ValidationError } from '../adapters/errors';
 import { RegistryKey } from '../adapters/registry/keys';
 import type { Entry } from '../adapters/registry/entry';
-import type { OperationInput, OperationType } from '../workflows/messages';
+import type { OperationInput } from '../workflows/messages';
+import type { OperationType } from '../domain/operations';
 import { asActivity } from './failures';
 
 /**

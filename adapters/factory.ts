@@ -1,4 +1,4 @@
-// Builds the adapters a process needs from its runtime configuration: the registry (persistence instances +
+// Builds the adapters a process needs from its runtime configuration: the registry (persistence replicas +
 // redundancy + the secret provider for credentials), the resource drivers and the drivers' secret store, and
 // for endpoint reconciliation the service registry Broker and the kubeconfig. Worker, broker and CLI all call
 // this, so they see the same registry.
@@ -8,7 +8,7 @@ import { resolveSecret } from '../config/runtime';
 import { ConfigError } from '../config/catalog';
 import type { EndpointSyncConfig } from '../config/endpoints';
 import type { KubeConfig } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
-import type { ServiceRegistry, ServiceRegistryBroker } from './servregistry';
+import type { ServiceRegistry, ServiceRegistryBroker } from './service-registries';
 import {
   EtcdPersistenceProvider,
   FilePersistenceProvider,
@@ -56,7 +56,7 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
     case 'etcd':
       if (!cfg.etcd) throw new ConfigError('etcd: required when registry.backend is etcd', 'etcd');
       return new EtcdPersistenceProvider({
-        instances: [
+        replicas: [
           {
             endpoints: cfg.etcd.endpoints,
             prefix: `${cfg.etcd.prefix ?? '/brokerflow'}/registry/${sub}`,
@@ -67,7 +67,7 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
     case 'kubernetes':
       if (!reg.kubernetes) throw new ConfigError('registry.kubernetes: required when registry.backend is kubernetes', 'registry.kubernetes');
       return new KubernetesPersistenceProvider({
-        instances: [
+        replicas: [
           {
             ...(cfg.kubernetes?.kubeconfig ? { kubeconfigPath: resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) } : {}),
             namespace: reg.kubernetes.namespace,
@@ -79,7 +79,7 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
     case 's3':
       if (!reg.s3) throw new ConfigError('registry.s3: required when registry.backend is s3', 'registry.s3');
       return new S3PersistenceProvider({
-        instances: reg.s3.endpoints.map((e) => ({
+        replicas: reg.s3.endpoints.map((e) => ({
           bucket: e.bucket,
           region: e.region,
           ...(e.endpoint ? { endpoint: e.endpoint } : {}),
@@ -92,7 +92,7 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
 
 async function storeOver(provider: PersistenceProvider, machineId: MachineId): Promise<RedundantStore> {
   await provider.initialize(machineId);
-  return new RedundantStore(provider.instances().map((instance) => ({ provider, instance })));
+  return new RedundantStore(provider.replicas().map((replica) => ({ provider, replica })));
 }
 
 /** The registry of this configuration, initialised and ready. */
@@ -187,7 +187,7 @@ export interface EndpointAdapters {
 // Loaded only when endpoint reconciliation is configured: the broker and the CLI build their adapters here too
 // but never mirror endpoints, and the service registry clients (AWS Cloud Map, Google Service Directory) with
 // @kubernetes/client-node cost about 100 MB of memory. Client-node is ESM-only, hence import() for it.
-const loadServiceRegistries = () => require('./servregistry') as typeof import('./servregistry');
+const loadServiceRegistries = () => require('./service-registries') as typeof import('./service-registries');
 const loadKubernetesClient = () => import('@kubernetes/client-node');
 
 /** Connects the configured service registry backend (the caller closes it). */

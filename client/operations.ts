@@ -25,9 +25,9 @@ import {
   type OperationInput,
   type OperationMemo,
   type OperationResult,
-  type OperationType,
 } from '../workflows/messages';
-import { BindingId, InstanceId, OperationState, OperationType as OperationTypeKey, PlanId, ServiceId } from '../workflows/searchAttributes';
+import type { OperationState, OperationType } from '../domain/operations';
+import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
 
 /**
  * The ID of an operation: readable in the Web UI, and derived from what was asked (instance, binding, request
@@ -82,7 +82,7 @@ export type StartOutcome =
 export interface OperationStatus {
   operation: OperationType;
   operationId: string;
-  state: 'in progress' | 'succeeded' | 'failed';
+  state: OperationState;
   description?: string;
   /** A finished deprovision or unbind: the resource is gone. */
   gone?: boolean;
@@ -146,12 +146,12 @@ export class OperationsClient {
           memo: memo as unknown as Record<string, unknown>,
           staticSummary: memo.summary,
           typedSearchAttributes: new TypedSearchAttributes([
-            { key: InstanceId, value: input.instanceId },
-            ...(input.bindingId ? [{ key: BindingId, value: input.bindingId }] : []),
-            { key: ServiceId, value: input.serviceId },
-            { key: PlanId, value: input.planId },
+            { key: InstanceIdKey, value: input.instanceId },
+            ...(input.bindingId ? [{ key: BindingIdKey, value: input.bindingId }] : []),
+            { key: ServiceIdKey, value: input.serviceId },
+            { key: PlanIdKey, value: input.planId },
             { key: OperationTypeKey, value: input.operation },
-            { key: OperationState, value: 'in progress' },
+            { key: OperationStateKey, value: 'in progress' },
           ]),
         };
         await this.client.workflow.start(input.operation, options);

@@ -5,7 +5,7 @@ import { ValidationError } from '../adapters/errors';
 // The files themselves, not the folder's index: that one also exports the watcher and with it the Kubernetes client.
 import { AnnotationAllowlist } from '../adapters/kubernetes/annotations';
 import { watchLabelKey, type NamespaceWatchPolicy } from '../adapters/kubernetes/watch';
-import type { MetadataPair } from '../adapters/servregistry';
+import type { MetadataPair } from '../adapters/service-registries';
 import { etcdAuthSchema, etcdEndpointsSchema, type SecretSource } from './secret-source';
 
 /** The `endpoints:` section of the runtime configuration (see docs/ENDPOINTS.md). */

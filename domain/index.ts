@@ -2,3 +2,4 @@
 // no Temporal and no Node built-ins, so the workflow sandbox may import it (docs/design/architecture.md#folders).
 export * from './reconcile';
 export * from './errors';
+export * from './operations';

@@ -4,7 +4,7 @@
 // share rather than under client/ (docs/design/contracts/endpoint-reconciliation.md#workflows).
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ServiceKey } from '../adapters/kubernetes/watcher';
-import { validateName } from '../adapters/servregistry/validation';
+import { validateName } from '../adapters/service-registries/validation';
 import type { EndpointSyncSettings } from '../config/endpoints';
 import {
   endpointResyncScheduleId,
@@ -18,7 +18,7 @@ import {
   type ServiceChange,
   type ServiceChangeReason,
 } from '../workflows/endpoints-messages';
-import { KubeService } from '../workflows/searchAttributes';
+import { KubeServiceKey } from '../workflows/searchAttributes';
 
 /** The per-service workflow input the watcher and the resync start with. */
 export function kubeServiceInput(s: EndpointSyncSettings, key: ServiceKey): KubeServiceInput {
@@ -44,7 +44,7 @@ export async function signalKubeService(client: Client, taskQueue: string, s: En
     args: [kubeServiceInput(s, key)],
     signal: kubeServiceChangedSignal,
     signalArgs: [{ reason }],
-    typedSearchAttributes: [{ key: KubeService, value: `${key.namespace}/${key.service}` }],
+    typedSearchAttributes: [{ key: KubeServiceKey, value: `${key.namespace}/${key.service}` }],
   });
 }
 

@@ -3,7 +3,7 @@
 // the table of error codes in domain/errors.ts, from which the error classes also take their `retryable` flag
 // (docs/design/architecture.md#design-rules). Options may change freely for old histories (replay compares
 // commands, not their options); adding, removing or reordering activities may not.
-import { ActivityCancellationType, ActivityFailure, ApplicationFailure, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancelledFailure, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
 import { nonRetryableErrorCodes } from '../domain/errors';
 
 /**
@@ -86,6 +86,8 @@ export const probeOptions: ActivityOptions = {
 export function causeMessage(err: unknown): string {
   let e: unknown = err;
   while (e instanceof ActivityFailure && e.cause) e = e.cause;
+  // A cancellation carries no message of its own; the description must still say what stopped the step.
+  if (e instanceof CancelledFailure) return e.message ? `cancelled: ${e.message}` : 'the operation was cancelled';
   return e instanceof Error ? e.message : String(e);
 }
 

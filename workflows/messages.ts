@@ -1,9 +1,7 @@
 // The typed messages and inputs of the operation workflows, defined once for workflows, broker and CLI.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { ReconcileProgress } from './reconcile';
-
-/** The OSB operations, each a workflow type. */
-export type OperationType = 'provision' | 'update' | 'deprovision' | 'bind' | 'unbind';
+import type { OperationState, OperationType } from '../domain/operations';
 
 /** What the platform asked for, as the operation workflows receive it. Parameters may hold secrets: the
  *  payload codec encrypts them in history; search attributes and IDs never carry them. */
@@ -33,7 +31,7 @@ export interface OperationProgress {
   operationId: string;
   instanceId: string;
   bindingId?: string;
-  state: 'in progress' | 'succeeded' | 'failed';
+  state: OperationState;
   description?: string;
   phase: 'recording' | 'reconciling' | 'completing' | 'done';
   reconcile: ReconcileProgress;

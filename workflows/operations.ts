@@ -19,7 +19,7 @@ import type { ResourceDef } from '../config/resource-sets';
 import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
 import { describeFailure, recordOptions } from './activity-policies';
-import { OperationState, OperationType } from './searchAttributes';
+import { OperationStateKey, OperationTypeKey } from './searchAttributes';
 import {
   deprovisionAfterProvisionId,
   deprovisionRequestedSignal,
@@ -126,7 +126,7 @@ class OperationRun {
     this.progress.state = 'failed';
     this.progress.phase = 'done';
     this.progress.description = reason;
-    upsertSearchAttributes([{ key: OperationState, value: 'failed' }]);
+    upsertSearchAttributes([{ key: OperationStateKey, value: 'failed' }]);
     return { operation: this.input.operation, operationId: this.input.operationId, state: 'failed', description: reason };
   }
 
@@ -156,7 +156,7 @@ class OperationRun {
     this.progress.state = state;
     this.progress.phase = 'done';
     if (error !== undefined) this.progress.description = error;
-    upsertSearchAttributes([{ key: OperationState, value: state }]);
+    upsertSearchAttributes([{ key: OperationStateKey, value: state }]);
     return { operation: this.input.operation, operationId: this.input.operationId, state, ...(error !== undefined ? { description: error } : {}) };
   }
 
@@ -164,7 +164,7 @@ class OperationRun {
   done(): OperationResult {
     this.progress.state = 'succeeded';
     this.progress.phase = 'done';
-    upsertSearchAttributes([{ key: OperationState, value: 'succeeded' }]);
+    upsertSearchAttributes([{ key: OperationStateKey, value: 'succeeded' }]);
     return { operation: this.input.operation, operationId: this.input.operationId, state: 'succeeded', description: 'already done' };
   }
 
@@ -251,8 +251,8 @@ export async function provision(input: OperationInput): Promise<OperationResult>
       workflowType: 'deprovision',
       memo: { operation: 'deprovision', operationId: d.operationId, fingerprint: d.fingerprint, summary: operationSummary(d) },
       typedSearchAttributes: workflowInfo().typedSearchAttributes.updateCopy([
-        { key: OperationType, value: 'deprovision' },
-        { key: OperationState, value: 'in progress' },
+        { key: OperationTypeKey, value: 'deprovision' },
+        { key: OperationStateKey, value: 'in progress' },
       ]),
     });
     return next(d);

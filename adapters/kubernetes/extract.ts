@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ValidationError } from '../errors';
-import { NoEndpointsError, ServiceNoMetadataError } from '../servregistry/errors';
-import type { Endpoint, Namespace, Service } from '../servregistry/types';
-import { validateName } from '../servregistry/validation';
+import { NoEndpointsError, ServiceNoMetadataError } from '../service-registries/errors';
+import type { Endpoint, Namespace, Service } from '../service-registries/types';
+import { validateName } from '../service-registries/validation';
 import { AnnotationAllowlist } from './annotations';
 import type { KubeNamespace, KubeService } from './types';
 

@@ -26,7 +26,7 @@ export const NO_NAMESPACE = '_';
 
 /** The replica configurations of a backend's options (`replicas`, or its former name `instances`). */
 export function replicaConfigs<C>(opts: ReplicaList<C>): C[] {
-  const list = 'replicas' in opts ? opts.replicas : opts.instances;
+  const list = opts.replicas;
   if (!Array.isArray(list)) throw new ValidationError('replicas must be a list', 'replicas');
   return list;
 }
@@ -78,11 +78,6 @@ export abstract class PersistenceBackend<C> implements PersistenceProvider {
 
   replicas(): string[] {
     return this.table.names();
-  }
-
-  /** @deprecated The former name of {@link replicas}. */
-  instances(): string[] {
-    return this.replicas();
   }
 
   replicaStatus(replica: string): ReplicaStatus {

@@ -15,11 +15,11 @@ export interface ObjectStore {
   ownerReference(object: PersistedObject): OwnerReference | undefined;
 }
 
-/**
- * One provider replica a RedundantStore keeps a copy in. `instance` is the former name of `replica`, still
- * accepted so that existing callers keep working.
- */
-export type StoreTarget = { provider: PersistenceProvider; replica: string } | { provider: PersistenceProvider; /** @deprecated Use `replica`. */ instance: string };
+/** One provider replica a RedundantStore keeps a copy in. */
+export interface StoreTarget {
+  provider: PersistenceProvider;
+  replica: string;
+}
 
 /** How one replica of a RedundantStore is doing. */
 export interface ReplicaHealthReport {
@@ -56,7 +56,7 @@ export class RedundantStore implements ObjectStore {
     if (!Array.isArray(targets) || targets.length === 0) throw new ValidationError('a store needs at least one persistence replica', 'replicas');
     const seen = new Set<string>();
     this.targets = targets.map((t) => {
-      const replica = 'replica' in t ? t.replica : t.instance;
+      const replica = t.replica;
       if (t.provider.replicaStatus(replica).exists === false) {
         throw new ValidationError(`persistence replica ${replica} is not served by its provider`, 'replicas');
       }

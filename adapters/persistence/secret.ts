@@ -90,11 +90,6 @@ export class SecretPersistenceProvider implements PersistenceProvider {
     return this.inner.replicas();
   }
 
-  /** @deprecated The former name of {@link replicas}. */
-  instances(): string[] {
-    return this.replicas();
-  }
-
   replicaStatus(replica: string): ReplicaStatus {
     return this.inner.replicaStatus(replica);
   }

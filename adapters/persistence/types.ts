@@ -83,8 +83,6 @@ export interface PersistenceProvider {
   initialize(machineId: MachineId): Promise<void>;
   /** Names of the replicas, `<kind>-<hash>`: the hash is stable for the same configuration and unique per replica. */
   replicas(): string[];
-  /** @deprecated The former name of {@link replicas}, kept until every caller has moved over. */
-  instances(): string[];
   replicaStatus(replica: string): ReplicaStatus;
   /** Persists the object; returns its key and new version. */
   putObject(replica: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult>;
@@ -99,8 +97,7 @@ export interface PersistenceProvider {
   close(): Promise<void>;
 }
 
-/**
- * The replica configurations of a backend's options. `instances` is the former name of `replicas`, still
- * accepted so that existing callers keep working.
- */
-export type ReplicaList<C> = { replicas: C[] } | { /** @deprecated Use `replicas`. */ instances: C[] };
+/** The replica configurations of a backend's options. */
+export interface ReplicaList<C> {
+  replicas: C[];
+}

@@ -17,6 +17,7 @@ import {
   type EntryType,
   type OperationType,
 } from './keys';
+import type { OperationState } from '../../domain/operations';
 
 /** How the registry is built: the plain store, the secret store for credentials, the broker's namespace. */
 export interface RegistryOptions {
@@ -34,8 +35,6 @@ export interface OpenOptions {
   instanceId?: string;
 }
 
-/** The state of an operation as last_operation reports it. */
-export type OperationState = 'in progress' | 'succeeded' | 'failed';
 
 /** An entry's last (or current) operation. */
 export interface OperationRecord {

@@ -2,7 +2,7 @@
 // names (from the registry, and from Temporal for the gap before an operation's first registry write), decide
 // the answer. docs/design/osb-semantics.md is the table this module implements row by row; OsbService gathers
 // the facts and carries the decision out; the unit tests cover every row in milliseconds.
-import type { OperationType } from '../../workflows/messages';
+import type { OperationType } from '../../domain/operations';
 import type { LastOperationState } from './schemas';
 
 /** An operation as recorded (registry) or running (Temporal memo). */

@@ -2,6 +2,7 @@
 // with them, /openapi.json is built from the same objects, and the request and response types are derived from
 // them (`Static`), so none of the three can drift from the others. Each schema and its type share one name.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { OPERATION_STATES } from '../../domain/operations';
 
 /** A string that is one of `values`: `{type: 'string', enum}`, the shape OSB documents and ajv checks fastest. */
 const StringEnum = <const T extends readonly string[]>(values: T) => Type.Unsafe<T[number]>({ type: 'string', enum: values });
@@ -13,7 +14,7 @@ const JsonObject = Type.Unsafe<Record<string, unknown>>({ type: 'object' });
 const OpenObject = Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true });
 
 /** The states an operation can be in, as `last_operation` reports them and the registry records them. */
-export const LastOperationState = StringEnum(['in progress', 'succeeded', 'failed']);
+export const LastOperationState = StringEnum([...OPERATION_STATES]);
 export type LastOperationState = Static<typeof LastOperationState>;
 
 /** IDs: RFC 3986 unreserved characters, bounded (they become registry names and workflow IDs). */

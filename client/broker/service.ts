@@ -7,7 +7,8 @@ import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../ad
 import type { Entry } from '../../adapters/registry/entry';
 import { createParameterAjv, findPlan, withoutMetaSchema, type Catalog, type JsonSchema, type Plan, type Service } from '../../config/catalog';
 import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
-import type { OperationInput, OperationResult, OperationType } from '../../workflows/messages';
+import type { OperationInput, OperationResult } from '../../workflows/messages';
+import type { OperationType } from '../../domain/operations';
 import { badRequest, gone, notFound, OsbError, unprocessable } from './errors';
 import {
   decideBind,

@@ -11,6 +11,7 @@ import { connectClient, TemporalUnreachableError } from '../../platform/temporal
 import { createCliContext, type CliContext } from './context';
 import { watchStatus, currentStatus } from './status';
 import { listEntries } from './list';
+import { OPERATION_STATES } from '../../domain/operations';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -250,7 +251,7 @@ export function buildProgram(): Command {
     .command('list')
     .description('list instances, bindings or operations')
     .addOption(new Option('--kind <kind>', 'what to list').choices(['instances', 'bindings', 'operations']).default('instances'))
-    .addOption(new Option('--state <state>', 'operation state').choices(['in progress', 'succeeded', 'failed']))
+    .addOption(new Option('--state <state>', 'operation state').choices(OPERATION_STATES))
     .option('--service <id|name>', 'only this service')
     .option('--plan <id|name>', 'only this plan')
     .option('--limit <n>', 'at most this many (operations)', '100')

@@ -14,8 +14,8 @@ import {
   ServRegTimeoutError,
   ServiceDirectoryServiceRegistry,
   ServiceRegistryBroker,
-} from '../../adapters/servregistry';
-import { serviceRegistryConformance } from './servregistry-conformance';
+} from '../../adapters/service-registries';
+import { serviceRegistryConformance } from './service-registry-conformance';
 import { startServiceDirectoryContractServer, type ServiceDirectoryContractServer } from './servicedirectory-server';
 
 const clientFor = (server: ServiceDirectoryContractServer) =>

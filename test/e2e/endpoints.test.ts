@@ -13,7 +13,7 @@ import {
   kubeServiceWorkflowId,
   type KubeServiceStatus,
 } from '../../workflows/endpoints-messages';
-import { KubeService } from '../../workflows/searchAttributes';
+import { KubeServiceKey } from '../../workflows/searchAttributes';
 import { ensureEndpointSync, kubeServiceInput, stopEndpointSync } from '../../platform/endpoint-workflows';
 import {
   addresses,
@@ -72,7 +72,7 @@ void describe('endpoint reconciliation: Kubernetes services mirrored into the et
 
     // The per-service workflow is findable by the service it mirrors.
     const desc = await m.client.workflow.getHandle(kubeServiceWorkflowId(m.name, ns, 'web')).describe();
-    assert.equal(desc.typedSearchAttributes.get(KubeService), `${ns}/web`);
+    assert.equal(desc.typedSearchAttributes.get(KubeServiceKey), `${ns}/web`);
   });
 
   test('changing ports, external IPs or allowed annotations makes the registry follow', async () => {
@@ -213,8 +213,11 @@ void describe('endpoint reconciliation: Kubernetes services mirrored into the et
     const id = kubeServiceWorkflowId(m.name, ns, 'burst');
     // Once in sync the run ends by itself (idle window 0 by default).
     await eventually('first run closed', async () => ((await m.client.workflow.getHandle(id).describe()).status.name === 'COMPLETED' ? true : undefined));
-    // A burst sent straight to the workflow, as the watcher would, to a run that waits 1.5 s once in sync.
-    const input = { ...kubeServiceInput(m.deps.settings, { namespace: ns, service: 'burst' }), idleMs: 1_500 };
+    // A burst sent straight to the workflow, as the watcher would. The windows are wide so that the outcome depends on
+    // the workflow's rules, not on how fast this machine sends: a burst is signals less than `debounceMs` apart (one
+    // signal round trip each, far below 3 s even on a loaded machine), `maxDebounceMs` is longer than any burst
+    // here, and the run waits `idleMs` once in sync, long enough for the test to send one more change.
+    const input = { ...kubeServiceInput(m.deps.settings, { namespace: ns, service: 'burst' }), debounceMs: 3_000, maxDebounceMs: 120_000, idleMs: 10_000 };
     const send = () =>
       m.client.workflow.signalWithStart('kubeServiceWorkflow', {
         workflowId: id,

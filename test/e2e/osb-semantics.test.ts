@@ -22,7 +22,7 @@ import type { ResourceState } from '../../domain/reconcile';
 import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
 import type { RuntimeConfigFile } from '../../config/runtime';
 import { etcdOwnerKey } from '../../adapters/resources/etcd';
-import { InstanceId } from '../../workflows/searchAttributes';
+import { InstanceIdKey } from '../../workflows/searchAttributes';
 import {
   ASYNC_ONLY_PLAN,
   ORG_SPACE,
@@ -251,7 +251,7 @@ test('a binding exists only under its own instance: under another (or no) instan
   await waitForRuns(stack, `InstanceId="${y}"`);
   await sleep(2000); // time for any run the requests above might have started to reach visibility
   const bRuns = await listRuns(stack, `BindingId="${b}"`);
-  assert.deepEqual(bRuns.map((w) => [w.type, w.typedSearchAttributes.get(InstanceId)]), [['bind', x]], 'B has exactly its one bind, under X');
+  assert.deepEqual(bRuns.map((w) => [w.type, w.typedSearchAttributes.get(InstanceIdKey)]), [['bind', x]], 'B has exactly its one bind, under X');
   assert.deepEqual((await listRuns(stack, `InstanceId="${y}"`)).map((w) => w.type), ['provision'], 'nothing but its provision ran for Y');
   assert.deepEqual(await listRuns(stack, `InstanceId="${y}" AND BindingId="${b}"`), []);
   assert.deepEqual((await listRuns(stack, `InstanceId="${z}"`)).map((w) => w.workflowId), [], 'nothing ran for Z');

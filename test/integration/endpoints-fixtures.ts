@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import { EtcdServiceRegistry, type Metadata } from '../../adapters/servregistry';
+import { EtcdServiceRegistry, type Metadata } from '../../adapters/service-registries';
 import type { WatchedChange } from '../../adapters/kubernetes/watcher';
 import type { EndpointDeps } from '../../activities/endpoints';
 import type { EndpointSyncConfig } from '../../config/endpoints';

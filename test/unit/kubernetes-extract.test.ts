@@ -14,7 +14,7 @@ import {
   type KubeNamespace,
   type KubeService,
 } from '../../adapters/kubernetes';
-import { NoEndpointsError, ServiceNoMetadataError } from '../../adapters/servregistry';
+import { NoEndpointsError, ServiceNoMetadataError } from '../../adapters/service-registries';
 
 const shop: KubeNamespace = { metadata: { name: 'shop', annotations: { 'example.com/team': 'payments', 'kubectl.kubernetes.io/x': 'y' } } };
 

@@ -13,7 +13,7 @@ import {
   type OperationInput,
   type OperationResult,
 } from '../../workflows/messages';
-import { OperationState } from '../../workflows/searchAttributes';
+import { OperationStateKey } from '../../workflows/searchAttributes';
 import type { FakeCatalog } from './stubs';
 import { WorkflowTestBed, type Scenario } from './testbed';
 
@@ -157,7 +157,7 @@ describe('provision', () => {
     assert.equal(s.world.attempts.get('user:applyCreateChange'), 1, 'invalid input is not retried');
     // The entry stays so that a DELETE can clean up what was created.
     assert.deepEqual(s.world.names(), [`db@${input.instanceId}`]);
-    assert.equal((await handle.describe()).typedSearchAttributes.get(OperationState), 'failed');
+    assert.equal((await handle.describe()).typedSearchAttributes.get(OperationStateKey), 'failed');
   });
 
   test('a step that keeps failing is retried 7 times with backoff, then recorded as failed', async () => {
@@ -192,8 +192,8 @@ describe('provision', () => {
     await handle.cancel();
     const result = (await handle.result()) as OperationResult;
     assert.equal(result.state, 'failed');
-    // The description names the interrupted step; the cancellation itself adds no reason after the colon.
-    assert.match(result.description ?? '', /^resource "user" step applyCreateChange failed:/);
+    // The description names the interrupted step and says that it was cancelled.
+    assert.equal(result.description, 'resource "user" step applyCreateChange failed: the operation was cancelled');
     // Never left "in progress": last_operation tells the platform it failed.
     assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'failed', description: result.description });
     // The create in flight had landed before the end was recorded; the entry stays for a DELETE to clean up.

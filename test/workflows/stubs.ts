@@ -8,6 +8,7 @@ import type { ReconcileActivities, StepInput, StepResult } from '../../activitie
 import type { ResourceDef } from '../../config/resource-sets';
 import type { Patch, ResourceState } from '../../domain/reconcile';
 import type { OperationInput } from '../../workflows/messages';
+import type { OperationState } from '../../domain/operations';
 
 // ---------------------------------------------------------------------------------------------------------
 // Gates: hold an activity when it is reached, until the test releases it.
@@ -60,7 +61,7 @@ export class Gates {
 export interface RecordedOperation {
   operation: OperationInput['operation'];
   operationId: string;
-  state: 'in progress' | 'succeeded' | 'failed';
+  state: OperationState;
   description?: string;
 }
 

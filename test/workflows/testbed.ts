@@ -11,7 +11,7 @@ import type { WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { runInstaller } from '../../scripts/lib/process';
 import { bundleWorkflows, installRuntime } from '../../worker/worker';
 import { operationSummary, operationWorkflowId, type OperationInput, type OperationMemo } from '../../workflows/messages';
-import { BindingId, InstanceId, OperationState, OperationType, PlanId, ServiceId, searchAttributeDefinitions } from '../../workflows/searchAttributes';
+import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey, searchAttributeDefinitions } from '../../workflows/searchAttributes';
 import { testEnvNames } from '../support/env';
 import { FakeRegistry, FakeWorld, Gates, type FakeCatalog } from './stubs';
 
@@ -143,12 +143,12 @@ export class WorkflowTestBed {
           args: [input],
           memo: memo as unknown as Record<string, unknown>,
           typedSearchAttributes: new TypedSearchAttributes([
-            { key: InstanceId, value: input.instanceId },
-            ...(input.bindingId ? [{ key: BindingId, value: input.bindingId }] : []),
-            { key: ServiceId, value: input.serviceId },
-            { key: PlanId, value: input.planId },
-            { key: OperationType, value: input.operation },
-            { key: OperationState, value: 'in progress' },
+            { key: InstanceIdKey, value: input.instanceId },
+            ...(input.bindingId ? [{ key: BindingIdKey, value: input.bindingId }] : []),
+            { key: ServiceIdKey, value: input.serviceId },
+            { key: PlanIdKey, value: input.planId },
+            { key: OperationTypeKey, value: input.operation },
+            { key: OperationStateKey, value: 'in progress' },
           ]),
         });
       },

@@ -25,7 +25,7 @@ import {
   type Namespace,
   type Service,
   type ServiceRegistry,
-} from '../../adapters/servregistry';
+} from '../../adapters/service-registries';
 
 /** A backend under test: how to open it, and how to release what opening took. */
 export interface ConformanceTarget {

@@ -7,9 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { EtcdDatastore } from '../../adapters/datastore';
 import type { Datastore, KVPair } from '../../adapters/datastore';
-import { EtcdServiceRegistry, ServRegNotFoundError, ServiceRegistryBroker, EndpointNotOwnedError } from '../../adapters/servregistry';
+import { EtcdServiceRegistry, ServRegNotFoundError, ServiceRegistryBroker, EndpointNotOwnedError } from '../../adapters/service-registries';
 import { requireTestEnv } from '../support/env';
-import { serviceRegistryConformance } from '../contract/servregistry-conformance';
+import { serviceRegistryConformance } from '../contract/service-registry-conformance';
 
 const endpoint = requireTestEnv('etcdEndpoint');
 const run = randomBytes(4).toString('hex');

@@ -40,7 +40,7 @@ import {
   ServiceRegistryBroker,
   defaultOwnerPair,
   type ServiceRegistry,
-} from '../../adapters/servregistry';
+} from '../../adapters/service-registries';
 
 test('every error of the seed has a typed class in the right family, with a stable code and retry flag', () => {
   // [original error name, instance, family, code, retryable]

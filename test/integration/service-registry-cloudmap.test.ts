@@ -12,9 +12,9 @@ import {
   ServiceDiscoveryClient,
 } from '@aws-sdk/client-servicediscovery';
 import { UnavailableError, ValidationError } from '../../adapters/errors';
-import { CloudMapServiceRegistry } from '../../adapters/servregistry';
+import { CloudMapServiceRegistry } from '../../adapters/service-registries';
 import { requireTestEnv } from '../support/env';
-import { serviceRegistryConformance } from '../contract/servregistry-conformance';
+import { serviceRegistryConformance } from '../contract/service-registry-conformance';
 
 const clientConfig = {
   endpoint: requireTestEnv('motoEndpoint'),

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PermissionError, UnavailableError } from '../../adapters/errors';
-import { ServRegOperationFailedError, ServRegTimeoutError, waitForOperation, type OperationState } from '../../adapters/servregistry';
+import { ServRegOperationFailedError, ServRegTimeoutError, waitForOperation, type OperationState } from '../../adapters/service-registries';
 
 function scripted(states: OperationState[]) {
   let clock = 0;
