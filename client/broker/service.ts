@@ -1,11 +1,12 @@
+// Long on purpose: one class whose nine OSB operations share the same read-facts, decide, carry-out steps.
 // The OSB v2.17 semantics, free of HTTP: the broker's routes and the CLI both call this, so they behave the
 // same. Every request is checked completely (catalog, plan parameter schema, maintenance_info, async rules)
 // before anything starts, so an error answer changes nothing. Operations start through OperationsClient, whose
 // workflow-ID rule makes concurrent requests on one instance resolve atomically.
-import type { ValidateFunction } from 'ajv';
 import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../adapters/registry';
 import type { Entry } from '../../adapters/registry/entry';
-import { createParameterAjv, findPlan, withoutMetaSchema, type Catalog, type JsonSchema, type Plan, type Service } from '../../config/catalog';
+import { findPlan, type Catalog } from '../../config/catalog';
+import { PlanChecks } from './plan-checks';
 import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
 import type { OperationInput, OperationResult } from '../../workflows/messages';
 import type { OperationType } from '../../domain/operations';
@@ -76,38 +77,10 @@ interface Intent<B> {
 }
 
 export class OsbService {
-  private readonly validators: Map<string, ValidateFunction>;
+  private readonly plans: PlanChecks;
 
   constructor(private readonly deps: OsbServiceDeps) {
-    this.validators = compileParameterValidators(deps.catalog);
-  }
-
-  // ---- checks that need no state ------------------------------------------------------------------------
-
-  private planOf(serviceId: string, planId: string): { service: Service; plan: Plan } {
-    const found = findPlan(this.deps.catalog, serviceId, planId);
-    if (!found) {
-      if (!this.deps.catalog.services.some((s) => s.id === serviceId)) throw badRequest(`service_id "${serviceId}" is not in the catalog`);
-      throw badRequest(`plan_id "${planId}" is not a plan of service "${serviceId}"`);
-    }
-    return found;
-  }
-
-  private checkParameters(plan: Plan, kind: 'create' | 'update' | 'bind', parameters: Json | undefined): void {
-    const v = this.validators.get(`${plan.id}/${kind}`);
-    if (v && !v(parameters ?? {})) {
-      const e = v.errors?.[0];
-      throw badRequest(`parameters${e?.instancePath ?? ''} ${e?.message ?? 'are invalid'} (the plan's ${kind} parameter schema)`);
-    }
-  }
-
-  private checkMaintenance(plan: Plan, requested: { version: string } | undefined): void {
-    if (requested && plan.maintenance_info?.version !== requested.version) {
-      throw unprocessable(
-        'MaintenanceInfoConflict',
-        `maintenance_info.version "${requested.version}" does not match the plan's version "${plan.maintenance_info?.version ?? '(none)'}"`,
-      );
-    }
+    this.plans = new PlanChecks(deps.catalog);
   }
 
   private count(type: OperationType, outcome: string): void {
@@ -120,7 +93,6 @@ export class OsbService {
 
   // ---- facts --------------------------------------------------------------------------------------------
 
-  /** The running operation of a workflow, unless it has already recorded its end (its run is closing). */
   /**
    * The running operation of the entry, and the operation of its latest closed run when that run recorded nothing
    * (it was refused: the state moved before its first activity). Such a run still took its operation ID as its
@@ -264,10 +236,10 @@ export class OsbService {
   // ---- instances ----------------------------------------------------------------------------------------
 
   async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
-    const { plan } = this.planOf(b.service_id, b.plan_id);
+    const { plan } = this.plans.planOf(b.service_id, b.plan_id);
     // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
-    this.checkParameters(plan, 'create', b.parameters);
-    this.checkMaintenance(plan, b.maintenance_info);
+    this.plans.checkParameters(plan, 'create', b.parameters);
+    this.plans.checkMaintenance(plan, b.maintenance_info);
     const fingerprint = instanceFingerprint({
       serviceId: b.service_id,
       planId: b.plan_id,
@@ -307,7 +279,7 @@ export class OsbService {
     // Common check 4, before any state is read: the service, the plan when one is named, and the parameters
     // against that plan's schema (without a plan_id the schema is the instance's plan's, known only below).
     if (!this.deps.catalog.services.some((s) => s.id === b.service_id)) throw badRequest(`service_id "${b.service_id}" is not in the catalog`);
-    if (b.plan_id !== undefined) this.checkParameters(this.planOf(b.service_id, b.plan_id).plan, 'update', b.parameters);
+    if (b.plan_id !== undefined) this.plans.checkParameters(this.plans.planOf(b.service_id, b.plan_id).plan, 'update', b.parameters);
     return this.carryOut('update', { instanceId }, accepts, async () => {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       const currentPlan = facts.planId;
@@ -315,11 +287,11 @@ export class OsbService {
       // The rows that need only the instance come first; the target plan is known once the instance is.
       const first = decideUpdateInstance(b.service_id, facts);
       if (first) return { decision: first, plan: noPlan, answer: () => ({}) };
-      const { service, plan } = this.planOf(b.service_id, targetPlanId);
+      const { service, plan } = this.plans.planOf(b.service_id, targetPlanId);
       const planChange = targetPlanId !== currentPlan;
       // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
-      this.checkParameters(plan, 'update', b.parameters);
-      this.checkMaintenance(plan, b.maintenance_info);
+      this.plans.checkParameters(plan, 'update', b.parameters);
+      this.plans.checkMaintenance(plan, b.maintenance_info);
       const applied = entry.get<Json>(RegistryKey.Parameters) ?? {};
       // Absent parameters mean unchanged; present ones are merged over the applied ones (shallow).
       const parameters = b.parameters ? { ...applied, ...b.parameters } : applied;
@@ -363,7 +335,7 @@ export class OsbService {
   }
 
   async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
-    const { plan } = this.planOf(q.service_id, q.plan_id);
+    const { plan } = this.plans.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ deprovision: instanceId });
     return this.carryOut('deprovision', { instanceId }, accepts, async () => {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
@@ -418,11 +390,11 @@ export class OsbService {
   // ---- bindings -----------------------------------------------------------------------------------------
 
   async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): Promise<OsbAnswer<BindingBody>> {
-    const { service, plan } = this.planOf(b.service_id, b.plan_id);
+    const { service, plan } = this.plans.planOf(b.service_id, b.plan_id);
     if (!(plan.bindable ?? service.bindable)) throw badRequest(`plan "${plan.name}" is not bindable`);
     const appGuid = b.app_guid ?? (typeof b.bind_resource?.app_guid === 'string' ? b.bind_resource.app_guid : undefined);
     if (plan.brokerflow.requiresApp && !appGuid) throw unprocessable('RequiresApp', 'this plan binds to applications only: send bind_resource.app_guid');
-    this.checkParameters(plan, 'bind', b.parameters);
+    this.plans.checkParameters(plan, 'bind', b.parameters);
     const fingerprint = requestFingerprint({ instance: instanceId, parameters: b.parameters ?? {}, app_guid: appGuid, bind_resource: b.bind_resource });
     const view = async () => bindingView(await this.deps.registry.open('service-binding', bindingId, { instanceId }));
     return this.carryOut('bind', { instanceId, bindingId }, accepts, async () => {
@@ -455,7 +427,7 @@ export class OsbService {
   }
 
   async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
-    const { plan } = this.planOf(q.service_id, q.plan_id);
+    const { plan } = this.plans.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ unbind: bindingId });
     return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
       const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
@@ -541,20 +513,4 @@ function dashboard(e: Entry): OperationBody {
 
 function bindingView(e: Entry): BindingBody {
   return { credentials: e.get<Json>('credentials') ?? {}, parameters: e.get<Json>('parameters') ?? {} };
-}
-
-function compileParameterValidators(catalog: Catalog): Map<string, ValidateFunction> {
-  const ajv = createParameterAjv();
-  const out = new Map<string, ValidateFunction>();
-  for (const svc of catalog.services) {
-    for (const plan of svc.plans) {
-      const schemas: Array<[string, JsonSchema | undefined]> = [
-        ['create', plan.schemas?.service_instance?.create?.parameters],
-        ['update', plan.schemas?.service_instance?.update?.parameters],
-        ['bind', plan.schemas?.service_binding?.create?.parameters],
-      ];
-      for (const [kind, schema] of schemas) if (schema) out.set(`${plan.id}/${kind}`, ajv.compile(withoutMetaSchema(schema)));
-    }
-  }
-  return out;
 }
