@@ -69,6 +69,10 @@ function canonicalJson(v: unknown): string {
  * running that takes milliseconds; longer means no worker is there to take the run's last step.
  */
 const FINISHING_GRACE_MS = 2_000;
+/** How long a request that must decide waits for Temporal to describe a workflow before it answers 503. */
+const DECIDE_DEADLINE_MS = 10_000;
+/** How long a last_operation poll waits for that before it answers from the registry's record. */
+const POLL_DEADLINE_MS = 3_000;
 
 /** What happened when asked to start an operation. */
 export type StartOutcome =
@@ -109,10 +113,15 @@ export class OperationsClient {
     return d.status.name === 'RUNNING' ? { running: memo } : { closed: memo };
   }
 
-  private async describe(ref: { instanceId: string; bindingId?: string | undefined }): Promise<WorkflowExecutionDescription | undefined> {
+  /**
+   * The entry's workflow as Temporal describes it. A Temporal that is down fails at once (the connection is
+   * refused); the deadline is for one that is slow. A request that decides something waits up to
+   * DECIDE_DEADLINE_MS, since without the answer it can only say 503; a last_operation poll waits
+   * POLL_DEADLINE_MS, then answers from the registry's record.
+   */
+  private async describe(ref: { instanceId: string; bindingId?: string | undefined }, deadlineMs = DECIDE_DEADLINE_MS): Promise<WorkflowExecutionDescription | undefined> {
     try {
-      // A short deadline: when Temporal is down, callers fall back to the registry instead of hanging.
-      return await this.client.connection.withDeadline(Date.now() + 3000, () => this.client.workflow.getHandle(operationWorkflowId(ref)).describe());
+      return await this.client.connection.withDeadline(Date.now() + deadlineMs, () => this.client.workflow.getHandle(operationWorkflowId(ref)).describe());
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       // Nothing can be decided without it; the platform may repeat the request (503, not an internal error).
@@ -255,7 +264,7 @@ export class OperationsClient {
     // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
     let d: WorkflowExecutionDescription | undefined;
     try {
-      d = await this.describe(ref);
+      d = await this.describe(ref, POLL_DEADLINE_MS);
     } catch (err) {
       // Temporal unreachable or slow: the registry's word is all we have. Without a record of this operation the
       // answer is unknown, not "no operation": a 404 would tell the platform its accepted operation vanished.
