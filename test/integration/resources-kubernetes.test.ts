@@ -237,14 +237,23 @@ void describe('Kubernetes object driver on a real kube-apiserver', () => {
       },
       readiness: { condition: 'Available', timeoutSeconds: 30 },
     });
-    // No deployment controller runs here: the test plays it.
+    // No deployment controller runs here: the test plays it. Like any controller it writes status from a fresh read
+    // and reads again on a Conflict: the driver's create is three writes (create, apply, ownership settle), and a
+    // status write between them meets a newer resourceVersion.
     const setStatus = async (observedGeneration: number, available: 'True' | 'False') => {
-      const d = await apps.readNamespacedDeployment({ namespace: ns, name: 'web' });
-      d.status = {
-        observedGeneration,
-        conditions: [{ type: 'Available', status: available, reason: 'Test', lastTransitionTime: new Date() }],
-      };
-      await apps.replaceNamespacedDeploymentStatus({ namespace: ns, name: 'web', body: d });
+      for (let attempt = 1; ; attempt++) {
+        const d = await apps.readNamespacedDeployment({ namespace: ns, name: 'web' });
+        d.status = {
+          observedGeneration,
+          conditions: [{ type: 'Available', status: available, reason: 'Test', lastTransitionTime: new Date() }],
+        };
+        try {
+          await apps.replaceNamespacedDeploymentStatus({ namespace: ns, name: 'web', body: d });
+          return;
+        } catch (err) {
+          if ((err as { code?: number }).code !== 409 || attempt === 10) throw err;
+        }
+      }
     };
     const generation = async () => (await apps.readNamespacedDeployment({ namespace: ns, name: 'web' })).metadata?.generation;
 
