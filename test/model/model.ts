@@ -890,6 +890,12 @@ function applyDecision(w: World, d: Decision, r: Request, i: number, answers: An
       return matchAny(w, d.expect, a).map((world) => ({ world }));
     case 'join': {
       const op = w.ops[d.opId]!;
+      const later = isAsync ? undefined : continuesAs(a);
+      if (later !== undefined) {
+        // The sync wait ran out: the request answered 500 naming the operation it joined, which goes on.
+        if (op.id.startsWith('?')) return [{ world: renameOp(w, op.id, later) }];
+        return later === op.id ? [{ world: w }] : [];
+      }
       if (!isAsync) {
         const next = clone(w);
         next.ops[d.opId]!.waiters.push({ req: i, joined: true });
@@ -903,13 +909,18 @@ function applyDecision(w: World, d: Decision, r: Request, i: number, answers: An
       const p = w.ops[d.provisionOp]!;
       // A synchronous provision stopped by a DELETE answers 500, never 200/201.
       if (p.waiters.some((x) => answers[x.req]!.status !== 500)) return [];
+      const later = isAsync ? undefined : continuesAs(a);
+      const waits = !isAsync && later === undefined;
       let id: string;
       if (isAsync) {
         if (a.status !== 202 || !isObj(a.body) || !isNonEmptyString(a.body.operation) || a.body.operation === p.id) return [];
         id = a.body.operation;
+      } else if (later !== undefined) {
+        if (later === p.id) return [];
+        id = later;
       } else id = `?${w.nextPlaceholder}`;
-      const next = interruptProvision({ ...w, nextPlaceholder: w.nextPlaceholder + (isAsync ? 0 : 1) }, p.id, id);
-      if (!isAsync) next.ops[id]!.waiters.push({ req: i, joined: false });
+      const next = interruptProvision({ ...w, nextPlaceholder: w.nextPlaceholder + (waits ? 1 : 0) }, p.id, id);
+      if (waits) next.ops[id]!.waiters.push({ req: i, joined: false });
       return [{ world: next }];
     }
     case 'start': {
@@ -921,10 +932,26 @@ function applyDecision(w: World, d: Decision, r: Request, i: number, answers: An
         if (e.last?.id === id || e.refused?.id === id) return [];
         return [{ world: w, pending: { req: i, spec: d.op, id, sync: false } }];
       }
+      const later = continuesAs(a);
+      if (later !== undefined) {
+        // The sync wait ran out: the operation started (or joined a start) under the ID the answer names, and goes on.
+        const e = d.op.binding ? bnd(w, d.op.binding) : inst(w, d.op.instance);
+        if (e.last?.id === later || e.refused?.id === later) return [];
+        return [{ world: w, pending: { req: i, spec: d.op, id: later, sync: false } }];
+      }
       const id = `?${w.nextPlaceholder}`;
       return [{ world: { ...w, nextPlaceholder: w.nextPlaceholder + 1 }, pending: { req: i, spec: d.op, id, sync: true } }];
     }
   }
+}
+
+/**
+ * A synchronous request whose operation outlived the broker's sync wait (docs/design/osb-semantics.md, "Synchronous
+ * requests"): 500 naming the operation, which continues. The ID it names, or undefined for any other answer.
+ */
+export function continuesAs(a: Answer): string | undefined {
+  if (a.status !== 500 || !isObj(a.body) || typeof a.body.description !== 'string') return undefined;
+  return /did not finish within \d+ s and continues \(operation ([^)\s]+)\)/.exec(a.body.description)?.[1];
 }
 
 /** Starts a pending operation on the current state (see ALLOWANCE "decided earlier"). */
