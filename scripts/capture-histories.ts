@@ -22,7 +22,7 @@ import { requireTestEnv } from '../test/support/env';
 import { testBrokerUser } from '../test/support/config';
 import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
-import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/integration/endpoints-fixtures';
+import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/support/endpoints-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
 import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../platform/endpoint-workflows';
 import { watchLabelKey } from '../adapters/kubernetes';
