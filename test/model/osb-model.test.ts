@@ -23,8 +23,8 @@ import { startTestStack, type TestStack } from '../support/stack';
 import { STICKY_QUEUE_TIMEOUT_MS } from '../../worker/worker';
 import { requireTestEnv } from '../support/env';
 import { onAuthRace, osbResourceSets } from '../support/osb';
-import type { ScenarioResult } from '../reliability/scenario';
-import { renderReliabilityReport, resultsDir } from '../reliability/report';
+import type { ScenarioResult } from '../support/reliability/scenario';
+import { renderReliabilityReport, resultsDir } from '../support/reliability/report';
 import { Divergence, Lane, commandArbs, crashCommandArbs, initialModel, newStats, poisonKey, settleAll, summarise, type LaneStats, type ModelState } from './harness';
 import { bnd, canonical, inst, setWorker, type World } from './model';
 

@@ -13,10 +13,10 @@ import { startTestStack, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
 import { deferred } from '../support/deferred';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, osbResourceSets, provisionBody } from '../support/osb';
-import { sharedTenantEtcd } from './servers';
-import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory } from './inspect';
-import { injectSender, isFailure, repeatUntilDone, settle, type Answer, type Send } from './platform';
-import { Scenario, mapConcurrently, randomBetween } from './scenario';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory } from '../support/reliability/inspect';
+import { injectSender, isFailure, repeatUntilDone, settle, type Answer, type Send } from '../support/reliability/platform';
+import { Scenario, mapConcurrently, randomBetween } from '../support/reliability/scenario';
 
 /** Rounds per race kind; the issue suggests 30 (BROKERFLOW_RELIABILITY_RACE_ROUNDS scales it). */
 const ROUNDS = Number(process.env.BROKERFLOW_RELIABILITY_RACE_ROUNDS ?? 30);
