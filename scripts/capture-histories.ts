@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { startBenchStack, type BenchStack } from '../test/bench/stack-support';
+import { startBenchStack, type BenchStack } from '../bench/stack-support';
 import { requireTestEnv } from '../test/support/env';
 import { testBrokerUser } from '../test/support/config';
 import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
