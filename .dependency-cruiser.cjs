@@ -101,7 +101,7 @@ module.exports = {
       name: 'product-never-imports-tests-or-scripts',
       severity: 'error',
       from: { path: '^(domain|workflows|activities|adapters|worker|client|platform|config)/' },
-      to: { path: '^(test|scripts)/' },
+      to: { path: '^(test|scripts|bench)/' },
     },
   ],
   options: {

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TemporalCluster } from '../../scripts/lib/temporal-cluster';
 import { instancePath, provisionBody } from '../support/osb';
-import { operationState, type Answer } from '../reliability/platform';
-import { sharedTenantEtcd } from '../reliability/servers';
-import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../reliability/inspect';
-import { Scenario, mapConcurrently, percentile, seconds } from '../reliability/scenario';
+import { operationState, type Answer } from '../support/reliability/platform';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../support/reliability/inspect';
+import { Scenario, mapConcurrently, percentile, seconds } from '../support/reliability/scenario';
 import { requireClusterShape, startClusterStack, startOwnCluster, type ClusterStack } from './support';
 
 const PROVISIONS = Number(process.env.BROKERFLOW_CLUSTER_PROVISIONS ?? 60);

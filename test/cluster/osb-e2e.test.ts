@@ -6,10 +6,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { bindingPath, deleteQuery, instancePath, PLAN, provisionBody, SERVICE } from '../support/osb';
-import { settle, type Send } from '../reliability/platform';
-import { mapConcurrently } from '../reliability/scenario';
-import { sharedTenantEtcd } from '../reliability/servers';
-import { deleteTenantKeys, keyspaceOf, waitFor } from '../reliability/inspect';
+import { settle, type Send } from '../support/reliability/platform';
+import { mapConcurrently } from '../support/reliability/scenario';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, keyspaceOf, waitFor } from '../support/reliability/inspect';
 import { requireClusterShape, startClusterStack, type ClusterStack } from './support';
 
 const INSTANCES = 6;

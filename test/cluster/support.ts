@@ -7,8 +7,8 @@ import { freePort } from '../../scripts/lib/process';
 import { startTemporalCluster, type TemporalCluster } from '../../scripts/lib/temporal-cluster';
 import { startTestStack, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
-import { startBrokerProcess, startWorkerProcess, type ChildProcessHandle } from '../reliability/processes';
-import { httpSender, type Send } from '../reliability/platform';
+import { startBrokerProcess, startWorkerProcess, type ChildProcessHandle } from '../support/reliability/processes';
+import { httpSender, type Send } from '../support/reliability/platform';
 
 /** Fails at once, with the command to use, when the run did not start the cluster shape. */
 export function requireClusterShape(): void {

@@ -5,10 +5,10 @@ import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { instancePath, provisionBody } from '../support/osb';
-import { operationState } from '../reliability/platform';
-import { sharedTenantEtcd } from '../reliability/servers';
-import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../reliability/inspect';
-import { Scenario, mapConcurrently, median, percentile, randomBetween, seconds } from '../reliability/scenario';
+import { operationState } from '../support/reliability/platform';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../support/reliability/inspect';
+import { Scenario, mapConcurrently, median, percentile, randomBetween, seconds } from '../support/reliability/scenario';
 import { requireClusterShape, startClusterStack, type ClusterStack } from './support';
 
 const PROVISIONS = Number(process.env.BROKERFLOW_CLUSTER_PROVISIONS ?? 60);

@@ -15,7 +15,7 @@ import {
   ServiceDirectoryServiceRegistry,
   ServiceRegistryBroker,
 } from '../../adapters/service-registries';
-import { serviceRegistryConformance } from './service-registry-conformance';
+import { serviceRegistryConformance } from '../conformance/service-registry-conformance';
 import { startServiceDirectoryContractServer, type ServiceDirectoryContractServer } from './servicedirectory-server';
 
 const clientFor = (server: ServiceDirectoryContractServer) =>

@@ -27,7 +27,7 @@ import {
   startMirror,
   uid,
   type Mirror,
-} from '../integration/endpoints-fixtures';
+} from '../support/endpoints-fixtures';
 
 const foreign = { owner: 'someone-else' };
 

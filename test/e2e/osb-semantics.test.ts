@@ -2,10 +2,10 @@
 // with real headers) and asserts what a platform sees, then reads the systems behind the broker — the tenant
 // etcd, Temporal visibility, the registry, the test drivers' objects — to check that nothing else happened.
 //
-// The main stack reconciles test/fixtures/resource-sets.semantics.yaml: the real etcd keyspace and binding user,
+// The main stack reconciles test/support/fixtures/resource-sets.semantics.yaml: the real etcd keyspace and binding user,
 // plus two resources of drivers this file controls inside its worker (`switch`: fails updates on demand, `gate`:
 // holds a binding's deletion). The last tests serve instances provisioned here with an upgraded catalog
-// (test/fixtures/catalog.upgraded.yaml) from a second stack on the same registry and task queue.
+// (test/support/fixtures/catalog.upgraded.yaml) from a second stack on the same registry and task queue.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -44,7 +44,7 @@ import {
   type EtcdCredentials,
 } from '../support/osb';
 
-const fixtures = resolve(__dirname, '..', 'fixtures');
+const fixtures = resolve(__dirname, '..', 'support', 'fixtures');
 const semanticsResourceSets = join(fixtures, 'resource-sets.semantics.yaml');
 const noBindingResourceSets = join(fixtures, 'resource-sets.nobindres.yaml');
 const upgradedCatalog = join(fixtures, 'catalog.upgraded.yaml');

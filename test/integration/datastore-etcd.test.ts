@@ -16,7 +16,7 @@ import {
   Syncer,
 } from '../../adapters/datastore';
 import { requireTestEnv } from '../support/env';
-import { EventReader, SyncRecorder, eventually, rejectsWith, runDatastoreConformance } from './datastore-conformance';
+import { EventReader, SyncRecorder, eventually, rejectsWith, runDatastoreConformance } from '../conformance/datastore-conformance';
 
 const shared = requireTestEnv('etcdEndpoint');
 const workDir = requireTestEnv('workDir');

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { KubernetesDatastore } from '../../adapters/datastore';
 import { requireTestEnv } from '../support/env';
-import { EventReader, runDatastoreConformance } from './datastore-conformance';
+import { EventReader, runDatastoreConformance } from '../conformance/datastore-conformance';
 
 const kubeconfigPath = requireTestEnv('kubeconfig');
 const etcdEndpoint = requireTestEnv('etcdEndpoint');

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { KubeServiceWatcher } from '../../adapters/kubernetes/watcher';
-import { allowed, eventually, kube, labelNamespace, patchService, recorder, serviceBody, uid } from './endpoints-fixtures';
+import { allowed, eventually, kube, labelNamespace, patchService, recorder, serviceBody, uid } from '../support/endpoints-fixtures';
 import { deferred } from '../support/deferred';
 
 void describe('KubeServiceWatcher', { timeout: 60_000 }, () => {

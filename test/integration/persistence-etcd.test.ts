@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EtcdDatastore } from '../../adapters/datastore';
 import { EtcdPersistenceProvider } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { persistenceConformance } from './persistence-conformance';
+import { persistenceConformance } from '../conformance/persistence-conformance';
 
 const endpoint = requireTestEnv('etcdEndpoint');
 const root = `/bf-persist-${randomBytes(4).toString('hex')}`;

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilePersistenceProvider } from '../../adapters/persistence';
-import { persistenceConformance, testMachineId } from './persistence-conformance';
+import { persistenceConformance, testMachineId } from '../conformance/persistence-conformance';
 
 const root = mkdtempSync(join(tmpdir(), 'bf-persist-file-'));
 

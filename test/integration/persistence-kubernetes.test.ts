@@ -7,7 +7,7 @@ import type { CoreV1Api } from '@kubernetes/client-node' with { 'resolution-mode
 import { ConflictError } from '../../adapters/errors';
 import { KubernetesPersistenceProvider, holderName } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { persistenceConformance, testMachineId } from './persistence-conformance';
+import { persistenceConformance, testMachineId } from '../conformance/persistence-conformance';
 
 const kubeconfigPath = requireTestEnv('kubeconfig');
 const suffix = randomBytes(4).toString('hex');

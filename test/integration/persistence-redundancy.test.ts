@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ConflictError, UnavailableError } from '../../adapters/errors';
 import { FilePersistenceProvider, RedundantStore, S3PersistenceProvider, type PersistedObject } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { deleteTestBucket, testMachineId } from './persistence-conformance';
+import { deleteTestBucket, testMachineId } from '../conformance/persistence-conformance';
 
 const root = mkdtempSync(join(tmpdir(), 'bf-redundant-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { ConflictError } from '../../adapters/errors';
 import { S3PersistenceProvider, type S3ReplicaConfig } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { deleteTestBucket, persistenceConformance, testMachineId } from './persistence-conformance';
+import { deleteTestBucket, persistenceConformance, testMachineId } from '../conformance/persistence-conformance';
 
 const endpoint = requireTestEnv('motoEndpoint');
 const bucket = `bf-persist-${randomBytes(4).toString('hex')}`;

@@ -17,7 +17,7 @@ import {
   type PersistenceProvider,
 } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { deleteTestBucket, testMachineId } from './persistence-conformance';
+import { deleteTestBucket, testMachineId } from '../conformance/persistence-conformance';
 
 const k1 = { id: 'key-2025', key: randomBytes(32).toString('base64') };
 const k2 = { id: 'key-2026', key: randomBytes(32).toString('base64') };

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EtcdDatastore } from '../../adapters/datastore';
 import { EtcdPersistenceProvider } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { registryConformance } from './registry-conformance';
+import { registryConformance } from '../conformance/registry-conformance';
 
 const endpoint = requireTestEnv('etcdEndpoint');
 const root = `/bf-registry-${randomBytes(4).toString('hex')}`;

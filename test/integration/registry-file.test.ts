@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilePersistenceProvider } from '../../adapters/persistence';
-import { registryConformance } from './registry-conformance';
+import { registryConformance } from '../conformance/registry-conformance';
 
 const root = mkdtempSync(join(tmpdir(), 'bf-registry-file-'));
 

@@ -7,7 +7,7 @@ import type { CoreV1Api } from '@kubernetes/client-node' with { 'resolution-mode
 import { KubernetesPersistenceProvider } from '../../adapters/persistence';
 import { RegistryKey } from '../../adapters/registry';
 import { requireTestEnv } from '../support/env';
-import { openRegistry, registryConformance, type RegistryBackend } from './registry-conformance';
+import { openRegistry, registryConformance, type RegistryBackend } from '../conformance/registry-conformance';
 
 const kubeconfigPath = requireTestEnv('kubeconfig');
 const suffix = randomBytes(4).toString('hex');

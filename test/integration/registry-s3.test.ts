@@ -2,8 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { S3PersistenceProvider, type S3ReplicaConfig } from '../../adapters/persistence';
 import { requireTestEnv } from '../support/env';
-import { deleteTestBucket } from './persistence-conformance';
-import { registryConformance } from './registry-conformance';
+import { deleteTestBucket } from '../conformance/persistence-conformance';
+import { registryConformance } from '../conformance/registry-conformance';
 
 const endpoint = requireTestEnv('motoEndpoint');
 const bucket = `bf-registry-${randomBytes(4).toString('hex')}`;

@@ -14,7 +14,7 @@ import {
 import { UnavailableError, ValidationError } from '../../adapters/errors';
 import { CloudMapServiceRegistry } from '../../adapters/service-registries';
 import { requireTestEnv } from '../support/env';
-import { serviceRegistryConformance } from '../contract/service-registry-conformance';
+import { serviceRegistryConformance } from '../conformance/service-registry-conformance';
 
 const clientConfig = {
   endpoint: requireTestEnv('motoEndpoint'),

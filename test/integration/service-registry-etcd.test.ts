@@ -9,7 +9,7 @@ import { EtcdDatastore } from '../../adapters/datastore';
 import type { Datastore, KVPair } from '../../adapters/datastore';
 import { EtcdServiceRegistry, ServRegNotFoundError, ServiceRegistryBroker, EndpointNotOwnedError } from '../../adapters/service-registries';
 import { requireTestEnv } from '../support/env';
-import { serviceRegistryConformance } from '../contract/service-registry-conformance';
+import { serviceRegistryConformance } from '../conformance/service-registry-conformance';
 
 const endpoint = requireTestEnv('etcdEndpoint');
 const run = randomBytes(4).toString('hex');

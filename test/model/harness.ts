@@ -1,12 +1,12 @@
 // The model-based test's commands: random OSB requests (alone or in concurrent bursts) sent over real HTTP to a
-// running broker, each answer checked against the reference model (model.ts), plus commands that stop and start
-// the worker (so operations stay "in progress" deterministically), kill it at random moments, and plant someone
-// else's key in an instance's etcd prefix (so its provision fails). fast-check generates, runs and shrinks the
-// command sequences (fc.commands + fc.asyncModelRun).
+// running broker, each answer checked against the reference model (test/support/osb-model.ts), plus commands that
+// stop and start the worker (so operations stay "in progress" deterministically), kill it at random moments, and
+// plant someone else's key in an instance's etcd prefix (so its provision fails). fast-check generates, runs and
+// shrinks the command sequences (fc.commands + fc.asyncModelRun).
 //
 // Determinism: while the worker runs, every operation a command starts is polled to its end before the next
 // command, so sequential answers have exactly one explanation. While the worker is stopped nothing ends, and the
-// model tracks what runs. Only concurrent bursts leave timing open, and model.ts explains them by search.
+// model tracks what runs. Only concurrent bursts leave timing open, and osb-model.ts explains them by search.
 import fc from 'fast-check';
 import type { Etcd3 } from 'etcd3';
 import { Agent, fetch, type Response } from 'undici';
@@ -32,7 +32,7 @@ import {
   type Request,
   type WireHeaders,
   type World,
-} from './model';
+} from '../support/osb-model';
 
 // ---- what the generator produces ---------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 // Model-based test of the OSB semantics (docs/design/osb-semantics.md): fast-check generates random command
 // sequences (requests alone and in concurrent bursts, worker stops, failing provisions), sends them over real HTTP
 // to brokers with real workers, Temporal, etcd and Kubernetes behind them, and checks every answer against the
-// reference model (model.ts). After each sequence, once everything has ended, the world must be what the model
-// says: registry entries, the tenant etcd's users, roles and prefix owner marks, Kubernetes ConfigMaps, and no
-// running workflow. A failing sequence is shrunk and printed with the seed and path that replay it.
+// reference model (test/support/osb-model.ts). After each sequence, once everything has ended, the world must be
+// what the model says: registry entries, the tenant etcd's users, roles and prefix owner marks, Kubernetes
+// ConfigMaps, and no running workflow. A failing sequence is shrunk and printed with the seed and path that replay it.
 //
 //   npm run test:only -- test/model                                 default size (≥ 2,000 commands + 300 with crashes)
 //   BROKERFLOW_MODEL_COMMANDS=20000 npm run test:only -- test/model a big run
@@ -23,10 +23,10 @@ import { startTestStack, type TestStack } from '../support/stack';
 import { STICKY_QUEUE_TIMEOUT_MS } from '../../worker/worker';
 import { requireTestEnv } from '../support/env';
 import { onAuthRace, osbResourceSets } from '../support/osb';
-import type { ScenarioResult } from '../reliability/scenario';
-import { renderReliabilityReport, resultsDir } from '../reliability/report';
+import type { ScenarioResult } from '../support/reliability/scenario';
+import { renderReliabilityReport, resultsDir } from '../support/reliability/report';
 import { Divergence, Lane, commandArbs, crashCommandArbs, initialModel, newStats, poisonKey, settleAll, summarise, type LaneStats, type ModelState } from './harness';
-import { bnd, canonical, inst, setWorker, type World } from './model';
+import { bnd, canonical, inst, setWorker, type World } from '../support/osb-model';
 
 const env = process.env;
 const MAIN_COMMANDS = Number(env.BROKERFLOW_MODEL_COMMANDS ?? 2000);
@@ -383,7 +383,7 @@ function writeResults(): void {
       'wrong-instance binding paths, identical and conflicting repeats, bursts of 2–6 concurrent requests, the worker stopped while requests ' +
       'arrive, someone else\'s key in an instance\'s etcd prefix, and (crash variant) the worker killed at random moments.',
     claim:
-      'Every answer is one that docs/design/osb-semantics.md allows in the state the reference model (test/model/model.ts) tracks; after each ' +
+      'Every answer is one that docs/design/osb-semantics.md allows in the state the reference model (test/support/osb-model.ts) tracks; after each ' +
       'sequence the registry entries, etcd users, roles and prefix owner marks, Kubernetes ConfigMaps and running workflows are exactly what the model says.',
     outcome: failed ? 'failed' : 'passed',
     ...(failed ? { failure: failed.divergence!.split('\n').find((l) => l.startsWith('DIVERGENCE')) ?? failed.divergence!.split('\n')[0]! } : {}),

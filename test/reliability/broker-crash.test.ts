@@ -16,11 +16,11 @@ import { freePort } from '../../scripts/lib/process';
 import type { OperationInput } from '../../workflows/messages';
 import { startTestStack, type TestStack } from '../support/stack';
 import { PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, deleteQuery, instancePath, instanceWorkflowIdOf, provisionBody } from '../support/osb';
-import { startBrokerProcess, type ChildProcessHandle } from './processes';
-import { sharedTenantEtcd } from './servers';
-import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory, settledRuns, waitFor } from './inspect';
-import { httpSender, injectSender, repeatUntilDone, settle } from './platform';
-import { Scenario, mapConcurrently, randomBetween } from './scenario';
+import { startBrokerProcess, type ChildProcessHandle } from '../support/reliability/processes';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory, settledRuns, waitFor } from '../support/reliability/inspect';
+import { httpSender, injectSender, repeatUntilDone, settle } from '../support/reliability/platform';
+import { Scenario, mapConcurrently, randomBetween } from '../support/reliability/scenario';
 
 const ROUNDS = 3;
 const PER_ROUND = 8;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { KubeConfig, type CoreV1Api } from '@kubernetes/client-node';
 import { KubeServiceWatcher, WatcherFailedError } from '../../adapters/kubernetes/watcher';
-import { allowed, eventually, kube, labelNamespace, patchService, recorder, serviceBody, uid } from '../integration/endpoints-fixtures';
+import { allowed, eventually, kube, labelNamespace, patchService, recorder, serviceBody, uid } from '../support/endpoints-fixtures';
 
 /** A TCP proxy that can cut, refuse, or silently black-hole connections. TLS passes through untouched. */
 class FaultProxy {

@@ -20,7 +20,7 @@ import {
   startWorker,
   uid,
   type Mirror,
-} from '../integration/endpoints-fixtures';
+} from '../support/endpoints-fixtures';
 import { writeRawTestConfig } from '../support/config';
 
 const children: ChildProcess[] = [];

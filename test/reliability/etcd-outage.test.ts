@@ -10,9 +10,9 @@ import { Etcd3 } from 'etcd3';
 import { etcdUserName } from '../../adapters/resources';
 import { startTestStack, type TestStack } from '../support/stack';
 import { ORG_SPACE, PLAN, SERVICE, bindingPath, bindingWorkflowIdOf, instancePath, instanceWorkflowIdOf } from '../support/osb';
-import { startOwnTenantEtcd, type OwnTenantEtcd } from './servers';
-import { activityAttempts, managedRoles, managedUsers, prefixInventory, waitFor } from './inspect';
-import { Scenario, mapConcurrently, seconds } from './scenario';
+import { startOwnTenantEtcd, type OwnTenantEtcd } from '../support/reliability/servers';
+import { activityAttempts, managedRoles, managedUsers, prefixInventory, waitFor } from '../support/reliability/inspect';
+import { Scenario, mapConcurrently, seconds } from '../support/reliability/scenario';
 
 const BOUND = 12;
 const FRESH = 12;

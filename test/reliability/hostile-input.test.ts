@@ -19,10 +19,10 @@ import { startTestStack, type TestStack } from '../support/stack';
 import { basicAuth, testBrokerUser } from '../support/config';
 import { requireTestEnv } from '../support/env';
 import { APP_BOUND_PLAN, ASYNC_ONLY_PLAN, ORG_SPACE, PLAN, SERVICE, bindingWorkflowIdOf, deleteQuery, instancePath, instanceWorkflowIdOf } from '../support/osb';
-import { sharedTenantEtcd } from './servers';
-import { deleteTenantKeys, managedUsers, waitFor, workflowRuns } from './inspect';
-import { injectSender, repeatUntilDone } from './platform';
-import { Scenario, mapConcurrently } from './scenario';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, managedUsers, waitFor, workflowRuns } from '../support/reliability/inspect';
+import { injectSender, repeatUntilDone } from '../support/reliability/platform';
+import { Scenario, mapConcurrently } from '../support/reliability/scenario';
 
 /** Generated requests through fastify inject; the issue asks for at least 5,000. */
 const INJECTED = Number(process.env.BROKERFLOW_RELIABILITY_FUZZ_REQUESTS ?? 5000);

@@ -13,10 +13,10 @@ import { startTestStack, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
 import { deferred } from '../support/deferred';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, osbResourceSets, provisionBody } from '../support/osb';
-import { sharedTenantEtcd } from './servers';
-import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory } from './inspect';
-import { injectSender, isFailure, repeatUntilDone, settle, type Answer, type Send } from './platform';
-import { Scenario, mapConcurrently, randomBetween } from './scenario';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, keyspaceOf, managedUsers, prefixInventory } from '../support/reliability/inspect';
+import { injectSender, isFailure, repeatUntilDone, settle, type Answer, type Send } from '../support/reliability/platform';
+import { Scenario, mapConcurrently, randomBetween } from '../support/reliability/scenario';
 
 /** Rounds per race kind; the issue suggests 30 (BROKERFLOW_RELIABILITY_RACE_ROUNDS scales it). */
 const ROUNDS = Number(process.env.BROKERFLOW_RELIABILITY_RACE_ROUNDS ?? 30);
@@ -30,7 +30,7 @@ const scenario = new Scenario({
   id: 'races',
   order: 5,
   title: 'Concurrent conflicting requests on one instance',
-  fault: `${ROUNDS} rounds each of PUT vs DELETE (new instance), PATCH vs DELETE and bind vs DELETE (provisioned instance), the two requests sent concurrently in random order, the second 0-300 ms after the first, ${PARALLEL} rounds at a time, on the plan with a Kubernetes ConfigMap and an etcd keyspace (test/fixtures/resource-sets.osb.yaml).`,
+  fault: `${ROUNDS} rounds each of PUT vs DELETE (new instance), PATCH vs DELETE and bind vs DELETE (provisioned instance), the two requests sent concurrently in random order, the second 0-300 ms after the first, ${PARALLEL} rounds at a time, on the plan with a Kubernetes ConfigMap and an etcd keyspace (test/support/fixtures/resource-sets.osb.yaml).`,
   claim: 'Every answer is one the OSB spec allows; every accepted operation ends; afterwards registry, Kubernetes and etcd agree with each other and with the last accepted operation; after the platform deletes the instance nothing is left in etcd (keys, bf- users), Kubernetes or the registry. The narrowest PUT/DELETE window — a DELETE arriving while the provision records its end, held open on purpose — still deletes the instance.',
 });
 after(() => scenario.save());

@@ -24,11 +24,11 @@ import { basicAuth, testBrokerUser, testEncryptionKey, writeTestConfig } from '.
 import { decodePayload } from '../support/history';
 import { requireTestEnv } from '../support/env';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, provisionBody } from '../support/osb';
-import { startWorkerProcess, type ChildProcessHandle } from './processes';
-import { sharedTenantEtcd } from './servers';
-import { deleteTenantKeys, settledRuns } from './inspect';
-import { injectSender, isFailure, repeatUntilDone, settle, type Send } from './platform';
-import { Scenario, median } from './scenario';
+import { startWorkerProcess, type ChildProcessHandle } from '../support/reliability/processes';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { deleteTenantKeys, settledRuns } from '../support/reliability/inspect';
+import { injectSender, isFailure, repeatUntilDone, settle, type Send } from '../support/reliability/platform';
+import { Scenario, median } from '../support/reliability/scenario';
 
 const TIMING_TRIES = 2000;
 

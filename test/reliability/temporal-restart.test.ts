@@ -8,9 +8,9 @@ import { randomBytes } from 'node:crypto';
 import type { TemporalDevServer } from '../../scripts/lib/temporal';
 import { startTestStack, type TestStack } from '../support/stack';
 import { instancePath, provisionBody } from '../support/osb';
-import { sharedTenantEtcd, startOwnTemporal } from './servers';
-import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from './inspect';
-import { Scenario, mapConcurrently, seconds } from './scenario';
+import { sharedTenantEtcd, startOwnTemporal } from '../support/reliability/servers';
+import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../support/reliability/inspect';
+import { Scenario, mapConcurrently, seconds } from '../support/reliability/scenario';
 
 const PROVISIONS = 40;
 

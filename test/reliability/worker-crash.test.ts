@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startTestStack, type TestStack } from '../support/stack';
 import { instancePath, provisionBody } from '../support/osb';
-import { startWorkerProcess, type ChildProcessHandle } from './processes';
-import { sharedTenantEtcd } from './servers';
-import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from './inspect';
-import { Scenario, mapConcurrently, median, percentile, randomBetween, seconds } from './scenario';
+import { startWorkerProcess, type ChildProcessHandle } from '../support/reliability/processes';
+import { sharedTenantEtcd } from '../support/reliability/servers';
+import { CompletionWatch, deleteTenantKeys, duplicatedRuns, prefixInventory, settledRuns, waitFor } from '../support/reliability/inspect';
+import { Scenario, mapConcurrently, median, percentile, randomBetween, seconds } from '../support/reliability/scenario';
 
 /**
  * 200 is the issue's figure. On the 2-core machine this suite was written on (load 8-15 from other work) one

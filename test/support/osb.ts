@@ -16,7 +16,7 @@ export const APP_BOUND_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a03';
  */
 export const ORG_SPACE = { organization_guid: 'org-brokerflow-test', space_guid: 'space-brokerflow-test' } as const;
 /** The resource sets the OSB tests use: a ConfigMap, then the etcd keyspace. */
-export const osbResourceSets = resolve(__dirname, '..', 'fixtures', 'resource-sets.osb.yaml');
+export const osbResourceSets = resolve(__dirname, 'fixtures', 'resource-sets.osb.yaml');
 
 export const newId = (prefix: string) => `${prefix}-${randomUUID()}`;
 export const instancePath = (id: string) => `/v2/service_instances/${id}`;

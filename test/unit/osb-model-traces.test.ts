@@ -2,7 +2,7 @@
 // no Temporal. Each case feeds the model the requests and answers of the trace and checks which worlds survive.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bnd, emptyWorld, explain, inst, settle, type Answer, type Request, type WireHeaders, type World } from '../model/model';
+import { bnd, emptyWorld, explain, inst, settle, type Answer, type Request, type WireHeaders, type World } from '../support/osb-model';
 import { APP_BOUND_PLAN, PLAN, SERVICE } from '../support/osb';
 
 const H: WireHeaders = { auth: 'ok', version: '2.17' };

@@ -3,9 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { startTemporal, type TemporalDevServer } from '../../scripts/lib/temporal';
-import { enableEtcdAuth, startEtcd, type EtcdServer } from '../../scripts/lib/etcd';
-import { requireTestEnv } from '../support/env';
+import { startTemporal, type TemporalDevServer } from '../../../scripts/lib/temporal';
+import { enableEtcdAuth, startEtcd, type EtcdServer } from '../../../scripts/lib/etcd';
+import { requireTestEnv } from '../env';
 
 /** A Temporal dev server (SQLite file) of this scenario. */
 export async function startOwnTemporal(name: string): Promise<TemporalDevServer> {

@@ -6,7 +6,7 @@
 //
 // The model is nondeterministic only where the contract is: callers keep a *set* of candidate worlds and every
 // observation narrows it. The places where timing decides are few and each is commented with ALLOWANCE.
-import { APP_BOUND_PLAN, ASYNC_ONLY_PLAN, PLAN, SERVICE } from '../support/osb';
+import { APP_BOUND_PLAN, ASYNC_ONLY_PLAN, PLAN, SERVICE } from './osb';
 
 export type Json = Record<string, unknown>;
 export type OpType = 'provision' | 'update' | 'deprovision' | 'bind' | 'unbind';

@@ -15,7 +15,7 @@ import {
   S3PersistenceProvider,
   type PersistedObject,
   type PersistenceProvider,
-} from '../../adapters/persistence';
+} from '../adapters/persistence';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';
 
 const machineId = new MachineId('0badc0de0badc0de0badc0de0badc0de');

@@ -12,9 +12,9 @@ import { ensureEndpointSync, stopEndpointSync } from '../../platform/endpoint-wo
 import { createEndpointDeps } from '../../worker/dependencies';
 import { connectClient } from '../../platform/temporal';
 import type { RuntimeConfig } from '../../config/runtime';
-import { writeTestConfig } from '../support/config';
-import { requireTestEnv } from '../support/env';
-import { createTestWorker } from '../support/worker';
+import { writeTestConfig } from './config';
+import { requireTestEnv } from './env';
+import { createTestWorker } from './worker';
 
 /** The annotation prefix every test allows. */
 export const allowed = 'bf.test';

@@ -8,15 +8,15 @@ import { mkdirSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import type { Worker } from '@temporalio/worker';
-import { createEndpointActivities, type EndpointDeps } from '../../activities/endpoints';
-import type { EndpointSyncConfig } from '../../config/endpoints';
-import { ensureEndpointSync, stopEndpointSync } from '../../platform/endpoint-workflows';
-import { createEndpointDeps } from '../../worker/dependencies';
-import { KubeServiceWatcher } from '../../adapters/kubernetes/watcher';
-import { endpointName } from '../../adapters/kubernetes';
-import { connectClient } from '../../platform/temporal';
-import { validateRuntimeConfig, type RuntimeConfig } from '../../config/runtime';
-import { bundleWorkflows, createWorker } from '../../worker/worker';
+import { createEndpointActivities, type EndpointDeps } from '../activities/endpoints';
+import type { EndpointSyncConfig } from '../config/endpoints';
+import { ensureEndpointSync, stopEndpointSync } from '../platform/endpoint-workflows';
+import { createEndpointDeps } from '../worker/dependencies';
+import { KubeServiceWatcher } from '../adapters/kubernetes/watcher';
+import { endpointName } from '../adapters/kubernetes';
+import { connectClient } from '../platform/temporal';
+import { validateRuntimeConfig, type RuntimeConfig } from '../config/runtime';
+import { bundleWorkflows, createWorker } from '../worker/worker';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';
 
 const PORTS = [80, 443, 8080, 8443, 9090];
@@ -88,7 +88,7 @@ export const benchmark: Benchmark = {
       labelPrefix: `${tag}.${id}.bench.brokerflow.io`,
     });
     const runtime = (taskQueue: string): RuntimeConfig =>
-      validateRuntimeConfig({ catalog: resolve(__dirname, '..', '..', 'config', 'catalog.example.yaml'), temporal: { address: ctx.temporalAddress, namespace: 'default', taskQueue } }, 'endpoints benchmark', dir);
+      validateRuntimeConfig({ catalog: resolve(__dirname, '..', 'config', 'catalog.example.yaml'), temporal: { address: ctx.temporalAddress, namespace: 'default', taskQueue } }, 'endpoints benchmark', dir);
     const watch = async (cfg: EndpointSyncConfig) => {
       const key = `${cfg.labelPrefix}/watch`;
       labelKeys.push(key);

@@ -2,7 +2,7 @@
 // loopback HTTP), polls last_operation and repeats a request until it is answered for good — what Cloud Foundry or
 // the Kubernetes service catalog do after a timeout or an error.
 import type { FastifyInstance } from 'fastify';
-import { basicAuth } from '../support/config';
+import { basicAuth } from '../config';
 import { waitFor } from './inspect';
 
 /** An OSB answer, or the lack of one (the connection died). */

@@ -3,12 +3,12 @@
 // client that runs one floor operation the way a platform runs a provision (start, then poll until done).
 //
 // Run as a script it is that worker:
-//   node --import tsx test/bench/floor-support.ts --address HOST:PORT --task-queue NAME --bundle FILE
+//   node --import tsx bench/floor-support.ts --address HOST:PORT --task-queue NAME --bundle FILE
 import { writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
-import type { ManagedProcess } from '../../scripts/lib/process';
+import type { ManagedProcess } from '../scripts/lib/process';
 import type { FloorActivities } from './floor-workflows';
 import { newPollerCheck, OperationReportedFailed, startNodeScript, type OperationTiming } from './process-support';
 
@@ -16,7 +16,7 @@ import { newPollerCheck, OperationReportedFailed, startNodeScript, type Operatio
 const MAX_CONCURRENT_ACTIVITIES = 100;
 const MAX_CONCURRENT_WORKFLOW_TASKS = 40;
 
-/** Bundles test/bench/floor-workflows.ts into `path`. */
+/** Bundles bench/floor-workflows.ts into `path`. */
 export async function bundleFloorWorkflows(path: string): Promise<void> {
   const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
   const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./floor-workflows'), logger: silent as never });

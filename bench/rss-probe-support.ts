@@ -1,10 +1,10 @@
 // Where a worker process's memory comes from before it runs anything: a probe process loads what worker/main.ts
 // loads, step by step, and reports its RSS after each step, so a worker RSS figure can be explained by its parts.
 //
-// Run as a script it prints one JSON object: node --import tsx test/bench/rss-probe-support.ts
+// Run as a script it prints one JSON object: node --import tsx bench/rss-probe-support.ts
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { repoRoot } from '../../scripts/lib/process';
+import { repoRoot } from '../scripts/lib/process';
 
 /** RSS in MB after each step of loading a worker; each step includes the ones before it. */
 export interface WorkerMemoryParts {
@@ -40,9 +40,9 @@ async function main(): Promise<void> {
   require('@temporalio/worker');
   const temporalSdk = rssMb();
   // What worker/main.ts imports: configuration, adapters (through the dependency factory), activities, the worker.
-  require('../../config');
-  require('../../worker/dependencies');
-  const { bundleWorkflows } = require('../../worker/worker') as typeof import('../../worker/worker');
+  require('../config');
+  require('../worker/dependencies');
+  const { bundleWorkflows } = require('../worker/worker') as typeof import('../worker/worker');
   const brokerflowModules = rssMb();
   await bundleWorkflows();
   (globalThis as { gc?: () => void }).gc?.();

@@ -3,7 +3,7 @@
 // sampling from /proc.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { repoRoot, startProcess, type ManagedProcess } from '../../scripts/lib/process';
+import { repoRoot, startProcess, type ManagedProcess } from '../scripts/lib/process';
 
 /** One operation as its client saw it: latency (ms), when it was sent (epoch ms) and the workflow that ran it. */
 export interface OperationTiming {

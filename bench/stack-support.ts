@@ -6,13 +6,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, release, totalmem, type } from 'node:os';
 import { dirname, join } from 'node:path';
-import { repoRoot, runInstaller } from '../../scripts/lib/process';
-import { startTemporal } from '../../scripts/lib/temporal';
-import { enableEtcdAuth, startEtcd } from '../../scripts/lib/etcd';
-import { startMoto } from '../../scripts/lib/moto';
-import { startKubeControlPlane } from '../../scripts/lib/kube';
-import { testEnvNames } from '../support/env';
-import { bundleWorkflows } from '../../worker/worker';
+import { repoRoot, runInstaller } from '../scripts/lib/process';
+import { startTemporal } from '../scripts/lib/temporal';
+import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
+import { startMoto } from '../scripts/lib/moto';
+import { startKubeControlPlane } from '../scripts/lib/kube';
+import { testEnvNames } from '../test/support/env';
+import { bundleWorkflows } from '../worker/worker';
 
 /** The running servers, their addresses as benchmarks see them, and how to stop them. */
 export interface BenchStack {

@@ -3,7 +3,7 @@
 // Their pino output is kept (tests grep it for secrets) and tells when they are ready.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from '../../scripts/lib/process';
+import { repoRoot } from '../../../scripts/lib/process';
 
 /** A brokerflow process started by a test. */
 export interface ChildProcessHandle {

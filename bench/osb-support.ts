@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Client } from '@temporalio/client';
-import { freePort, httpOk, repoRoot, type ManagedProcess } from '../../scripts/lib/process';
+import { freePort, httpOk, repoRoot, type ManagedProcess } from '../scripts/lib/process';
 import { newPollerCheck, OperationReportedFailed, startNodeScript, type OperationTiming } from './process-support';
 
 /** The example catalog's etcd-keyspace service and its `standard` plan (config/catalog.example.yaml). */

@@ -1,6 +1,6 @@
 // `npm run bench`: starts the real stack once (Temporal dev server, etcd, a tenant etcd with authentication, moto,
 // the Kubernetes control plane) in a temporary folder, bundles the workflows once, runs every
-// test/bench/*.bench.ts, prints a table, writes bench/results/latest.json, the chart and docs/BENCHMARKS.md, and
+// bench/*.bench.ts, prints a table, writes bench/results/latest.json, the chart and docs/BENCHMARKS.md, and
 // stops everything at the end, also on failure or interrupt.
 //
 //   npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json]
@@ -25,7 +25,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--scale N] [--runs N] [--only 
   --quick        the smallest sizes that still say something (the whole run under 5 minutes on 2 cores)
   --scale N      multiply every benchmark's sizes by N (default 1)
   --runs N       repeated runs per figure, median with min/max reported (default 3, at least 2)
-  --only a,b     only these benchmarks (test/bench/<name>.bench.ts)
+  --only a,b     only these benchmarks (bench/<name>.bench.ts)
   --json         print only the JSON report on stdout`;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
@@ -81,7 +81,7 @@ function leadingComment(file: string): string {
 
 /** The start of an error message for the report, without this machine's paths (the report is committed). */
 function firstLines(message: string): string {
-  const root = join(__dirname, '..', '..');
+  const root = join(__dirname, '..');
   let text = message.split('\n').slice(0, 3).join(' ').replace(/\s+/g, ' ').trim();
   text = text.split(`${root}/`).join('');
   if (process.env.HOME) text = text.split(process.env.HOME).join('$HOME');
@@ -121,7 +121,7 @@ async function main(): Promise<number> {
     const statuses: BenchmarkStatus[] = [];
     const loaded: Array<{ benchmark: Benchmark; status: BenchmarkStatus }> = [];
     for (const f of files) {
-      const status: BenchmarkStatus = { name: f.name, file: relative(join(__dirname, '..', '..'), f.file), status: 'not loaded', description: leadingComment(f.file), rows: 0 };
+      const status: BenchmarkStatus = { name: f.name, file: relative(join(__dirname, '..'), f.file), status: 'not loaded', description: leadingComment(f.file), rows: 0 };
       statuses.push(status);
       try {
         const mod = require(f.file) as { benchmark?: Benchmark };

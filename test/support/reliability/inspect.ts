@@ -3,8 +3,8 @@
 // registry entry reached its final state. Scenarios assert on these, never on what the code says it did.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Etcd3 } from 'etcd3';
-import type { Registry } from '../../adapters/registry';
-import { ETCD_MANAGED_NAME_PREFIX, ETCD_OWNERS_PREFIX, etcdOwnerKey } from '../../adapters/resources/etcd';
+import type { Registry } from '../../../adapters/registry';
+import { ETCD_MANAGED_NAME_PREFIX, ETCD_OWNERS_PREFIX, etcdOwnerKey } from '../../../adapters/resources/etcd';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

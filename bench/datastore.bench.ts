@@ -2,9 +2,9 @@
 // the raw etcd3 client doing the same work against the same etcd in the same run.
 import { randomBytes } from 'node:crypto';
 import { Etcd3, type Watcher } from 'etcd3';
-import { EtcdDatastore, Syncer } from '../../adapters/datastore';
+import { EtcdDatastore, Syncer } from '../adapters/datastore';
 import { row, type BenchContext, type BenchRow, type Benchmark } from './harness';
-import { deferred } from '../support/deferred';
+import { deferred } from '../test/support/deferred';
 
 const VALUE = JSON.stringify({ spec: { host: '10.0.0.1', port: 8080, labels: { app: 'bench', tier: 'backend' } } });
 

@@ -1,4 +1,4 @@
-// The benchmark harness contract: each `test/bench/*.bench.ts` exports `benchmark: Benchmark`; `npm run bench`
+// The benchmark harness contract: each `bench/*.bench.ts` exports `benchmark: Benchmark`; `npm run bench`
 // starts the real stack once, runs every benchmark, prints a table and writes bench/results/latest.json.
 // Every figure is measured beside its baseline in the same run; medians with min/max over several runs.
 
