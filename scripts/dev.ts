@@ -157,6 +157,7 @@ brokerflow is running.
   etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
   Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}
   logs              ${logDir}
+  processes         ${supervisors.map((s) => `${s.name} pid ${s.current()?.pid ?? '?'}`).join(', ')}   (each restarted when it dies)
   CLI               node bin/brokerflow.js catalog   (or: npx brokerflow doctor)
 Press Ctrl-C to stop everything.`);
   // A server the stack depends on (Temporal, PostgreSQL, etcd) is not restarted: one that dies stops the stack, with

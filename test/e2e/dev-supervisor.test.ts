@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { Connection, Client } from '@temporalio/client';
-import { assertPortFree, freePort, repoRoot } from '../../scripts/lib/process';
+import { assertPortFree, repoRoot, startProcess } from '../../scripts/lib/process';
+import { backoffDelayMs, supervise } from '../../scripts/lib/supervise';
 import { testEnvNames } from '../support/env';
 import { instancePath, instanceWorkflowIdOf, newId, provisionBody } from '../support/osb';
 
@@ -98,24 +99,33 @@ after(async () => {
   }
 });
 
-/** A Temporal frontend port whose Web UI port (+1000, as scripts/dev.ts places it) is free too. */
-async function temporalPort(): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    if (port + 1000 > 65535) continue;
+/**
+ * Fixed ports for the stack's config, below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+ * default): the stack asks the kernel for its other ports (freePort), and a port picked that way here and released
+ * could be handed out again to one of them before the server it was meant for binds it.
+ */
+async function fixedPorts(count: number): Promise<number[]> {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const top = Math.min(low ?? 32768, 32768) - 1001; // room for the Web UI port, 1000 above Temporal's
+  const picked: number[] = [];
+  while (picked.length < count) {
+    const port = 20_000 + Math.floor(Math.random() * (top - 20_000));
+    if (picked.includes(port) || picked.includes(port + 1000) || picked.includes(port - 1000)) continue;
     try {
-      await assertPortFree(port + 1000, 'the Web UI');
-      return port;
+      await assertPortFree(port, 'a dev stack port');
+      if (picked.length === 0) await assertPortFree(port + 1000, 'the Web UI'); // scripts/dev.ts: Temporal port + 1000
+      picked.push(port);
     } catch {
-      /* try another */
+      /* taken: try another */
     }
   }
+  return picked;
 }
 
 /** config/brokerflow.example.yaml on ports of its own, with its secrets in `dataDir` and no endpoint sync. */
 async function writeDevConfig(dir: string, dataDir: string): Promise<{ file: string; brokerUrl: string; temporalAddress: string }> {
   const cfg = parse(readFileSync(join(repoRoot, 'config', 'brokerflow.example.yaml'), 'utf8')) as Record<string, any>;
-  const [tPort, etcdPort, tenantPort, brokerPort, codecPort] = [await temporalPort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [tPort, etcdPort, tenantPort, brokerPort, codecPort] = (await fixedPorts(5)) as [number, number, number, number, number];
   const secret = (name: string) => ({ file: join(dataDir, 'secrets', name) });
   cfg.temporal.address = `127.0.0.1:${tPort}`;
   cfg.catalog = join(repoRoot, 'config', 'catalog.example.yaml');
@@ -247,4 +257,48 @@ test('npm run dev restarts a SIGKILLed worker, the provision it was running comp
   );
   assert.doesNotMatch(output.slice(stopAt), /restarting it in/);
   assert.ok(existsSync(join(dataDir, 'logs', 'worker.log')));
+});
+
+test('backoff doubles from 1 s to a 30 s cap', () => {
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 50].map((n) => backoffDelayMs(n)), [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+});
+
+test('a child that crashes at once is restarted with capped backoff, not in a spin, and its last output is logged', { timeout: 120_000 }, async () => {
+  const logDir = mkdtempSync(join(process.env[testEnvNames.workDir] ?? tmpdir(), 'supervise-'));
+  const lines: string[] = [];
+  const startedAt: number[] = [];
+  // Ready at once, then dead at once: each run prints a line on stderr and exits with code 3.
+  const script = "console.error('boom: no config at /nowhere (run ' + process.pid + ')'); setTimeout(() => process.exit(3), 50)";
+  const sup = await supervise({
+    name: 'crasher',
+    logFile: join(logDir, 'crasher.log'),
+    log: (l) => lines.push(l),
+    backoff: { initialMs: 100, maxMs: 400, stableMs: 60_000 },
+    tailLines: 3,
+    start: ({ onSpawn }) => {
+      startedAt.push(Date.now());
+      return startProcess({ name: 'crasher', command: process.execPath, args: ['-e', script], logDir, ready: async () => true, onSpawn });
+    },
+  });
+  const reports = () => lines.filter((l) => l.startsWith('brokerflow dev: crasher (pid '));
+  await until('six crash reports', 60_000, () => (reports().length >= 6 ? true : undefined));
+  await sup.stop();
+  const after = lines.length;
+
+  const delays = reports().map((l) => /restarting it in ([\d.]+) s/.exec(l)?.[1]);
+  assert.deepEqual(delays.slice(0, 6), ['0.1', '0.2', '0.4', '0.4', '0.4', '0.4'], reports().join('\n'));
+  assert.match(reports()[0]!, /^brokerflow dev: crasher \(pid \d+\) exited with code 3 after [\d.]+ s; restarting it in 0.1 s \(restart 1\)$/);
+  assert.match(reports()[2]!, /\(restart 3; 3 failures in a row\)$/);
+  // Each report carries that run's own last words, not an older run's.
+  const firstPid = /pid (\d+)/.exec(reports()[0]!)![1];
+  const tail = lines[lines.indexOf(reports()[0]!) + 1]!;
+  assert.match(tail, new RegExp(`last output of crasher .*\\n  \\| boom: no config at /nowhere \\(run ${firstPid}\\)$`));
+  // Never faster than the backoff: the gaps between starts grow to the cap.
+  for (let i = 3; i < startedAt.length; i++) assert.ok(startedAt[i]! - startedAt[i - 1]! >= 400, `start ${i} came ${startedAt[i]! - startedAt[i - 1]!} ms after the one before`);
+  // Stopped means stopped: no restart, no report after stop() returned, and no child left.
+  const count = startedAt.length;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(startedAt.length, count);
+  assert.equal(lines.length, after);
+  assert.ok(sup.current() === undefined || sup.current()!.exitCode() !== undefined, 'the child still runs after stop()');
 });
