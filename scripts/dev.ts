@@ -1,13 +1,15 @@
 // `npm run dev`: the whole system on one machine. Installs what is missing, starts the Temporal dev server
 // (SQLite file and Web UI), etcd, the tenant etcd (auth on) that etcd resource drivers manage, a local
 // Kubernetes control plane (unless $KUBECONFIG names a cluster, or --no-kube), the worker, the broker and the
-// codec server the Web UI decodes through, with config/brokerflow.example.yaml, prints where to look, and stops
-// everything on Ctrl-C. State lives in .data/ and survives restarts.
+// codec server the Web UI decodes through, with config/brokerflow.example.yaml, prints where to look, restarts
+// the worker, broker or codec server when one dies (scripts/lib/supervise.ts), and stops everything on Ctrl-C or
+// SIGTERM. State lives in .data/ and survives restarts.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { loadRuntimeConfig } from '../config/runtime';
-import { httpOk, repoRoot, startProcess, type ManagedProcess } from './lib/process';
+import { httpOk, repoRoot, startProcess } from './lib/process';
+import { outputSince, supervise, type Supervisor } from './lib/supervise';
 import { startTemporal } from './lib/temporal';
 import { startTemporalCluster } from './lib/temporal-cluster';
 import { enableEtcdAuth, startEtcd } from './lib/etcd';
@@ -93,36 +95,55 @@ async function main(): Promise<void> {
     ? await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(dataDir, 'kube'), logDir, etcdPrefix: '/kubernetes-dev' })
     : undefined;
   if (kube) env.KUBECONFIG = kube.kubeconfigPath;
-  const procs: ManagedProcess[] = [];
-  const node = (name: string, entry: string, ready: () => Promise<boolean>) =>
-    startProcess({
+  // Worker, broker and codec server are supervised: one that dies is started again with backoff (1 s doubling to
+  // 30 s, back to 1 s after a minute up) and the log says so; operations in flight resume on the new worker.
+  const supervisors: Supervisor[] = [];
+  const node = (name: string, entry: string, ready: (logOffset: number) => Promise<boolean>) =>
+    supervise({
       name,
-      command: process.execPath,
-      args: ['--import', 'tsx', join(repoRoot, entry), '--config', configFile],
-      env,
-      cwd: repoRoot,
-      logDir,
-      ready,
-      readyTimeoutMs: 60_000,
+      logFile: join(logDir, `${name}.log`),
+      log: (line) => console.error(line),
+      start: ({ logOffset, onSpawn }) =>
+        startProcess({
+          name,
+          command: process.execPath,
+          args: ['--import', 'tsx', join(repoRoot, entry), '--config', configFile],
+          env,
+          cwd: repoRoot,
+          logDir,
+          ready: () => ready(logOffset),
+          readyTimeoutMs: 60_000,
+          onSpawn,
+        }),
     });
   const brokerUrl = `http://${config.broker?.host ?? '127.0.0.1'}:${config.broker?.port ?? 8080}`;
-  procs.push(await node('worker', 'worker/main.ts', async () => readFileSync(join(logDir, 'worker.log'), 'utf8').includes('worker started')));
-  procs.push(await node('broker', 'client/broker/main.ts', () => httpOk(`${brokerUrl}/healthz`)));
+  // The worker says 'worker started' in its log once connected; a restarted one must say it again, after its start.
+  supervisors.push(await node('worker', 'worker/main.ts', async (from) => outputSince(join(logDir, 'worker.log'), from, 1_000).some((l) => l.includes('worker started'))));
+  supervisors.push(await node('broker', 'client/broker/main.ts', () => httpOk(`${brokerUrl}/healthz`)));
   // The Web UI was started pointing at this address (--ui-codec-endpoint); it decodes payloads through it.
   const codecUrl = `http://${config.codecServer?.host ?? '127.0.0.1'}:${codecPort}`;
-  procs.push(await node('codec-server', 'client/codec-main.ts', () => httpOk(`${codecUrl}/healthz`)));
+  supervisors.push(await node('codec-server', 'client/codec-main.ts', () => httpOk(`${codecUrl}/healthz`)));
 
-  const stopAll = async () => {
-    console.log('\nbrokerflow dev: stopping');
-    await Promise.allSettled(procs.map((p) => p.stop()));
-    await kube?.stop();
-    await Promise.allSettled([temporal.stop(), etcd.stop(), tenantEtcd?.stop()]);
-    process.exit(0);
-  };
+  // Ctrl-C (SIGINT) or SIGTERM: stop the supervised children first (no restarts from here on), then the servers.
+  // A second Ctrl-C while stopping kills what is left at once.
+  let stopping: Promise<void> | undefined;
+  const stopAll = (exitCode: number) =>
+    (stopping ??= (async () => {
+      console.log('\nbrokerflow dev: stopping');
+      await Promise.allSettled(supervisors.map((s) => s.stop()));
+      await kube?.stop();
+      await Promise.allSettled([temporal.stop(), etcd.stop(), tenantEtcd?.stop()]);
+      process.exit(exitCode);
+    })());
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
-  process.once('SIGINT', () => void stopAll());
-  process.once('SIGTERM', () => void stopAll());
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (!stopping) return void stopAll(0);
+      console.error(`brokerflow dev: ${sig} again: killing what is left`);
+      process.exit(130); // the exit hook of scripts/lib/process.ts SIGKILLs every child's process group
+    });
+  }
 
   console.log(`
 brokerflow is running.
@@ -136,16 +157,19 @@ brokerflow is running.
   etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
   Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}
   logs              ${logDir}
+  processes         ${supervisors.map((s) => `${s.name} pid ${s.current()?.pid ?? '?'}`).join(', ')}   (each restarted when it dies)
   CLI               node bin/brokerflow.js catalog   (or: npx brokerflow doctor)
 Press Ctrl-C to stop everything.`);
-  // A child that dies is reported, not hidden.
+  // A server the stack depends on (Temporal, PostgreSQL, etcd) is not restarted: one that dies stops the stack, with
+  // the reason, rather than leave a half-working system.
   const watch = setInterval(() => {
     const temporalProcesses = 'services' in temporal ? [temporal.postgres.process, ...Object.values(temporal.services)] : [temporal.process];
-    for (const p of [...procs, ...temporalProcesses, etcd.process, ...(tenantEtcd ? [tenantEtcd.process] : [])]) {
-      if (p.exitCode() !== undefined) {
-        console.error(`brokerflow dev: ${p.name} exited (code ${p.exitCode()}); see ${p.logFile}`);
+    for (const p of [...temporalProcesses, etcd.process, ...(tenantEtcd ? [tenantEtcd.process] : [])]) {
+      if (p.exitCode() !== undefined && !stopping) {
+        const how = p.exitSignal() ? `killed by ${p.exitSignal()}` : `exited with code ${p.exitCode()}`;
+        console.error(`brokerflow dev: ${p.name} (pid ${p.pid}) ${how}; stopping the stack. See ${p.logFile}`);
         clearInterval(watch);
-        void stopAll();
+        void stopAll(1);
       }
     }
   }, 1000);

@@ -76,6 +76,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** What to tell the user when readiness never comes. */
   hint?: string;
+  /** Called once the child is spawned, before readiness: lets a supervisor stop a child that is still starting. */
+  onSpawn?: (child: ManagedProcess) => void;
 }
 
 /** A child process started by {@link startProcess}. */
@@ -83,8 +85,12 @@ export interface ManagedProcess {
   readonly name: string;
   readonly pid: number;
   readonly logFile: string;
-  /** Exit code once exited, else undefined. */
+  /** Exit code once exited, else undefined (-1 when a signal ended it or it could not be spawned). */
   exitCode(): number | null | undefined;
+  /** The signal that ended it, null when it exited by itself, undefined while it runs. */
+  exitSignal(): NodeJS.Signals | null | undefined;
+  /** Resolves when it has exited (or could not be spawned). */
+  readonly exited: Promise<void>;
   /** SIGTERM to the whole process group, SIGKILL after graceMs. Resolves when it has exited. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL to the whole process group, for crash tests. */
@@ -145,16 +151,19 @@ export async function startProcess(opts: StartOptions): Promise<ManagedProcess> 
     closeSync(fd);
   }
   let exited: number | null | undefined;
+  let exitSignal: NodeJS.Signals | null | undefined;
   let spawnError: Error | undefined;
   const exitedPromise = new Promise<void>((res) => {
     child.once('exit', (code, signal) => {
       exited = code ?? (signal ? -1 : null);
+      exitSignal = signal;
       live.delete(child);
       res();
     });
     child.once('error', (err) => {
       spawnError = err;
       exited = -1;
+      exitSignal = null;
       live.delete(child);
       res();
     });
@@ -173,6 +182,8 @@ export async function startProcess(opts: StartOptions): Promise<ManagedProcess> 
     pid: child.pid ?? -1,
     logFile,
     exitCode: () => exited,
+    exitSignal: () => exitSignal,
+    exited: exitedPromise,
     async stop(graceMs = 5000) {
       if (exited !== undefined) return;
       signalGroup('SIGTERM');
@@ -186,6 +197,7 @@ export async function startProcess(opts: StartOptions): Promise<ManagedProcess> 
       await exitedPromise;
     },
   };
+  opts.onSpawn?.(managed);
 
   const timeoutMs = opts.readyTimeoutMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
