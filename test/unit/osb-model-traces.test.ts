@@ -101,3 +101,28 @@ test('trace mfp4b5: a later identical bind on the re-provisioned instance answer
   const bound = settle(fresh, finalOf('bind-new', { status: 200, body: { state: 'succeeded' } }, { instance: I0, binding: B1 }));
   assert.ok(bound.length > 0 && bound.every((w) => bnd(w, B1).state === 'bound'));
 });
+
+test('a synchronous provision that outlives the broker\'s sync wait answers 500 naming its operation, which goes on to succeed', () => {
+  const P = 'provision-5b0d3c1e9a7f42d68c1e2b3a4d5e6f70';
+  const provision: Request = {
+    kind: 'provision',
+    instance: I0,
+    async: false,
+    headers: H,
+    body: { service_id: SERVICE, plan_id: PLAN, organization_guid: 'org-a', space_guid: 'space-a' },
+  };
+  const continues: Answer = {
+    status: 500,
+    body: { description: `the operation did not finish within 60 s and continues (operation ${P}): repeat the request with accepts_incomplete=true, or delete to undo it` },
+  };
+  const ex = explain([emptyWorld()], [provision], [continues], 'waiters');
+  assert.ok(ex.worlds.length > 0, 'the answer is allowed');
+  for (const w of ex.worlds) assert.equal(w.ops[P]?.type, 'provision', 'the named operation is still running');
+  const worlds = settle(ex.worlds, finalOf(P, { status: 200, body: { state: 'succeeded' } }, { instance: I0 }));
+  assert.equal(worlds.length, 1);
+  assert.equal(inst(worlds[0]!, I0).state, 'ready');
+  // A 500 that names no continuing operation is the provision's failure, which nothing here explains (no fault is
+  // planted in the instance's prefix): only the sync-wait answer lets the operation go on.
+  const failed = explain([emptyWorld()], [provision], [{ status: 500, body: { description: 'provision failed: boom' } }], 'waiters');
+  assert.deepEqual(failed.worlds, []);
+});
