@@ -1,17 +1,10 @@
 // The typed messages, inputs and IDs of endpoint reconciliation, defined once for the workflows, the watcher
 // activity that signals them and whoever starts the watcher and the resync schedule.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { ServiceChangeKind } from '../domain/endpoints';
 
 /** Why the watcher (or the resync) asked a per-service workflow to look again; for history readers only. */
-export type ServiceChangeReason =
-  | 'service-added'
-  | 'service-updated'
-  | 'service-deleted'
-  | 'namespace-watched'
-  | 'namespace-unwatched'
-  | 'namespace-updated'
-  | 'namespace-deleted'
-  | 'resync';
+export type ServiceChangeReason = ServiceChangeKind | 'resync';
 
 /** The signal payload. Level-triggered: it names no desired state, the workflow reads the current one. */
 export interface ServiceChange {

@@ -29,6 +29,7 @@ import { serviceIPs } from './extract';
 import { KeyedQueue } from './keyed-queue';
 import type { KubeNamespace } from './types';
 import { isNamespaceWatched, watchLabelKey, type NamespaceWatchPolicy } from './watch';
+import type { ServiceChangeKind } from '../../domain/endpoints';
 
 /** A Kubernetes service, by namespace and name. */
 export interface ServiceKey {
@@ -37,14 +38,7 @@ export interface ServiceKey {
 }
 
 /** What the watcher saw happen to a service or its namespace. */
-export type WatchedChange =
-  | 'service-added'
-  | 'service-updated'
-  | 'service-deleted'
-  | 'namespace-watched'
-  | 'namespace-unwatched'
-  | 'namespace-updated'
-  | 'namespace-deleted';
+export type WatchedChange = ServiceChangeKind;
 
 /** How a {@link KubeServiceWatcher} watches and whom it tells. */
 export interface KubeServiceWatcherOptions {
