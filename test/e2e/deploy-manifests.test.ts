@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -395,8 +395,10 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
     }
   }
   const bundleDir = imageEnv.BROKERFLOW_BUNDLE_DIR!;
-  const bundles = readdirSync(bundleDir);
-  assert.equal(bundles.length, 1, 'the image holds one prebuilt workflow bundle');
+  const bundles = readdirSync(bundleDir).sort();
+  assert.equal(bundles.filter((f) => f.endsWith('.js')).length, 1, 'the image holds one prebuilt workflow bundle');
+  assert.deepEqual(bundles.map((f) => f.replace(/^workflows-[0-9a-f]+/, 'workflows-<hash>')), ['workflows-<hash>.js', 'workflows-<hash>.js.sha256'], 'and the SHA-256 recorded when it was written');
+  assert.equal(statSync(bundleDir).mode & 0o022, 0, 'the bundle folder is writable by nobody but its owner');
 
   const { file } = writeTestConfig({ catalog: join(app, 'config', 'catalog.example.yaml'), resourceSets: join(app, 'config', 'resource-sets.example.yaml') });
   const env = { ...baseEnv, ...imageEnv };
@@ -414,7 +416,8 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
     const checks = (JSON.parse(doctor.out.trim().split('\n').pop()!) as { checks: Array<{ name: string; ok: boolean }> }).checks;
     assert.deepEqual(checks.map((c) => [c.name, c.ok]), [['temporal', true], ['registry', true], ['worker', true]]);
     assert.match(workerOut, /"msg":"worker started"/);
-    assert.deepEqual(readdirSync(bundleDir), bundles, 'the worker used the prebuilt bundle instead of bundling again');
+    assert.deepEqual(readdirSync(bundleDir).sort(), bundles, 'the worker used the prebuilt bundle instead of bundling again');
+    assert.doesNotMatch(workerOut, /workflow bundle cache|cached workflow bundle/, 'and trusted it without a warning');
   } finally {
     worker.kill('SIGTERM');
     await workerClosed;
