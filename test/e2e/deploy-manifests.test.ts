@@ -304,13 +304,17 @@ test('the ConfigMap\'s configuration is valid, and each Deployment mounts exactl
   const secretFiles = {
     encryption: config.encryption!.keys.map((k) => (k.key as { file: string }).file),
     broker: (config.broker?.auth?.basic ?? []).map((b) => (b.password as { file: string }).file),
+    codec: (config.codecServer?.auth?.basic ?? []).map((b) => (b.password as { file: string }).file),
     tenantEtcd: [(config.drivers!.etcd!.auth.password as { file: string }).file],
   };
   const needs: Record<string, string[]> = {
     'brokerflow-worker': [...secretFiles.encryption, ...secretFiles.tenantEtcd],
     'brokerflow-broker': [...secretFiles.broker, ...secretFiles.encryption],
-    'brokerflow-codec-server': [...secretFiles.broker, ...secretFiles.encryption],
+    // Its own credential, not the platform's: a platform that may call the OSB API cannot read every payload.
+    'brokerflow-codec-server': [...secretFiles.codec, ...secretFiles.encryption],
   };
+  assert.deepEqual(secretFiles.codec, ['/var/run/secrets/brokerflow/codec-password']);
+  assert.ok(!secretFiles.codec.some((f) => secretFiles.broker.includes(f)), 'the codec server does not share the broker\'s secret');
   for (const dep of byKind('Deployment')) {
     const pod = (dep as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
     const container = pod.containers[0]!;
