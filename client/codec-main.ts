@@ -3,17 +3,17 @@ import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { ConfigError } from '../config/catalog';
 import { createLogger } from '../platform/logging';
 import { codecFromConfig } from '../platform/codec';
-import { brokerCredentials } from './broker/server';
-import { buildCodecServer } from './codec-server';
+import { buildCodecServer, codecAccess } from './codec-server';
 
 async function main(): Promise<void> {
   const log = createLogger('codec-server');
   const config = loadRuntimeConfig(configPathFromArgs());
   const codec = codecFromConfig(config);
   if (!codec) throw new ConfigError('encryption: the codec server needs encryption keys', 'encryption');
+  const access = codecAccess(config);
   const app = await buildCodecServer({
     codec,
-    credentials: brokerCredentials(config),
+    ...access,
     corsOrigins: config.codecServer?.corsOrigins ?? [],
     logger: log,
   });
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     host: config.codecServer?.host ?? '127.0.0.1',
     port: Number(process.env.BROKERFLOW_CODEC_PORT ?? config.codecServer?.port ?? 8081),
   });
-  log.info({ address }, 'codec server listening');
+  log.info({ address, namespaces: access.namespaces }, 'codec server listening');
   const stop = async () => {
     await app.close();
     process.exit(0);

@@ -19,6 +19,12 @@ export interface EncryptionKeyConfig {
   key: SecretSource;
 }
 
+/** HTTP Basic users and bearer tokens a server accepts (the broker's, or the codec server's own). */
+export interface CredentialsConfig {
+  basic?: Array<{ username: string; password: SecretSource }>;
+  bearerTokens?: SecretSource[];
+}
+
 /** The validated configuration file, before secrets are resolved. */
 export interface RuntimeConfigFile {
   temporal?: { address?: string; namespace?: string; taskQueue?: string };
@@ -32,10 +38,7 @@ export interface RuntimeConfigFile {
   broker?: {
     host?: string;
     port?: number;
-    auth?: {
-      basic?: Array<{ username: string; password: SecretSource }>;
-      bearerTokens?: SecretSource[];
-    };
+    auth?: CredentialsConfig;
     tls?: { cert: string; key: string };
     /** How long a synchronous request (no `accepts_incomplete`) waits for its workflow. */
     syncTimeoutSeconds?: number;
@@ -50,7 +53,15 @@ export interface RuntimeConfigFile {
   };
   encryption?: { currentKeyId: string; keys: EncryptionKeyConfig[] };
   kubernetes?: { kubeconfig?: string; namespace?: string };
-  codecServer?: { host?: string; port?: number; corsOrigins?: string[] };
+  codecServer?: {
+    host?: string;
+    port?: number;
+    corsOrigins?: string[];
+    /** Who may decode payloads: credentials of the codec server's own, never the broker's (OSB platforms hold those). */
+    auth?: CredentialsConfig;
+    /** The Temporal namespaces it decodes for (the `X-Namespace` header); default `temporal.namespace`. */
+    namespaces?: string[];
+  };
   /** Endpoint reconciliation: Kubernetes services mirrored into a service registry (absent = off). */
   endpoints?: EndpointSyncConfig;
   worker?: {
@@ -65,6 +76,23 @@ export interface RuntimeConfigFile {
 
 
 const hostPort = { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 } } as const;
+
+const credentialsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    basic: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['username', 'password'],
+        additionalProperties: false,
+        properties: { username: { type: 'string', pattern: '^[^:\\s]{1,128}$' }, password: secretSource },
+      },
+    },
+    bearerTokens: { type: 'array', items: secretSource },
+  },
+} as const;
 
 const runtimeSchema = {
   type: 'object',
@@ -102,22 +130,7 @@ const runtimeSchema = {
       additionalProperties: false,
       properties: {
         ...hostPort,
-        auth: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            basic: {
-              type: 'array',
-              items: {
-                type: 'object',
-                required: ['username', 'password'],
-                additionalProperties: false,
-                properties: { username: { type: 'string', pattern: '^[^:\\s]{1,128}$' }, password: secretSource },
-              },
-            },
-            bearerTokens: { type: 'array', items: secretSource },
-          },
-        },
+        auth: credentialsSchema,
         tls: {
           type: 'object',
           required: ['cert', 'key'],
@@ -206,7 +219,12 @@ const runtimeSchema = {
     codecServer: {
       type: 'object',
       additionalProperties: false,
-      properties: { ...hostPort, corsOrigins: { type: 'array', items: { type: 'string' } } },
+      properties: {
+        ...hostPort,
+        corsOrigins: { type: 'array', items: { type: 'string' } },
+        auth: credentialsSchema,
+        namespaces: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+      },
     },
     endpoints: endpointSyncConfigSchema,
     worker: {

@@ -45,6 +45,8 @@ function devSecrets(): { brokerPassword: string; tenantEtcdPassword: string } {
     return readFileSync(file, 'utf8').trim();
   };
   ensure('encryption-key', () => randomBytes(32).toString('base64'));
+  // The codec server's own password (config codecServer.auth): the broker's does not decode payloads.
+  ensure('codec-password', () => randomBytes(12).toString('base64url'));
   return {
     brokerPassword: ensure('broker-password', () => randomBytes(12).toString('base64url')),
     tenantEtcdPassword: ensure('tenant-etcd-password', () => randomBytes(12).toString('base64url')),
@@ -152,7 +154,8 @@ brokerflow is running.
                          -H 'X-Broker-API-Version: 2.17' ${brokerUrl}/v2/catalog
   Temporal Web UI   ${temporal.uiUrl ?? 'none: the cluster shape runs no Web UI (use the Temporal CLI or npx brokerflow status)'}
   codec server      ${codecUrl}   (decodes payloads for the Web UI: in the UI's codec settings tick
-                    "Include cross-origin credentials", then sign in as admin when the browser asks)
+                    "Include cross-origin credentials", then sign in as operator, password in
+                    .data/secrets/codec-password, when the browser asks)
   Temporal gRPC     ${temporal.address}${'services' in temporal ? `   (cluster ${temporal.version}: frontend, history, matching, worker on PostgreSQL 127.0.0.1:${temporal.postgres.port})` : ''}
   etcd              ${etcd.endpoint}   (tenant etcd for etcd-keyspace plans: ${tenantEtcd?.endpoint ?? 'not configured'})
   Kubernetes        ${kube ? `${kube.server}   (export KUBECONFIG=${kube.kubeconfigPath})` : process.env.KUBECONFIG ? `$KUBECONFIG (${process.env.KUBECONFIG})` : 'not started (--no-kube)'}

@@ -16,7 +16,8 @@ async function main(): Promise<void> {
   const sdkPort = config.worker?.sdkMetricsPort;
   installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
   const built = await buildWorkerDependencies(config);
-  const worker = await createWorker({ config, deps: built.deps, workflowBundle: { codePath: prebuiltWorkflowBundle() } });
+  const bundle = prebuiltWorkflowBundle({ log });
+  const worker = await createWorker({ config, deps: built.deps, workflowBundle: { code: bundle.code } });
   const metricsPort = config.worker?.metricsPort;
   const server =
     metricsPort !== undefined

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -304,13 +304,17 @@ test('the ConfigMap\'s configuration is valid, and each Deployment mounts exactl
   const secretFiles = {
     encryption: config.encryption!.keys.map((k) => (k.key as { file: string }).file),
     broker: (config.broker?.auth?.basic ?? []).map((b) => (b.password as { file: string }).file),
+    codec: (config.codecServer?.auth?.basic ?? []).map((b) => (b.password as { file: string }).file),
     tenantEtcd: [(config.drivers!.etcd!.auth.password as { file: string }).file],
   };
   const needs: Record<string, string[]> = {
     'brokerflow-worker': [...secretFiles.encryption, ...secretFiles.tenantEtcd],
     'brokerflow-broker': [...secretFiles.broker, ...secretFiles.encryption],
-    'brokerflow-codec-server': [...secretFiles.broker, ...secretFiles.encryption],
+    // Its own credential, not the platform's: a platform that may call the OSB API cannot read every payload.
+    'brokerflow-codec-server': [...secretFiles.codec, ...secretFiles.encryption],
   };
+  assert.deepEqual(secretFiles.codec, ['/var/run/secrets/brokerflow/codec-password']);
+  assert.ok(!secretFiles.codec.some((f) => secretFiles.broker.includes(f)), 'the codec server does not share the broker\'s secret');
   for (const dep of byKind('Deployment')) {
     const pod = (dep as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
     const container = pod.containers[0]!;
@@ -395,8 +399,10 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
     }
   }
   const bundleDir = imageEnv.BROKERFLOW_BUNDLE_DIR!;
-  const bundles = readdirSync(bundleDir);
-  assert.equal(bundles.length, 1, 'the image holds one prebuilt workflow bundle');
+  const bundles = readdirSync(bundleDir).sort();
+  assert.equal(bundles.filter((f) => f.endsWith('.js')).length, 1, 'the image holds one prebuilt workflow bundle');
+  assert.deepEqual(bundles.map((f) => f.replace(/^workflows-[0-9a-f]+/, 'workflows-<hash>')), ['workflows-<hash>.js', 'workflows-<hash>.js.sha256'], 'and the SHA-256 recorded when it was written');
+  assert.equal(statSync(bundleDir).mode & 0o022, 0, 'the bundle folder is writable by nobody but its owner');
 
   const { file } = writeTestConfig({ catalog: join(app, 'config', 'catalog.example.yaml'), resourceSets: join(app, 'config', 'resource-sets.example.yaml') });
   const env = { ...baseEnv, ...imageEnv };
@@ -414,7 +420,8 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
     const checks = (JSON.parse(doctor.out.trim().split('\n').pop()!) as { checks: Array<{ name: string; ok: boolean }> }).checks;
     assert.deepEqual(checks.map((c) => [c.name, c.ok]), [['temporal', true], ['registry', true], ['worker', true]]);
     assert.match(workerOut, /"msg":"worker started"/);
-    assert.deepEqual(readdirSync(bundleDir), bundles, 'the worker used the prebuilt bundle instead of bundling again');
+    assert.deepEqual(readdirSync(bundleDir).sort(), bundles, 'the worker used the prebuilt bundle instead of bundling again');
+    assert.doesNotMatch(workerOut, /workflow bundle cache|cached workflow bundle/, 'and trusted it without a warning');
   } finally {
     worker.kill('SIGTERM');
     await workerClosed;

@@ -22,12 +22,11 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { startTemporal, type TemporalDevServer } from '../../scripts/lib/temporal';
 import { freePort, repoRoot, runInstaller } from '../../scripts/lib/process';
-import { buildCodecServer } from '../../client/codec-server';
+import { buildCodecServer, codecAccess } from '../../client/codec-server';
 import { codecFromConfig } from '../../platform/codec';
-import { brokerCredentials } from '../../client/broker/server';
 import { createLogger } from '../../platform/logging';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
-import { basicAuth, testBrokerUser } from '../support/config';
+import { basicAuth, testCodecUser } from '../support/config';
 import { requireTestEnv } from '../support/env';
 import { ORG_SPACE } from '../support/osb';
 
@@ -82,7 +81,7 @@ before(async () => {
   assert.ok(payloadCodec, 'the test configuration has encryption keys');
   codec = await buildCodecServer({
     codec: payloadCodec,
-    credentials: brokerCredentials(stack.config),
+    ...codecAccess(stack.config),
     corsOrigins: [temporal.uiUrl],
     logger: createLogger('codec-server', { level: 'silent' }),
   });
@@ -93,7 +92,7 @@ before(async () => {
   ownDir = own;
   context = await launchBrowser({
     // Only the codec server's origin ever gets these credentials.
-    httpCredentials: { username: testBrokerUser.username, password: testBrokerUser.password, origin: codecUrl },
+    httpCredentials: { username: testCodecUser.username, password: testCodecUser.password, origin: codecUrl },
   });
 });
 
@@ -223,8 +222,8 @@ test('a browser signed in to the codec server once decodes in the UI without any
   const page = await browser.newPage();
   try {
     const signIn = new URL(codecUrl);
-    signIn.username = testBrokerUser.username;
-    signIn.password = testBrokerUser.password;
+    signIn.username = testCodecUser.username;
+    signIn.password = testCodecUser.password;
     const landing = await page.goto(signIn.toString());
     assert.equal(landing?.status(), 404, 'signed in: the codec server answers (it has no page at /)');
     await configureCodecInUi(page, true);
@@ -240,12 +239,12 @@ test('a browser signed in to the codec server once decodes in the UI without any
   }
 });
 
-test('the temporal CLI decodes the same history through the codec server with the broker\'s credentials', async () => {
+test('the temporal CLI decodes the same history through the codec server with the codec credential, and not with the platform\'s', async () => {
   const { instanceId, quota } = await provision();
   // Asynchronously: the codec server answering the CLI runs in this process.
   const show = (auth?: string) =>
     new Promise<{ code: number | null; out: string; err: string }>((res) => {
-      const args = ['workflow', 'show', '-w', `instance/${instanceId}`, '--address', temporal.address, '--output', 'json', '--codec-endpoint', codecUrl, ...(auth ? ['--codec-auth', auth] : ['--command-timeout', '3s'])];
+      const args = ['workflow', 'show', '-w', `instance/${instanceId}`, '--address', temporal.address, '--output', 'json', '--codec-endpoint', codecUrl, ...(auth ? ['--codec-auth', auth] : []), ...(auth === basicAuth(testCodecUser) ? [] : ['--command-timeout', '3s'])];
       const child = spawn(runInstaller('temporal'), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } });
       let out = '';
       let err = '';
@@ -253,7 +252,7 @@ test('the temporal CLI decodes the same history through the codec server with th
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.on('close', (code) => res({ code, out, err }));
     });
-  const decoded = await show(basicAuth());
+  const decoded = await show(basicAuth(testCodecUser));
   assert.equal(decoded.code, 0, decoded.err);
   // The CLI prints the payloads as the codec server returned them: plain JSON payloads, base64 in the JSON output.
   type JsonPayload = { metadata: { encoding: string }; data: string };
@@ -263,11 +262,13 @@ test('the temporal CLI decodes the same history through the codec server with th
   const input = JSON.parse(Buffer.from(payload.data, 'base64').toString()) as { instanceId: string; parameters: unknown };
   assert.equal(input.instanceId, instanceId);
   assert.deepEqual(input.parameters, { quotaKeys: quota });
-  const seen = codecAnswers.length;
-  const refused = await show();
-  assert.notEqual(refused.code, 0, 'without credentials the codec server refuses the CLI too');
-  // (The CLI retries the refused /decode until its deadline, then reports the deadline.)
-  const answers = codecAnswers.slice(seen).filter((a) => a.path === '/decode');
-  assert.ok(answers.length > 0 && answers.every((a) => a.status === 401), JSON.stringify(answers));
-  assert.ok(!refused.out.includes(`"quotaKeys"`));
+  for (const auth of [undefined, basicAuth()]) {
+    const seen = codecAnswers.length;
+    const refused = await show(auth);
+    assert.notEqual(refused.code, 0, `${auth ? 'with the OSB platform\'s credentials' : 'without credentials'} the codec server refuses the CLI too`);
+    // (The CLI retries the refused /decode until its deadline, then reports the deadline.)
+    const answers = codecAnswers.slice(seen).filter((a) => a.path === '/decode');
+    assert.ok(answers.length > 0 && answers.every((a) => a.status === 401), JSON.stringify(answers));
+    assert.ok(!refused.out.includes(`"quotaKeys"`));
+  }
 });

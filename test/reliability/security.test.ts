@@ -1,4 +1,5 @@
-// Security: every broker and codec-server endpoint but /healthz requires credentials; a wrong password is answered
+// Security: every broker and codec-server endpoint but /healthz requires credentials (the codec server its own: the
+// OSB platform's are refused there, and it serves only its namespaces); a wrong password is answered
 // as fast as a right one (measured and reported, not asserted: timing on a shared machine is noise); and after a
 // run of real operations — provisions, binds, an update, a failed provision, unbinds, refused logins — no
 // credential (binding passwords, the broker password, the encryption key, the tenant etcd root password) appears
@@ -14,13 +15,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Payload } from '@temporalio/common';
 import { createBroker, brokerCredentials, type RunningBroker } from '../../client/broker/server';
 import { createAuthenticator } from '../../client/broker/auth';
-import { buildCodecServer } from '../../client/codec-server';
+import { buildCodecServer, codecAccess } from '../../client/codec-server';
 import { codecFromConfig } from '../../platform/codec';
 import { createLogger } from '../../platform/logging';
 import { createRegistry, type RegistryBundle } from '../../adapters/factory';
 import { resolveSecret } from '../../config/runtime';
 import { freePort } from '../../scripts/lib/process';
-import { basicAuth, testBrokerUser, testEncryptionKey, writeTestConfig } from '../support/config';
+import { basicAuth, testBrokerUser, testCodecUser, testEncryptionKey, writeTestConfig } from '../support/config';
 import { decodePayload } from '../support/history';
 import { requireTestEnv } from '../support/env';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, provisionBody } from '../support/osb';
@@ -36,8 +37,8 @@ const scenario = new Scenario({
   id: 'security',
   order: 7,
   title: 'Security: authentication, timing and secrets',
-  fault: `Every route of the broker and of the codec server is called without credentials, with a wrong password and with a bogus bearer token; ${TIMING_TRIES} right and ${TIMING_TRIES} wrong passwords are timed; then provisions, binds (async and sync), an update, a provision that fails, unbinds and refused logins run with the worker as a child process logging at debug level, and everything they left is searched for the credentials.`,
-  claim: 'Every endpoint but /healthz answers 401 without valid credentials (the codec server too); no credential appears in the broker, codec-server or worker logs, in workflow histories (raw or decoded through the codec), search attributes, memos, error answers, failure descriptions or metrics (broker, worker, Temporal SDK); registry files and Temporal\'s SQLite file hold no credential in clear.',
+  fault: `Every route of the broker and of the codec server is called without credentials, with a wrong password and with a bogus bearer token (the codec server also with the OSB platform's right credentials); the codec server decodes with its own credential, for another namespace and without one; ${TIMING_TRIES} right and ${TIMING_TRIES} wrong passwords are timed; then provisions, binds (async and sync), an update, a provision that fails, unbinds and refused logins run with the worker as a child process logging at debug level, and everything they left is searched for the credentials.`,
+  claim: 'Every endpoint but /healthz answers 401 without valid credentials (the codec server too, which accepts only its own credentials, not the OSB platform\'s, and answers 403 for a namespace it does not serve); no credential appears in the broker, codec-server or worker logs, in workflow histories (raw or decoded through the codec), search attributes, memos, error answers, failure descriptions or metrics (broker, worker, Temporal SDK); registry files and Temporal\'s SQLite file hold no credential in clear.',
 });
 after(() => scenario.save());
 
@@ -134,7 +135,7 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   registry = await createRegistry(config);
   worker = await startWorkerProcess(file, { BROKERFLOW_LOG_LEVEL: 'debug' });
   const codec = codecFromConfig(config)!;
-  codecApp = await buildCodecServer({ codec, credentials: brokerCredentials(config), corsOrigins: [], logger: createLogger('codec-server', { level: 'debug', destination: codecLog.stream }) });
+  codecApp = await buildCodecServer({ codec, ...codecAccess(config), corsOrigins: [], logger: createLogger('codec-server', { level: 'debug', destination: codecLog.stream }) });
 
   // 1. Authentication on every route.
   const wrongAuth = [
@@ -148,15 +149,17 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   let authChecks = 0;
   /** Every answer of a request this scenario sends to the broker or the codec server, counted for the 5xx cell. */
   let fiveXx = 0;
+  // At the codec server the platform's right credentials are wrong ones too: OSB access does not grant reading payloads.
+  const wrongCodecAuth = [...wrongAuth, basicAuth(), basicAuth({ username: testCodecUser.username, password: testBrokerUser.password })];
   const check = async (target: FastifyInstance, name: string) => {
     const routes = routesOf(target);
     for (const [method, path] of routes) {
       const url = path.replace(':instance_id', `${tag}-probe`).replace(':binding_id', `${tag}-probe`).replace('*', 'x');
-      for (const authorization of wrongAuth) {
+      for (const authorization of name === 'codec server' ? wrongCodecAuth : wrongAuth) {
         const res = await target.inject({
           method: method as 'GET',
           url,
-          headers: { 'x-broker-api-version': '2.17', 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+          headers: { 'x-broker-api-version': '2.17', 'x-namespace': config.temporal.namespace, 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
           ...(['PUT', 'PATCH', 'POST'].includes(method) ? { payload: '{}' } : {}),
         });
         authChecks += 1;
@@ -172,8 +175,13 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   const codecRoutes = await check(codecApp, 'codec server');
   const payloads = await codec.encode([{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('"hello"') }]);
   const codecBody = { payloads: payloads.map((p) => ({ metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(p.data!).toString('base64') })) };
-  const decodeOk = await codecApp.inject({ method: 'POST', url: '/decode', headers: { authorization: basicAuth() }, payload: codecBody });
-  const decodeAnon = await codecApp.inject({ method: 'POST', url: '/decode', payload: codecBody });
+  const namespace = { 'x-namespace': config.temporal.namespace };
+  const decodeOk = await codecApp.inject({ method: 'POST', url: '/decode', headers: { authorization: basicAuth(testCodecUser), ...namespace }, payload: codecBody });
+  const decodeAnon = await codecApp.inject({ method: 'POST', url: '/decode', headers: namespace, payload: codecBody });
+  const decodePlatform = await codecApp.inject({ method: 'POST', url: '/decode', headers: { authorization: basicAuth(), ...namespace }, payload: codecBody });
+  const decodeOtherNamespace = await codecApp.inject({ method: 'POST', url: '/decode', headers: { authorization: basicAuth(testCodecUser), 'x-namespace': 'another-team' }, payload: codecBody });
+  const decodeNoNamespace = await codecApp.inject({ method: 'POST', url: '/decode', headers: { authorization: basicAuth(testCodecUser) }, payload: codecBody });
+  const codecDecodes = [decodeOk, decodeAnon, decodePlatform, decodeOtherNamespace, decodeNoNamespace];
 
   // 2. Timing: right and wrong passwords, interleaved, through the whole app and through the authenticator alone.
   const classes = {
@@ -204,7 +212,8 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   }
 
   // 3. Real operations, with a failure and refused logins among them. Error answers are kept to be searched.
-  const errorAnswers: string[] = [];
+  // The codec server's refusals are error answers too.
+  const errorAnswers: string[] = codecDecodes.slice(1).map((r) => r.body);
   const injected = injectSender(app);
   let operationRequests = 0;
   const inner: Send = async (method, url, body) => {
@@ -257,6 +266,8 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   // 4. Everything the run left, searched for every credential.
   const secrets: Array<{ name: string; value: string }> = [
     { name: 'broker password', value: testBrokerUser.password },
+    { name: 'codec server password', value: testCodecUser.password },
+    { name: 'codec server Authorization header', value: Buffer.from(`${testCodecUser.username}:${testCodecUser.password}`).toString('base64') },
     { name: 'broker Authorization header', value: Buffer.from(`${testBrokerUser.username}:${testBrokerUser.password}`).toString('base64') },
     { name: 'encryption key (base64)', value: testEncryptionKey },
     { name: 'encryption key (hex)', value: Buffer.from(testEncryptionKey, 'base64').toString('hex') },
@@ -327,14 +338,15 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
   const workerLogLines = worker.output().split('\n').filter(Boolean).length;
 
   const ratio = (x: number[], y: number[]) => median(x) / median(y);
-  // Every request sent to the broker or the codec server: route checks, timed logins, the two /decode calls, operations.
-  scenario.summary.requests = authChecks + TIMING_TRIES * 3 + 2 + operationRequests;
-  scenario.summary.fiveXx = fiveXx + [decodeOk, decodeAnon].filter((r) => r.statusCode >= 500).length;
+  // Every request sent to the broker or the codec server: route checks, timed logins, the /decode calls, operations.
+  scenario.summary.requests = authChecks + TIMING_TRIES * 3 + codecDecodes.length + operationRequests;
+  scenario.summary.fiveXx = fiveXx + codecDecodes.filter((r) => r.statusCode >= 500).length;
   scenario.figure('broker routes checked (method x path)', brokerRoutes.length);
   scenario.figure('codec server routes checked', codecRoutes.length);
   scenario.figure('requests without or with wrong credentials', authChecks);
   scenario.figure('routes answering without valid credentials (besides /healthz)', unprotected.length);
   scenario.figure('codec server /decode without credentials / with them', `${decodeAnon.statusCode} / ${decodeOk.statusCode}`);
+  scenario.figure('codec server /decode with the OSB platform\'s credentials / another namespace / no X-Namespace', `${decodePlatform.statusCode} / ${decodeOtherNamespace.statusCode} / ${decodeNoNamespace.statusCode}`);
   for (const name of Object.keys(classes)) {
     scenario.figure(`median answer time through the broker, ${name} password (${[...answers[name]!].join('/')})`, median(appTimes[name]!), 'µs');
   }
@@ -362,7 +374,10 @@ scenario.test('credentials are required everywhere but /healthz, wrong ones are 
 
   assert.deepEqual(unprotected, [], 'every endpoint but /healthz requires valid credentials');
   assert.equal(decodeAnon.statusCode, 401, 'the codec server refuses unauthenticated calls');
-  assert.equal(decodeOk.statusCode, 200, 'and serves authenticated ones');
+  assert.equal(decodeOk.statusCode, 200, 'and serves its own credential for its namespace');
+  assert.equal(decodePlatform.statusCode, 401, 'the OSB platform\'s credentials do not decode payloads');
+  assert.equal(decodeOtherNamespace.statusCode, 403, 'nor does the codec credential for a namespace it does not serve');
+  assert.equal(decodeNoNamespace.statusCode, 403, 'nor without a namespace');
   assert.deepEqual([...answers.right!], [200]);
   assert.deepEqual([...answers['wrong (last character)']!], [401]);
   assert.deepEqual([...answers['wrong (first character)']!], [401]);

@@ -8,6 +8,8 @@ import { requireTestEnv } from './env';
 
 /** The broker user and password every test config accepts. */
 export const testBrokerUser = { username: 'platform', password: `pw-${randomBytes(6).toString('hex')}` };
+/** The codec server's own user (`codecServer.auth`), distinct from the broker's. */
+export const testCodecUser = { username: 'operator', password: `codec-${randomBytes(6).toString('hex')}` };
 /** The encryption key every test config uses (base64). */
 export const testEncryptionKey = randomBytes(32).toString('base64');
 
@@ -33,6 +35,7 @@ export function writeRawTestConfig(overrides: Record<string, unknown> = {}): { f
     etcd: { endpoints: [requireTestEnv('etcdEndpoint')], prefix: `/bf-${taskQueue}` },
     registry: { backend: 'file', file: { dirs: [join(dir, 'registry')] } },
     encryption: { currentKeyId: 'test-1', keys: [{ id: 'test-1', key: testEncryptionKey }] },
+    codecServer: { auth: { basic: [{ username: testCodecUser.username, password: testCodecUser.password }] } },
     ...overrides,
   };
   const file = join(dir, 'brokerflow.yaml');
