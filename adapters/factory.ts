@@ -72,7 +72,9 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
             ...(cfg.kubernetes?.kubeconfig ? { kubeconfigPath: resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) } : {}),
             namespace: reg.kubernetes.namespace,
             store: sub === 'objects' ? 'registry' : 'registry-secrets',
-            ...(sub === 'secrets' ? { secretKinds: ['Credentials'] } : {}),
+            // Everything behind the secret provider (binding credentials, driver secrets) is a Secret, whatever
+            // its kind: no list of kind names here that could drift from what the registry writes.
+            ...(sub === 'secrets' ? { secretKinds: '*' as const } : {}),
           },
         ],
       });
