@@ -33,8 +33,24 @@ export interface RegistryBundle {
   store: RedundantStore;
   secrets: RedundantStore;
   providers: PersistenceProvider[];
+  /** Every replica of both stores: up or down, behind (pending repairs), primary. */
+  replicaHealth(): RegistryReplicaHealth[];
   close(): Promise<void>;
 }
+
+/** One replica of the registry's plain (`objects`) or secret store, as /readyz and the metrics report it. */
+export interface RegistryReplicaHealth {
+  store: 'objects' | 'secrets';
+  replica: string;
+  up: boolean;
+  degraded: boolean;
+  pendingRepairs: number;
+  primary: boolean;
+  lastError?: string;
+}
+
+/** Default seconds between two repairs of replicas that are down or behind (`registry.repairIntervalSeconds`). */
+export const DEFAULT_REPAIR_INTERVAL_SECONDS = 60;
 
 function encryptionKeys(cfg: RuntimeConfig): { keys: Array<{ id: string; key: string }>; currentKeyId: string } {
   if (!cfg.encryption) {
@@ -103,13 +119,28 @@ export async function createRegistry(cfg: RuntimeConfig): Promise<RegistryBundle
   const plain = providerFor(cfg, 'objects');
   const secret = new SecretPersistenceProvider(providerFor(cfg, 'secrets'), encryptionKeys(cfg));
   const [store, secrets] = await Promise.all([storeOver(plain, machineId), storeOver(secret, machineId)]);
+  // What a replica missed before a restart is kept in the other replicas: read it back and repair now, then
+  // again every interval (a single replica has nothing to repair, and this makes no call then).
+  await Promise.all([store.recover(), secrets.recover()]);
+  const intervalMs = (cfg.registry?.repairIntervalSeconds ?? DEFAULT_REPAIR_INTERVAL_SECONDS) * 1000;
+  store.startRepairs(intervalMs);
+  secrets.startRepairs(intervalMs);
   const registry = new Registry({ store, secrets, ...(cfg.registry?.kubernetes ? { defaultNamespace: cfg.registry.kubernetes.namespace } : {}) });
+  const report = (name: RegistryReplicaHealth['store'], s: RedundantStore): RegistryReplicaHealth[] =>
+    s.health().map((h) => {
+      const r: RegistryReplicaHealth = { store: name, replica: h.replica, up: h.status.exists && h.status.status, degraded: h.degraded, pendingRepairs: h.pendingRepairs, primary: h.primary };
+      if (h.status.exists && h.status.lastError !== undefined) r.lastError = h.status.lastError;
+      return r;
+    });
   return {
     registry,
     store,
     secrets,
     providers: [plain, secret],
+    replicaHealth: () => [...report('objects', store), ...report('secrets', secrets)],
     async close() {
+      store.stopRepairs();
+      secrets.stopRepairs();
       await Promise.allSettled([plain.close(), secret.close()]);
     },
   };
