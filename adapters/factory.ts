@@ -22,7 +22,7 @@ import {
   type PersistedObject,
   type PersistenceProvider,
 } from './persistence';
-import { ConflictError } from './errors';
+import { ConflictError, UnavailableError } from './errors';
 import { Registry } from './registry';
 import { connectTenantEtcd, EtcdPrefixDriver, EtcdUserDriver, KubernetesObjectDriver, type ResourceDriver, type SecretStore } from './resources';
 import { NotFoundError } from './errors';
@@ -109,7 +109,17 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
 }
 
 async function storeOver(provider: PersistenceProvider, machineId: MachineId): Promise<RedundantStore> {
-  await provider.initialize(machineId);
+  try {
+    await provider.initialize(machineId);
+  } catch (err) {
+    // Some replicas are down: start on the others (the store reports the rest degraded and reopens them in its
+    // repairs), but not with none.
+    const up = (r: string) => {
+      const s = provider.replicaStatus(r);
+      return s.exists && s.status;
+    };
+    if (!(err instanceof UnavailableError) || !provider.replicas().some(up)) throw err;
+  }
   return new RedundantStore(provider.replicas().map((replica) => ({ provider, replica })));
 }
 

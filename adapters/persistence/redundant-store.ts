@@ -147,7 +147,15 @@ export class RedundantStore implements ObjectStore {
               const status = t.provider.replicaStatus(t.replica);
               return status.exists && !status.status;
             })
-            .map((t) => t.provider.getObject(t.replica, this.journalKey(t)).catch(() => undefined)),
+            .map(async (t) => {
+              try {
+                // One that never opened is opened again; one that did answers a read (and is marked up).
+                await t.provider.reopen?.(t.replica);
+                await t.provider.getObject(t.replica, this.journalKey(t));
+              } catch {
+                // Still down.
+              }
+            }),
         );
         await this.repairPending();
       } catch (err) {

@@ -178,6 +178,47 @@ void describe('registry built by the factory: repaired at start and periodically
   });
 });
 
+void describe('registry started while a replica is down', () => {
+  void test('starts on the other replica, reports the down one, and reopens and heals it once it is back', { timeout: 60_000 }, async () => {
+    const a = join(root, 'startdown', 'a');
+    const b = join(root, 'startdown', 'b');
+    const { config } = writeTestConfig({ registry: { backend: 'file', file: { dirs: [a, b] }, repairIntervalSeconds: 5 } });
+    let bundle = await createRegistry(config);
+    const id = `i-${randomUUID()}`;
+    try {
+      down(a);
+      const inst = await bundle.registry.open('service-instance', id);
+      await bundle.registry.beginOperation(inst, { operation: 'provision', operationId: `provision-${randomBytes(4).toString('hex')}` });
+      await bundle.close();
+      // Still down at the restart.
+      bundle = await createRegistry(config);
+      assert.deepEqual(
+        bundle.replicaHealth().map((r) => [r.store, r.up, r.degraded, r.primary]),
+        [
+          ['objects', false, true, false],
+          ['objects', true, false, true],
+          ['secrets', false, true, false],
+          ['secrets', true, false, true],
+        ],
+      );
+      assert.ok(bundle.replicaHealth()[0]!.pendingRepairs >= 1, 'what it missed before the restart is known');
+      assert.equal((await bundle.registry.readOperation('service-instance', id))?.operation, 'provision', 'served by b');
+      back(a);
+      const deadline = Date.now() + 20_000;
+      while (bundle.replicaHealth().some((r) => r.degraded)) {
+        assert.ok(Date.now() < deadline, `not healed within 20 s: ${JSON.stringify(bundle.replicaHealth())}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const onA = new FilePersistenceProvider({ directories: [join(a, 'objects')] });
+      await onA.initialize(testMachineId);
+      assert.equal((await onA.getObject(onA.replicas()[0]!, `${RegistryKind.Entry}.registry.brokerflow.io/registry-service-instance-${id}`))?.id, id);
+      await onA.close();
+    } finally {
+      await bundle.close();
+    }
+  });
+});
+
 void describe('repair interval', () => {
   void test('is validated', () => {
     for (const bad of [0, 4, 1.5, 'often', 86401]) {
