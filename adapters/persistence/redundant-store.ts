@@ -380,7 +380,10 @@ export class RedundantStore implements ObjectStore {
           const current = await source.provider.getObject(source.replica, key);
           if (current) await t.provider.putObject(t.replica, storableCopy(current));
           else await t.provider.deleteObject(t.replica, key);
-          t.pending.delete(key);
+          // A write to the key may have reached the primary meanwhile (a periodic repair is not serialized
+          // with writes): then what was copied is already old, and the key stays pending.
+          const after = await source.provider.getObject(source.replica, key);
+          if (after?.metadata.resourceVersion === current?.metadata.resourceVersion) t.pending.delete(key);
         }
       } catch (err) {
         // Still down: it stays degraded and is tried again at the next write or repair.
