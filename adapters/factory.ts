@@ -22,7 +22,7 @@ import {
   type PersistedObject,
   type PersistenceProvider,
 } from './persistence';
-import { ConflictError } from './errors';
+import { ConflictError, UnavailableError } from './errors';
 import { Registry } from './registry';
 import { connectTenantEtcd, EtcdPrefixDriver, EtcdUserDriver, KubernetesObjectDriver, type ResourceDriver, type SecretStore } from './resources';
 import { NotFoundError } from './errors';
@@ -33,8 +33,24 @@ export interface RegistryBundle {
   store: RedundantStore;
   secrets: RedundantStore;
   providers: PersistenceProvider[];
+  /** Every replica of both stores: up or down, behind (pending repairs), primary. */
+  replicaHealth(): RegistryReplicaHealth[];
   close(): Promise<void>;
 }
+
+/** One replica of the registry's plain (`objects`) or secret store, as /readyz and the metrics report it. */
+export interface RegistryReplicaHealth {
+  store: 'objects' | 'secrets';
+  replica: string;
+  up: boolean;
+  degraded: boolean;
+  pendingRepairs: number;
+  primary: boolean;
+  lastError?: string;
+}
+
+/** Default seconds between two repairs of replicas that are down or behind (`registry.repairIntervalSeconds`). */
+export const DEFAULT_REPAIR_INTERVAL_SECONDS = 60;
 
 function encryptionKeys(cfg: RuntimeConfig): { keys: Array<{ id: string; key: string }>; currentKeyId: string } {
   if (!cfg.encryption) {
@@ -72,7 +88,9 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
             ...(cfg.kubernetes?.kubeconfig ? { kubeconfigPath: resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) } : {}),
             namespace: reg.kubernetes.namespace,
             store: sub === 'objects' ? 'registry' : 'registry-secrets',
-            ...(sub === 'secrets' ? { secretKinds: ['Credentials'] } : {}),
+            // Everything behind the secret provider (binding credentials, driver secrets) is a Secret, whatever
+            // its kind: no list of kind names here that could drift from what the registry writes.
+            ...(sub === 'secrets' ? { secretKinds: '*' as const } : {}),
           },
         ],
       });
@@ -91,7 +109,17 @@ function providerFor(cfg: RuntimeConfig, sub: 'objects' | 'secrets'): Persistenc
 }
 
 async function storeOver(provider: PersistenceProvider, machineId: MachineId): Promise<RedundantStore> {
-  await provider.initialize(machineId);
+  try {
+    await provider.initialize(machineId);
+  } catch (err) {
+    // Some replicas are down: start on the others (the store reports the rest degraded and reopens them in its
+    // repairs), but not with none.
+    const up = (r: string) => {
+      const s = provider.replicaStatus(r);
+      return s.exists && s.status;
+    };
+    if (!(err instanceof UnavailableError) || !provider.replicas().some(up)) throw err;
+  }
   return new RedundantStore(provider.replicas().map((replica) => ({ provider, replica })));
 }
 
@@ -101,13 +129,28 @@ export async function createRegistry(cfg: RuntimeConfig): Promise<RegistryBundle
   const plain = providerFor(cfg, 'objects');
   const secret = new SecretPersistenceProvider(providerFor(cfg, 'secrets'), encryptionKeys(cfg));
   const [store, secrets] = await Promise.all([storeOver(plain, machineId), storeOver(secret, machineId)]);
+  // What a replica missed before a restart is kept in the other replicas: read it back and repair now, then
+  // again every interval (a single replica has nothing to repair, and this makes no call then).
+  await Promise.all([store.recover(), secrets.recover()]);
+  const intervalMs = (cfg.registry?.repairIntervalSeconds ?? DEFAULT_REPAIR_INTERVAL_SECONDS) * 1000;
+  store.startRepairs(intervalMs);
+  secrets.startRepairs(intervalMs);
   const registry = new Registry({ store, secrets, ...(cfg.registry?.kubernetes ? { defaultNamespace: cfg.registry.kubernetes.namespace } : {}) });
+  const report = (name: RegistryReplicaHealth['store'], s: RedundantStore): RegistryReplicaHealth[] =>
+    s.health().map((h) => {
+      const r: RegistryReplicaHealth = { store: name, replica: h.replica, up: h.status.exists && h.status.status, degraded: h.degraded, pendingRepairs: h.pendingRepairs, primary: h.primary };
+      if (h.status.exists && h.status.lastError !== undefined) r.lastError = h.status.lastError;
+      return r;
+    });
   return {
     registry,
     store,
     secrets,
     providers: [plain, secret],
+    replicaHealth: () => [...report('objects', store), ...report('secrets', secrets)],
     async close() {
+      store.stopRepairs();
+      secrets.stopRepairs();
       await Promise.allSettled([plain.close(), secret.close()]);
     },
   };

@@ -50,6 +50,8 @@ export interface RuntimeConfigFile {
     file?: { dirs: string[] };
     kubernetes?: { namespace: string };
     s3?: { endpoints: Array<{ endpoint?: string; region: string; bucket: string; forcePathStyle?: boolean }> };
+    /** How often replicas that are down or behind are repaired (default 60). */
+    repairIntervalSeconds?: number;
   };
   encryption?: { currentKeyId: string; keys: EncryptionKeyConfig[] };
   kubernetes?: { kubeconfig?: string; namespace?: string };
@@ -157,6 +159,7 @@ const runtimeSchema = {
       additionalProperties: false,
       properties: {
         backend: { enum: ['file', 'etcd', 'kubernetes', 's3'] },
+        repairIntervalSeconds: { type: 'integer', minimum: 5, maximum: 86400 },
         file: {
           type: 'object',
           required: ['dirs'],

@@ -72,8 +72,24 @@ export abstract class PersistenceBackend<C> implements PersistenceProvider {
   /** Releases what `connect` acquired. */
   protected abstract disconnect(replica: ReplicaState<C>): Promise<void>;
 
+  private openedWith: MachineId | undefined;
+
   async initialize(machineId: MachineId): Promise<void> {
+    this.openedWith = machineId;
     await this.table.initializeAll(this.kind, (replica) => this.connect(replica, machineId));
+  }
+
+  async reopen(replica: string): Promise<void> {
+    const state = this.table.get(replica);
+    if (state.initialized || !this.openedWith) return;
+    try {
+      await this.connect(state, this.openedWith);
+    } catch (err) {
+      state.markDown(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+    state.initialized = true;
+    state.markUp();
   }
 
   replicas(): string[] {

@@ -18,7 +18,7 @@ export { FilePersistenceProvider, type FilePersistenceOptions } from './file';
 export { S3PersistenceProvider, type S3PersistenceOptions, type S3ReplicaConfig } from './s3';
 export { EtcdPersistenceProvider, type EtcdPersistenceOptions, type EtcdReplicaConfig } from './etcd';
 export { KubernetesPersistenceProvider, holderName, type KubernetesPersistenceOptions, type KubernetesReplicaConfig } from './kubernetes';
-export { RedundantStore, type ObjectStore, type StoreTarget, type ReplicaHealthReport } from './redundant-store';
+export { RedundantStore, PENDING_REPAIRS_TYPE, type ObjectStore, type StoreTarget, type ReplicaHealthReport, type RedundantStoreOptions } from './redundant-store';
 export {
   SecretPersistenceProvider,
   DecryptionError,

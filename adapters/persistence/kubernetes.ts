@@ -1,7 +1,9 @@
 // The Kubernetes backend: each object is a ConfigMap (or, for the kinds configured as secret, a Secret) holding
 // the object as JSON under `object.json`. The version is the resourceVersion, so optimistic concurrency is the
 // API server's own; the holder's uid gives owner references, so deleting a registry entry garbage-collects
-// what it owns. Objects land in their `metadata.namespace`, else in the replica's namespace.
+// what it owns. Objects land in their `metadata.namespace`, else in the replica's namespace; a replica serves
+// only the namespaces it is configured with, so every call (lists included) is namespaced and a Role per
+// namespace is all the RBAC it needs: get, create, update and delete, plus list for the kinds that are listed.
 import { createHash } from 'node:crypto';
 import type { CoreV1Api, KubeConfig, V1ConfigMap, V1ObjectMeta, V1Secret } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
@@ -25,8 +27,16 @@ export interface KubernetesReplicaConfig {
    * name and of the replica's identity), like a key prefix in etcd or S3. Default: none.
    */
   store?: string;
-  /** Kinds stored as Secrets instead of ConfigMaps (default: none; the secret provider's kinds belong here). */
-  secretKinds?: string[];
+  /**
+   * Kinds stored as Secrets instead of ConfigMaps (default: none), or `'*'`: every object is a Secret, which is
+   * what a store behind the secret provider wants (nothing to keep in step with the kinds written there).
+   */
+  secretKinds?: string[] | '*';
+  /**
+   * Further namespaces objects may name in `metadata.namespace` (default: none, only `namespace`). Lists read
+   * these namespaces one by one; an object in any other namespace is refused before any I/O.
+   */
+  namespaces?: string[];
 }
 
 /** Configuration of the Kubernetes backend. */
@@ -34,7 +44,12 @@ export type KubernetesPersistenceOptions = ReplicaList<KubernetesReplicaConfig>;
 
 interface KubeReplica {
   config: KubernetesReplicaConfig;
-  secretKinds: Set<string>;
+  /** Whether objects of a kind are held in Secrets. */
+  isSecret: (kind: string) => boolean;
+  /** Every object is a Secret (`secretKinds: '*'`). */
+  allSecrets: boolean;
+  /** The namespaces this replica serves: its own first. */
+  namespaces: string[];
   /** The store name, or '' for none: prefixes object names. */
   store: string;
   /** Short hash of the replica identity: a label that keeps two replicas on one cluster apart in lists. */
@@ -104,8 +119,19 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
           throw new ValidationError('store must be a DNS label of at most 30 characters', 'store');
         }
         const identity = { kubeconfig: config.kubeconfigPath ?? 'default', context: config.context ?? 'current', namespace: config.namespace, store };
+        const kinds = config.secretKinds ?? [];
+        if (kinds !== '*' && !Array.isArray(kinds)) throw new ValidationError("secretKinds must be a list of kinds or '*'", 'secretKinds');
+        const secretKinds = new Set(kinds === '*' ? [] : kinds);
+        const namespaces = [config.namespace, ...(config.namespaces ?? []).map((n, i) => validateNamespace(n, `namespaces[${i}]`))];
         return {
-          config: { config, store, secretKinds: new Set(config.secretKinds ?? []), storeLabel: shortHash(JSON.stringify(identity), 16) },
+          config: {
+            config,
+            store,
+            isSecret: kinds === '*' ? () => true : (kind: string) => secretKinds.has(kind),
+            allSecrets: kinds === '*',
+            namespaces: [...new Set(namespaces)],
+            storeLabel: shortHash(JSON.stringify(identity), 16),
+          },
           identity,
         };
       }),
@@ -123,10 +149,15 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
       throw new UnavailableError(`kubernetes persistence: cannot load the kubeconfig (${(err as Error).message})`);
     }
     replica.core = kc.makeApiClient(k8s.CoreV1Api);
+    // The probe reads one holder that is never written (404 is the expected answer), with the verb every
+    // caller needs anyway: a read-only identity that may only get passes it, a denied one fails here.
+    const probe = { name: 'brokerflow-persistence-probe', namespace: replica.config.namespace };
+    const asSecret = replica.allSecrets;
     try {
-      await replica.core.listNamespacedConfigMap({ namespace: replica.config.namespace, limit: 1 });
+      if (asSecret) await replica.core.readNamespacedSecret(probe);
+      else await replica.core.readNamespacedConfigMap(probe);
     } catch (err) {
-      throw kubeError(`reaching namespace ${replica.config.namespace}`, err);
+      if (httpStatus(err) !== 404) throw kubeError(`reaching namespace ${replica.config.namespace}`, err);
     }
   }
 
@@ -150,7 +181,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
   protected async read(state: ReplicaState<KubeReplica>, id: ObjectIdentity): Promise<PersistedObject | undefined> {
     const current = await this.api(state, id).read();
     if (!current || !this.isOurs(state, current, formatKey(id))) return undefined;
-    return this.decode(current, formatKey(id), state.config.secretKinds.has(id.kind));
+    return this.decode(current, formatKey(id), state.config.isSecret(id.kind));
   }
 
   protected async remove(state: ReplicaState<KubeReplica>, id: ObjectIdentity, precondition: Pick<WritePrecondition, 'ifMatch'>): Promise<void> {
@@ -176,32 +207,39 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
       `${LABEL_PREFIX}/group=${labelValue(gk.group || 'core')}`,
     ].join(',');
     const out: PersistedObject[] = [];
-    const asSecret = state.config.secretKinds.has(gk.kind);
-    let cont: string | undefined;
-    do {
-      let page: { items: Holder[]; metadata?: { _continue?: string } };
-      try {
-        page = asSecret
-          ? await core.listSecretForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) })
-          : await core.listConfigMapForAllNamespaces({ labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) });
-      } catch (err) {
-        throw kubeError(`listing ${gk.kind} objects`, err);
-      }
-      for (const item of page.items) {
-        const key = item.metadata?.annotations?.[KEY_ANNOTATION];
-        if (!key) continue;
-        let id: ObjectIdentity;
+    const asSecret = state.config.isSecret(gk.kind);
+    for (const namespace of state.config.namespaces) {
+      let cont: string | undefined;
+      do {
+        let page: { items: Holder[]; metadata?: { _continue?: string } };
         try {
-          id = parseKey(key);
-        } catch {
-          continue;
+          const query = { namespace, labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) };
+          page = asSecret ? await core.listNamespacedSecret(query) : await core.listNamespacedConfigMap(query);
+        } catch (err) {
+          throw kubeError(`listing ${gk.kind} objects in ${namespace}`, err);
         }
-        if (id.kind !== gk.kind || id.group !== gk.group) continue;
-        out.push(this.decode(item, formatKey(id), asSecret));
-      }
-      cont = page.metadata?._continue || undefined;
-    } while (cont);
+        out.push(...this.decodeAll(page.items, gk, asSecret));
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+    }
     return inKeyOrder(out);
+  }
+
+  private decodeAll(items: Holder[], gk: GroupKind, asSecret: boolean): PersistedObject[] {
+    const out: PersistedObject[] = [];
+    for (const item of items) {
+      const key = item.metadata?.annotations?.[KEY_ANNOTATION];
+      if (!key) continue;
+      let id: ObjectIdentity;
+      try {
+        id = parseKey(key);
+      } catch {
+        continue;
+      }
+      if (id.kind !== gk.kind || id.group !== gk.group) continue;
+      out.push(this.decode(item, formatKey(id), asSecret));
+    }
+    return out;
   }
 
   protected async disconnect({ config: replica }: ReplicaState<KubeReplica>): Promise<void> {
@@ -215,12 +253,21 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
     if (!uid) return undefined;
     return {
       apiVersion: 'v1',
-      kind: state.config.secretKinds.has(id.kind) ? 'Secret' : 'ConfigMap',
+      kind: state.config.isSecret(id.kind) ? 'Secret' : 'ConfigMap',
       name: holderName(id, state.config.store),
       uid,
       controller: false,
       blockOwnerDeletion: false,
     };
+  }
+
+  /** The object's namespace, which must be one this replica serves (else lists would miss it). */
+  private namespaceOf(state: ReplicaState<KubeReplica>, id: ObjectIdentity): string {
+    const namespace = id.namespace ?? state.config.config.namespace;
+    if (!state.config.namespaces.includes(namespace)) {
+      throw new ValidationError(`kubernetes persistence: namespace ${namespace} is not one this replica serves (add it to namespaces)`, 'metadata.namespace');
+    }
+    return namespace;
   }
 
   private core(state: ReplicaState<KubeReplica>): CoreV1Api {
@@ -243,7 +290,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
   private holder(state: ReplicaState<KubeReplica>, id: ObjectIdentity, text: string): Holder {
     const metadata: V1ObjectMeta = {
       name: holderName(id, state.config.store),
-      namespace: id.namespace ?? state.config.config.namespace,
+      namespace: this.namespaceOf(state, id),
       labels: {
         'app.kubernetes.io/managed-by': 'brokerflow',
         [`${LABEL_PREFIX}/store`]: state.config.storeLabel,
@@ -252,7 +299,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
       },
       annotations: { [KEY_ANNOTATION]: formatKey(id) },
     };
-    if (state.config.secretKinds.has(id.kind)) {
+    if (state.config.isSecret(id.kind)) {
       return { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata, data: { [DATA_KEY]: Buffer.from(text).toString('base64') } };
     }
     return { apiVersion: 'v1', kind: 'ConfigMap', metadata, data: { [DATA_KEY]: text } };
@@ -271,8 +318,8 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
   private api(state: ReplicaState<KubeReplica>, id: ObjectIdentity) {
     const core = this.core(state);
     const name = holderName(id, state.config.store);
-    const namespace = id.namespace ?? state.config.config.namespace;
-    const secret = state.config.secretKinds.has(id.kind);
+    const namespace = this.namespaceOf(state, id);
+    const secret = state.config.isSecret(id.kind);
     const kind = secret ? 'Secret' : 'ConfigMap';
     return {
       kind,

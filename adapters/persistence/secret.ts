@@ -90,6 +90,10 @@ export class SecretPersistenceProvider implements PersistenceProvider {
     return this.inner.replicas();
   }
 
+  async reopen(replica: string): Promise<void> {
+    await this.inner.reopen?.(replica);
+  }
+
   replicaStatus(replica: string): ReplicaStatus {
     return this.inner.replicaStatus(replica);
   }

@@ -83,6 +83,11 @@ export interface PersistenceProvider {
   initialize(machineId: MachineId): Promise<void>;
   /** Names of the replicas, `<kind>-<hash>`: the hash is stable for the same configuration and unique per replica. */
   replicas(): string[];
+  /**
+   * Opens one replica again when its initialize failed (a no-op for one that is open); rejects like initialize.
+   * Lets a store started with a replica down take it back once it answers.
+   */
+  reopen?(replica: string): Promise<void>;
   replicaStatus(replica: string): ReplicaStatus;
   /** Persists the object; returns its key and new version. */
   putObject(replica: string, object: PersistedObject, precondition?: WritePrecondition): Promise<PutResult>;

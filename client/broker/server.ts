@@ -9,7 +9,8 @@ import { resolveSecret, type RuntimeConfig } from '../../config/runtime';
 import { connectClient } from '../../platform/temporal';
 import type { BrokerCredentials } from './auth';
 import { buildBrokerApp } from './app';
-import { createRegistry } from '../../adapters/factory';
+import { Gauge, type Registry as PromRegistry } from 'prom-client';
+import { createRegistry, type RegistryBundle } from '../../adapters/factory';
 import { OperationsClient } from '../operations';
 import { OsbService } from './service';
 import { createBrokerMetrics } from './metrics';
@@ -43,6 +44,7 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
   const temporal = client ?? (await connectClient(cfg));
   const registry = await createRegistry(cfg);
   const metrics = createBrokerMetrics();
+  registryReplicaMetrics(metrics.registry, registry);
   const operations = new OperationsClient(temporal, cfg.temporal.taskQueue, registry.registry);
   const osb = new OsbService({
     catalog: cfg.catalogData,
@@ -69,8 +71,13 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
       },
       {
         name: 'registry',
+        // Ready while the registry answers, i.e. while each store has a primary. Replicas that are down or
+        // behind are reported here (and in the metrics) but do not fail readiness: the broker serves correctly
+        // from the primary, and they are repaired at the next write or periodic repair.
         check: async () => {
           await registry.registry.readOperation('service-instance', 'readiness-probe');
+          const replicas = registry.replicaHealth();
+          return { degraded: replicas.filter((r) => r.degraded).length, pendingRepairs: replicas.reduce((n, r) => n + r.pendingRepairs, 0), replicas };
         },
       },
     ],
@@ -85,6 +92,31 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
       if (!client) await temporal.connection.close();
     },
   };
+}
+
+/**
+ * The registry's replicas as gauges, read at each scrape: `brokerflow_registry_replica_degraded{store,replica}`
+ * (1 while down or behind) and `brokerflow_registry_pending_repairs{store,replica}` (objects it missed).
+ */
+export function registryReplicaMetrics(register: PromRegistry, bundle: Pick<RegistryBundle, 'replicaHealth'>): void {
+  new Gauge({
+    name: 'brokerflow_registry_replica_degraded',
+    help: 'Whether a registry persistence replica is down or missed writes not yet repaired (1) or not (0).',
+    labelNames: ['store', 'replica'],
+    registers: [register],
+    collect() {
+      for (const r of bundle.replicaHealth()) this.set({ store: r.store, replica: r.replica }, r.degraded ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'brokerflow_registry_pending_repairs',
+    help: 'Objects a registry persistence replica missed and that are not yet copied to it.',
+    labelNames: ['store', 'replica'],
+    registers: [register],
+    collect() {
+      for (const r of bundle.replicaHealth()) this.set({ store: r.store, replica: r.replica }, r.pendingRepairs);
+    },
+  });
 }
 
 function readTls(cfg: RuntimeConfig, tls: { cert: string; key: string }): { key: Buffer; cert: Buffer } {

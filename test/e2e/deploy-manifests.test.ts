@@ -223,6 +223,12 @@ test('RBAC: the worker keeps the registry and applies tenant objects, the broker
     const binding = await worker.registry.open('service-binding', bindingId, { instanceId });
     binding.set('credentials', { username: 'u', password: 'p-123' });
     await worker.registry.beginOperation(binding, { operation: 'bind', operationId: `bind-${randomUUID()}` });
+    // The worker lists bindings (deprovision) within its namespace; the credentials are a Secret, in no ConfigMap.
+    assert.deepEqual((await worker.registry.list('service-binding')).map((b) => b.id), [bindingId]);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const kindLabel = 'persistence.brokerflow.io/kind';
+    assert.equal((await core.listNamespacedSecret({ namespace: ns, labelSelector: `${kindLabel}=RegistryCredentials` })).items.length, 1);
+    assert.equal((await core.listNamespacedConfigMap({ namespace: ns, labelSelector: `${kindLabel}=RegistryCredentials` })).items.length, 0);
 
     // The broker reads both, credentials included, and can change nothing.
     assert.equal((await broker.registry.readOperation('service-instance', instanceId))?.state, 'succeeded');
@@ -262,9 +268,17 @@ test('RBAC: the worker keeps the registry and applies tenant objects, the broker
     return review.status?.allowed === true;
   };
   const expectations: Array<[string, string, string, string | undefined, boolean]> = [
+    // Exactly the calls of adapters/persistence/kubernetes.ts (see rbac.yaml): no watch, no patch, Secrets never listed.
     ['brokerflow-worker', 'create', 'configmaps', ns, true],
+    ['brokerflow-worker', 'list', 'configmaps', ns, true],
+    ['brokerflow-worker', 'get', 'secrets', ns, true],
+    ['brokerflow-worker', 'create', 'secrets', ns, true],
     ['brokerflow-worker', 'update', 'secrets', ns, true],
     ['brokerflow-worker', 'delete', 'secrets', ns, true],
+    ['brokerflow-worker', 'list', 'secrets', ns, false],
+    ['brokerflow-worker', 'watch', 'configmaps', ns, false],
+    ['brokerflow-worker', 'patch', 'configmaps', ns, false],
+    ['brokerflow-worker', 'list', 'configmaps', undefined, false],
     ['brokerflow-worker', 'patch', 'configmaps', tenantNs, true],
     ['brokerflow-worker', 'get', 'secrets', tenantNs, false],
     ['brokerflow-worker', 'get', 'secrets', 'kube-system', false],
@@ -272,7 +286,9 @@ test('RBAC: the worker keeps the registry and applies tenant objects, the broker
     ['brokerflow-worker', 'create', 'pods', ns, false],
     ['brokerflow-worker', 'patch', 'deployments', ns, false],
     ['brokerflow-broker', 'get', 'secrets', ns, true],
-    ['brokerflow-broker', 'list', 'configmaps', ns, true],
+    ['brokerflow-broker', 'get', 'configmaps', ns, true],
+    ['brokerflow-broker', 'list', 'configmaps', ns, false],
+    ['brokerflow-broker', 'list', 'secrets', ns, false],
     ['brokerflow-broker', 'update', 'configmaps', ns, false],
     ['brokerflow-broker', 'create', 'secrets', ns, false],
     ['brokerflow-broker', 'patch', 'configmaps', tenantNs, false],

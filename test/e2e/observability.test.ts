@@ -170,7 +170,10 @@ test('/readyz is 200 while Temporal and the registry answer, and 503 naming Temp
     b = await createBroker(config, logger('broker-readyz'));
     const healthy = await call(b, 'GET', '/readyz');
     assert.equal(healthy.statusCode, 200, healthy.body);
-    assert.deepEqual(healthy.json(), { status: 'ready', checks: [{ name: 'temporal', ok: true }, { name: 'registry', ok: true }] });
+    const ready = healthy.json() as { status: string; checks: Array<{ name: string; ok: boolean; detail?: { degraded: number; pendingRepairs: number; replicas: unknown[] } }> };
+    assert.deepEqual([ready.status, ready.checks.map((c) => [c.name, c.ok])], ['ready', [['temporal', true], ['registry', true]]]);
+    // The registry's detail: its replicas (one per store here), none degraded.
+    assert.deepEqual(ready.checks[1]!.detail && { ...ready.checks[1]!.detail, replicas: ready.checks[1]!.detail.replicas.length }, { degraded: 0, pendingRepairs: 0, replicas: 2 });
 
     await own.stop();
     const started = Date.now();

@@ -34,7 +34,7 @@ persistenceConformance({
   kind: 'kubernetes',
   namespaces,
   // Each scope is its own store on the same cluster.
-  make: (scopes) => new KubernetesPersistenceProvider({ replicas: scopes.map((store) => ({ kubeconfigPath, namespace: home, store })) }),
+  make: (scopes) => new KubernetesPersistenceProvider({ replicas: scopes.map((store) => ({ kubeconfigPath, namespace: home, namespaces, store })) }),
   makeUnreachable: () => new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath: '/nonexistent/kubeconfig', namespace: home }] }),
 });
 

@@ -30,10 +30,9 @@ const backend: RegistryBackend = {
   kind: 'kubernetes',
   namespaces,
   make: (scope) => ({
-    plain: new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace: home, store: scope }] }),
-    secretInner: new KubernetesPersistenceProvider({
-      replicas: [{ kubeconfigPath, namespace: home, store: scope, secretKinds: ['RegistryCredentials'] }],
-    }),
+    plain: new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace: home, namespaces, store: scope }] }),
+    // As the factory builds it: everything behind the secret provider is a Secret.
+    secretInner: new KubernetesPersistenceProvider({ replicas: [{ kubeconfigPath, namespace: home, namespaces, store: scope, secretKinds: '*' }] }),
   }),
 };
 

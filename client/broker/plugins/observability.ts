@@ -4,10 +4,14 @@
 import fp from 'fastify-plugin';
 import type { BrokerMetrics } from '../metrics';
 
-/** A named dependency check for `/readyz`: resolves when the dependency answers. */
+/**
+ * A named dependency check for `/readyz`: resolves when the dependency answers (ready), possibly with details
+ * that are shown and do not change readiness (for the registry: replicas that are down or behind while a
+ * primary still serves).
+ */
 export interface ReadinessCheck {
   name: string;
-  check: () => Promise<void>;
+  check: () => Promise<void | Record<string, unknown>>;
 }
 
 /** The instruments to count into and the dependencies `/readyz` asks. */
@@ -31,8 +35,8 @@ export const observability = fp<ObservabilityOptions>(
       const results = await Promise.all(
         readiness.map(async (c) => {
           try {
-            await c.check();
-            return { name: c.name, ok: true };
+            const detail = await c.check();
+            return { name: c.name, ok: true, ...(detail ? { detail } : {}) };
           } catch (err) {
             return { name: c.name, ok: false, error: (err as Error).message };
           }
