@@ -139,6 +139,7 @@ async function writeDevConfig(dir: string, dataDir: string): Promise<{ file: str
   cfg.encryption.keys[0].key = secret('encryption-key');
   cfg.codecServer.port = codecPort;
   cfg.codecServer.corsOrigins = [`http://127.0.0.1:${tPort + 1000}`];
+  cfg.codecServer.auth.basic[0].password = secret('codec-password');
   delete cfg.endpoints; // endpoint sync watches Kubernetes, which this stack does not start
   const file = join(dir, 'brokerflow.yaml');
   writeFileSync(file, stringify(cfg));
