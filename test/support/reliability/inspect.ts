@@ -5,6 +5,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Etcd3 } from 'etcd3';
 import type { Registry } from '../../../adapters/registry';
 import { ETCD_MANAGED_NAME_PREFIX, ETCD_OWNERS_PREFIX, etcdOwnerKey } from '../../../adapters/resources/etcd';
+import { onAuthRace } from '../osb';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -37,6 +38,10 @@ export interface PrefixInventory {
  * those prefixes. Owner marks live outside the tenant ranges, under `/brokerflow-owners/etcd-prefix<prefix>`.
  */
 export async function prefixInventory(etcd: Etcd3, idPrefix: string): Promise<PrefixInventory> {
+  return onAuthRace(() => prefixInventoryOnce(etcd, idPrefix));
+}
+
+async function prefixInventoryOnce(etcd: Etcd3, idPrefix: string): Promise<PrefixInventory> {
   const marks = await etcd.getAll().prefix(etcdOwnerKey(`/tenants/${idPrefix}`)).strings();
   const owners = new Map<string, string[]>();
   for (const [key, value] of Object.entries(marks)) {
@@ -50,15 +55,17 @@ export async function prefixInventory(etcd: Etcd3, idPrefix: string): Promise<Pr
 
 /** The owner mark of one instance's keyspace (`/tenants/<id>`), and the keys inside it. */
 export async function keyspaceOf(etcd: Etcd3, id: string): Promise<{ owner?: string; keys: string[] }> {
-  const owner = await etcd.get(etcdOwnerKey(`/tenants/${id}`)).string();
-  const keys = await etcd.getAll().prefix(`/tenants/${id}/`).keys();
-  return { ...(owner !== null ? { owner } : {}), keys };
+  return onAuthRace(async () => {
+    const owner = await etcd.get(etcdOwnerKey(`/tenants/${id}`)).string();
+    const keys = await etcd.getAll().prefix(`/tenants/${id}/`).keys();
+    return { ...(owner !== null ? { owner } : {}), keys };
+  });
 }
 
 /** Deletes what a scenario left under `/tenants/<idPrefix>` and its owner marks (cleanup, as root). */
 export async function deleteTenantKeys(etcd: Etcd3, idPrefix: string): Promise<void> {
-  await etcd.delete().prefix(`/tenants/${idPrefix}`);
-  await etcd.delete().prefix(`${ETCD_OWNERS_PREFIX}/tenants/${idPrefix}`);
+  await onAuthRace(() => etcd.delete().prefix(`/tenants/${idPrefix}`).exec());
+  await onAuthRace(() => etcd.delete().prefix(`${ETCD_OWNERS_PREFIX}/tenants/${idPrefix}`).exec());
 }
 
 /** An etcd user the etcd-user driver manages, with its roles and their permissions. */
@@ -71,6 +78,10 @@ export interface ManagedUser {
 
 /** Every `bf-` user of a tenant etcd, or only those named in `names`. */
 export async function managedUsers(etcd: Etcd3, names?: Set<string>): Promise<ManagedUser[]> {
+  return onAuthRace(() => managedUsersOnce(etcd, names));
+}
+
+async function managedUsersOnce(etcd: Etcd3, names?: Set<string>): Promise<ManagedUser[]> {
   const users = (await etcd.getUsers()).map((u) => u.name).filter((n) => n.startsWith(ETCD_MANAGED_NAME_PREFIX) && (!names || names.has(n)));
   return Promise.all(
     users.map(async (name) => {
@@ -90,7 +101,7 @@ export async function managedUsers(etcd: Etcd3, names?: Set<string>): Promise<Ma
 
 /** Every `bf-` role of a tenant etcd (a role whose user is gone would be an orphan). */
 export async function managedRoles(etcd: Etcd3): Promise<string[]> {
-  return (await etcd.getRoles()).map((r) => r.name).filter((n) => n.startsWith(ETCD_MANAGED_NAME_PREFIX));
+  return (await onAuthRace(() => etcd.getRoles())).map((r) => r.name).filter((n) => n.startsWith(ETCD_MANAGED_NAME_PREFIX));
 }
 
 /** One workflow run as visibility lists it. */
