@@ -1,3 +1,4 @@
+// Long on purpose: one store whose writes, failover, pending-repair journal and repairs share the replicas' state.
 // Redundancy across independent replicas (docs/design/contracts/persistence.md#redundancy: the layer above the
 // providers decides redundancy): every write goes to all replicas, reads come from the first healthy one, and a
 // replica that missed writes is reported degraded and repaired (the missed objects copied from the primary) on
