@@ -75,6 +75,32 @@ const DECIDE_DEADLINE_MS = 10_000;
 const POLL_DEADLINE_MS = 3_000;
 
 /** What happened when asked to start an operation. */
+/**
+ * What an operation's workflow carries from its start: the memo a later request reads to tell an identical
+ * request from a conflicting one, and the search attributes the Web UI and the CLI filter on. The broker and the
+ * workflow tests start operations with exactly this.
+ */
+export function operationStartRecord(input: OperationInput): { memo: OperationMemo; typedSearchAttributes: TypedSearchAttributes } {
+  return {
+    memo: {
+      operation: input.operation,
+      operationId: input.operationId,
+      instanceId: input.instanceId,
+      fingerprint: input.fingerprint,
+      ...(input.bindingId ? { bindingId: input.bindingId } : {}),
+      summary: operationSummary(input),
+    },
+    typedSearchAttributes: new TypedSearchAttributes([
+      { key: InstanceIdKey, value: input.instanceId },
+      ...(input.bindingId ? [{ key: BindingIdKey, value: input.bindingId }] : []),
+      { key: ServiceIdKey, value: input.serviceId },
+      { key: PlanIdKey, value: input.planId },
+      { key: OperationTypeKey, value: input.operation },
+      { key: OperationStateKey, value: 'in progress' },
+    ]),
+  };
+}
+
 export type StartOutcome =
   | { kind: 'started'; operationId: string }
   /** The same request is already running: answer with its operation. */
@@ -110,7 +136,21 @@ export class OperationsClient {
     const d = await this.describe(ref);
     if (!d) return {};
     const memo = d.memo as unknown as OperationMemo;
-    return d.status.name === 'RUNNING' ? { running: memo } : { closed: memo };
+    if (d.status.name !== 'RUNNING') return { closed: memo };
+    // A provision that a DELETE asked to stop is a deprovision from that moment on, although its memo names the
+    // provision until a worker handles the signal (with no worker up, for as long as it takes): a repeated PUT
+    // must not join the provision the platform has deleted.
+    if (memo.operation === 'provision' && (await this.deprovisionRequested(d))) {
+      const operationId = deprovisionAfterProvisionId(memo.operationId);
+      return { running: { ...memo, operation: 'deprovision', operationId, summary: `deprovision instance ${memo.instanceId ?? ref.instanceId}, requested during provision ${memo.operationId}` } };
+    }
+    return { running: memo };
+  }
+
+  /** True when the run's history holds a DELETE's request to stop its provision and deprovision instead. */
+  private async deprovisionRequested(d: WorkflowExecutionDescription): Promise<boolean> {
+    const history = await this.client.workflow.getHandle(d.workflowId, d.runId).fetchHistory();
+    return (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === deprovisionRequestedSignal.name);
   }
 
   /**
@@ -134,14 +174,7 @@ export class OperationsClient {
    * and same request fingerprint.
    */
   async start(input: OperationInput): Promise<StartOutcome> {
-    const memo: OperationMemo = {
-      operation: input.operation,
-      operationId: input.operationId,
-      instanceId: input.instanceId,
-      fingerprint: input.fingerprint,
-      ...(input.bindingId ? { bindingId: input.bindingId } : {}),
-      summary: operationSummary(input),
-    };
+    const { memo, typedSearchAttributes } = operationStartRecord(input);
     // A run that closes between our failed start and our describe makes us try again; a few rounds settle it.
     for (let round = 0; round < 5; round++) {
       try {
@@ -154,14 +187,7 @@ export class OperationsClient {
           args: [input],
           memo: memo as unknown as Record<string, unknown>,
           staticSummary: memo.summary,
-          typedSearchAttributes: new TypedSearchAttributes([
-            { key: InstanceIdKey, value: input.instanceId },
-            ...(input.bindingId ? [{ key: BindingIdKey, value: input.bindingId }] : []),
-            { key: ServiceIdKey, value: input.serviceId },
-            { key: PlanIdKey, value: input.planId },
-            { key: OperationTypeKey, value: input.operation },
-            { key: OperationStateKey, value: 'in progress' },
-          ]),
+          typedSearchAttributes,
         };
         await this.client.workflow.start(input.operation, options);
         return { kind: 'started', operationId: input.operationId };
@@ -199,10 +225,8 @@ export class OperationsClient {
    * another run took the workflow ID, nothing else is touched.
    */
   private async supersedeFinishedRun(next: OperationInput, d: WorkflowExecutionDescription, running: OperationMemo): Promise<boolean> {
+    if (await this.deprovisionRequested(d)) return false;
     const handle = this.client.workflow.getHandle(d.workflowId, d.runId);
-    const history = await handle.fetchHistory();
-    const deprovisionPending = (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === deprovisionRequestedSignal.name);
-    if (deprovisionPending) return false;
     try {
       await handle.terminate(`${running.operation} ${running.operationId} had recorded its end; superseded by ${next.operation} ${next.operationId} while no worker closed it`);
     } catch (err) {

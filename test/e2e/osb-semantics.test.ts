@@ -397,6 +397,33 @@ test('PUT of an existing instance while its deprovision runs is 422 ConcurrencyE
   assert.equal(trace.objects.has(id), false, 'the deprovision deleted the instance\'s resources');
 });
 
+test('once a DELETE has stopped a provision, a repeat of that provision is 422 ConcurrencyError, not the provision joined, even before a worker handles the DELETE', async () => {
+  // Found by the model (seed 20277044): with no worker up, the run's memo still names the provision.
+  const id = newId('halted-put');
+  const body = provisionBody({ parameters: { quotaKeys: 4 } });
+  let deleteOp: string;
+  await stack.stopWorker();
+  try {
+    const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, body);
+    assert.equal(put.statusCode, 202, put.body);
+    const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    for (const url of [`${instancePath(id)}?accepts_incomplete=true`, instancePath(id)]) {
+      const again = await stack.osb('PUT', url, body);
+      assert.equal(again.statusCode, 422, `the deleted provision repeated (${url}): ${again.body}`);
+      assert.equal(again.json().error, 'ConcurrencyError');
+    }
+    const delAgain = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.deepEqual([delAgain.statusCode, delAgain.json().operation], [202, deleteOp], 'a repeated DELETE joins the deprovision');
+  } finally {
+    await stack.startWorker();
+  }
+  assert.equal((await pollLastOperation(stack, instancePath(id), deleteOp!)).status, 410, 'the deprovision succeeded');
+  assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
 test('while a binding operation runs, DELETE and PATCH of its instance are 422 ConcurrencyError, and another binding is bound meanwhile', async () => {
   const id = newId('bop');
   await provisionAndWait(stack, id);

@@ -3,15 +3,15 @@
 // its own registry, world and gates.
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { TypedSearchAttributes } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import type { WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { runInstaller } from '../../scripts/lib/process';
 import { bundleWorkflows, installRuntime } from '../../worker/worker';
-import { operationSummary, operationWorkflowId, type OperationInput, type OperationMemo } from '../../workflows/messages';
-import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey, searchAttributeDefinitions } from '../../workflows/searchAttributes';
+import { operationStartRecord } from '../../client/operations';
+import { operationWorkflowId, type OperationInput } from '../../workflows/messages';
+import { searchAttributeDefinitions } from '../../workflows/searchAttributes';
 import { testEnvNames } from '../support/env';
 import { FakeRegistry, FakeWorld, Gates, type FakeCatalog } from './stubs';
 
@@ -129,27 +129,14 @@ export class WorkflowTestBed {
         };
       },
       async start(input) {
-        const memo: OperationMemo = {
-          operation: input.operation,
-          operationId: input.operationId,
-          instanceId: input.instanceId,
-          fingerprint: input.fingerprint,
-          ...(input.bindingId ? { bindingId: input.bindingId } : {}),
-          summary: operationSummary(input),
-        };
+        const { memo, typedSearchAttributes } = operationStartRecord(input);
         return env.client.workflow.start(input.operation, {
           taskQueue,
           workflowId: operationWorkflowId(input),
           args: [input],
           memo: memo as unknown as Record<string, unknown>,
-          typedSearchAttributes: new TypedSearchAttributes([
-            { key: InstanceIdKey, value: input.instanceId },
-            ...(input.bindingId ? [{ key: BindingIdKey, value: input.bindingId }] : []),
-            { key: ServiceIdKey, value: input.serviceId },
-            { key: PlanIdKey, value: input.planId },
-            { key: OperationTypeKey, value: input.operation },
-            { key: OperationStateKey, value: 'in progress' },
-          ]),
+          staticSummary: memo.summary,
+          typedSearchAttributes,
         });
       },
     };
