@@ -141,6 +141,7 @@ export function createOperationActivities(deps: OperationDeps) {
             entry.set('plan-id', input.planId);
             entry.set('parameters', input.parameters);
             entry.set(ExtraKeys.Fingerprint, input.fingerprint);
+            entry.set(ExtraKeys.ProvisionPending, true);
             if (input.maintenanceVersion) entry.set(ExtraKeys.MaintenanceVersion, input.maintenanceVersion);
             if (typeof input.context.namespace === 'string') entry.set('namespace', input.context.namespace);
           } else if (input.operation === 'update') {
@@ -194,6 +195,9 @@ export function createOperationActivities(deps: OperationDeps) {
             if (pending.maintenanceVersion) entry.set(ExtraKeys.MaintenanceVersion, pending.maintenanceVersion);
           }
           entry.unset(ExtraKeys.PendingUpdate);
+        }
+        if (input.operation === 'provision' && input.error === undefined && entry.exists() && operationOf(entry)?.operationId === input.operationId) {
+          entry.unset(ExtraKeys.ProvisionPending);
         }
         await registry.completeOperation(entry, { operationId: input.operationId, ...(input.error !== undefined ? { error: input.error } : {}) });
         if (input.bindingId && (input.operation === 'bind' || input.operation === 'unbind')) {

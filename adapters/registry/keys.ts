@@ -45,6 +45,11 @@ export const BrokerflowKey = {
   PendingUpdate: 'pending-update',
   /** On an instance: binding ID -> operation ID of every binding operation that runs (the instance lock's shares). */
   BindingOperations: 'binding-operations',
+  /**
+   * On an instance whose provision has begun and not (yet) succeeded: nothing is applied. Removed when a provision
+   * succeeds; an entry without it (written before this key existed) counts as provisioned.
+   */
+  ProvisionPending: 'provision-pending',
 } as const;
 
 /** Keys templates may read but not write. */
@@ -58,9 +63,17 @@ export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set([
   'operation-status',
   BrokerflowKey.PendingUpdate,
   BrokerflowKey.BindingOperations,
+  BrokerflowKey.ProvisionPending,
 ]);
 /** Keys that never pass into a binding through inherit (the instance's operation and lock are not the binding's). */
-export const OPERATION_KEYS: ReadonlySet<string> = new Set(['operation', 'operation-id', 'operation-status', BrokerflowKey.PendingUpdate, BrokerflowKey.BindingOperations]);
+export const OPERATION_KEYS: ReadonlySet<string> = new Set([
+  'operation',
+  'operation-id',
+  'operation-status',
+  BrokerflowKey.PendingUpdate,
+  BrokerflowKey.BindingOperations,
+  BrokerflowKey.ProvisionPending,
+]);
 
 const KEY = /^[A-Za-z0-9._-]{1,253}$/;
 /** Longest instance or binding ID accepted (the entry name must stay a valid object name). */

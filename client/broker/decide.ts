@@ -18,6 +18,11 @@ export interface OperationFact {
 export interface InstanceFacts {
   /** The registry entry exists (not only a tombstone). */
   exists: boolean;
+  /**
+   * A provision of the entry has succeeded: something is applied. False for an instance whose provision failed or
+   * was stopped by a DELETE, also while the deprovision that follows runs.
+   */
+  provisioned: boolean;
   /** The last operation recorded on the entry (or its tombstone). */
   record?: OperationFact;
   /** The operation whose workflow runs now and has not recorded its end, with its request fingerprint. */
@@ -181,7 +186,8 @@ export function decideDeprovision(req: RequestFacts, f: InstanceFacts): Decision
 export function decideFetchInstance(f: InstanceFacts): Decision {
   const state = instanceState(f);
   if (state === 'updating') return busy('the instance is being updated');
-  if (state === 'ready' || state === 'deprovisioning') return { kind: 'answer', status: 200, body: 'instance' };
+  if (state === 'ready' || (state === 'deprovisioning' && f.provisioned)) return { kind: 'answer', status: 200, body: 'instance' };
+  // A deprovision of an instance that was never provisioned (failed, or stopped by a DELETE) has nothing to show.
   return err(404, 'the instance does not exist or is still being provisioned');
 }
 

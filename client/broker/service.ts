@@ -120,6 +120,8 @@ export class OsbService {
       entry,
       facts: {
         exists: entry.exists(),
+        provisioned:
+          entry.exists() && entry.get(BrokerflowKey.ProvisionPending) !== true && !(record?.operation === 'provision' && record.state !== 'succeeded'),
         ...(record ? { record } : {}),
         ...(running ? { running } : {}),
         ...optional('fingerprint', entry.get<string>(BrokerflowKey.Fingerprint)),

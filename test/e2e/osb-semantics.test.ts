@@ -416,12 +416,40 @@ test('once a DELETE has stopped a provision, a repeat of that provision is 422 C
     }
     const delAgain = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
     assert.deepEqual([delAgain.statusCode, delAgain.json().operation], [202, deleteOp], 'a repeated DELETE joins the deprovision');
+    const fetched = await stack.osb('GET', instancePath(id));
+    assert.equal(fetched.statusCode, 404, `nothing was ever provisioned, so nothing is shown: ${fetched.body}`);
   } finally {
     await stack.startWorker();
   }
   assert.equal((await pollLastOperation(stack, instancePath(id), deleteOp!)).status, 410, 'the deprovision succeeded');
   assert.equal((await stack.osb('GET', instancePath(id))).statusCode, 404);
   assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('GET during the deprovision of an instance whose provision failed is 404: nothing was applied', async () => {
+  const id = newId('failed-get');
+  // Someone else's key in the instance's prefix: the keyspace driver refuses to claim it, the provision fails.
+  await tenant.put(`/tenants/${id}/foreign-data`).value('not ours');
+  try {
+    const put = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    assert.equal((await pollLastOperation(stack, instancePath(id), put.json().operation as string)).body.state, 'failed');
+    let deleteOp: string;
+    await stack.stopWorker();
+    try {
+      const del = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+      assert.equal(del.statusCode, 202, del.body);
+      deleteOp = del.json().operation as string;
+      const fetched = await stack.osb('GET', instancePath(id));
+      assert.equal(fetched.statusCode, 404, `while its deprovision waits for a worker: ${fetched.body}`);
+    } finally {
+      await stack.startWorker();
+    }
+    assert.equal((await pollLastOperation(stack, instancePath(id), deleteOp!)).status, 410, 'the deprovision succeeded');
+    assert.equal(await tenant.get(`/tenants/${id}/foreign-data`).string(), 'not ours', 'someone else\'s key is left alone');
+  } finally {
+    await tenant.delete().prefix(`/tenants/${id}/`);
+  }
 });
 
 test('while a binding operation runs, DELETE and PATCH of its instance are 422 ConcurrencyError, and another binding is bound meanwhile', async () => {

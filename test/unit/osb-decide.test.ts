@@ -27,16 +27,19 @@ const op = (operation: OperationFact['operation'], state: OperationFact['state']
 const running = (operation: OperationFact['operation'], fingerprint = FP) => ({ ...op(operation, 'in progress'), operationId: `${operation}-run`, fingerprint });
 
 const instance: Record<string, InstanceFacts> = {
-  absent: { exists: false, bindingOperations: 0 },
-  gone: { exists: false, record: op('deprovision', 'succeeded', { gone: true }), bindingOperations: 0 },
-  provisioning: { exists: true, record: op('provision', 'in progress'), running: running('provision'), fingerprint: FP, bindingOperations: 0 },
-  provisioningUnrecorded: { exists: false, running: running('provision'), bindingOperations: 0 },
-  provisionFailed: { exists: true, record: op('provision', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
-  ready: { exists: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', maintenanceVersion: '1', bindingOperations: 0 },
-  readyAfterFailedUpdate: { exists: true, record: op('update', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
-  updating: { exists: true, record: op('update', 'in progress'), running: running('update', 'fp-target'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
-  deprovisioning: { exists: true, record: op('deprovision', 'in progress'), running: running('deprovision'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
-  readyWithBinds: { exists: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 2 },
+  absent: { exists: false, provisioned: false, bindingOperations: 0 },
+  gone: { exists: false, provisioned: false, record: op('deprovision', 'succeeded', { gone: true }), bindingOperations: 0 },
+  provisioning: { exists: true, provisioned: false, record: op('provision', 'in progress'), running: running('provision'), fingerprint: FP, bindingOperations: 0 },
+  provisioningUnrecorded: { exists: false, provisioned: false, running: running('provision'), bindingOperations: 0 },
+  provisionFailed: { exists: true, provisioned: false, record: op('provision', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  ready: { exists: true, provisioned: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', maintenanceVersion: '1', bindingOperations: 0 },
+  readyAfterFailedUpdate: { exists: true, provisioned: true, record: op('update', 'failed'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  updating: { exists: true, provisioned: true, record: op('update', 'in progress'), running: running('update', 'fp-target'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  deprovisioning: { exists: true, provisioned: true, record: op('deprovision', 'in progress'), running: running('deprovision'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  // A deprovision of an instance whose provision failed, or was stopped by the DELETE (before or after it began).
+  deprovisioningUnprovisioned: { exists: true, provisioned: false, record: op('deprovision', 'in progress'), running: running('deprovision'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 0 },
+  deprovisioningUnrecorded: { exists: false, provisioned: false, running: running('deprovision'), bindingOperations: 0 },
+  readyWithBinds: { exists: true, provisioned: true, record: op('provision', 'succeeded'), fingerprint: FP, serviceId: 's', planId: 'p', bindingOperations: 2 },
 };
 
 const binding: Record<string, BindingFacts> = {
@@ -64,6 +67,8 @@ test('instance and binding states derive from the record and the running operati
     readyAfterFailedUpdate: 'ready',
     updating: 'updating',
     deprovisioning: 'deprovisioning',
+    deprovisioningUnprovisioned: 'deprovisioning',
+    deprovisioningUnrecorded: 'deprovisioning',
     readyWithBinds: 'ready',
   });
   assert.deepEqual(Object.fromEntries(Object.entries(binding).map(([k, f]) => [k, bindingState(f)])), {
@@ -138,6 +143,9 @@ test('GET instance: every row', () => {
     ['provision failed', instance.provisionFailed!, '404'],
     ['updating', instance.updating!, '422 ConcurrencyError'],
     ['ready', instance.ready!, '200 instance'],
+    ['deprovisioning', instance.deprovisioning!, '200 instance'],
+    ['deprovisioning an instance whose provision failed or was stopped', instance.deprovisioningUnprovisioned!, '404'],
+    ['deprovisioning, requested before the stopped provision recorded anything', instance.deprovisioningUnrecorded!, '404'],
   ];
   for (const [name, facts, want] of rows) assert.equal(brief(decideFetchInstance(facts)), want, name);
 });

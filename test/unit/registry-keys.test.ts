@@ -40,8 +40,8 @@ void describe('registry names and keys', () => {
       context: '--', parameters: '--', operation: '--', 'operation-id': '--', 'operation-status': '--',
       'binding-id': 'rw', 'dashboard-url': 'rw', credentials: 'rw',
     });
-    // Beyond the system keys, brokerflow's lock shares and pending update target are hidden from templates too.
-    for (const k of ['pending-update', 'binding-operations']) assert.equal(readable(k) || writable(k), false, k);
-    assert.equal(USER_READ_ONLY_KEYS.size + USER_HIDDEN_KEYS.size, 11);
+    // Beyond the system keys, brokerflow's lock shares, pending update target and provision mark are hidden from templates too.
+    for (const k of ['pending-update', 'binding-operations', 'provision-pending']) assert.equal(readable(k) || writable(k), false, k);
+    assert.equal(USER_READ_ONLY_KEYS.size + USER_HIDDEN_KEYS.size, 12);
   });
 });
