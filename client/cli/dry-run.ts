@@ -3,10 +3,9 @@
 // the same operation input), the plan is routed by the same function as the resolveResources activity, and each
 // resource goes through the same step order (domain/reconcile.ts#reconcileResource) and the same driver calls
 // (adapters/resources/steps.ts) as the workflow's activities; only the apply steps are recorded instead of run.
-import { planResources, type ResourceDef } from '../../config/resource-sets';
+import { planResources, type ResourceDef, type ResourceSetDef } from '../../config/resource-sets';
 import type { Catalog } from '../../config/catalog';
-import type { ResourceSetDef } from '../../config/resource-sets';
-import { reconcileResource, type Patch, type ResourceState, type StepArgs } from '../../domain/reconcile';
+import { reconcileResource, type CrudStep, type Patch, type ResourceState, type StepArgs } from '../../domain/reconcile';
 import { instanceInputs, type Registry } from '../../adapters/registry';
 import { runResourceStep, type StepResult } from '../../adapters/resources/steps';
 import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
@@ -80,7 +79,7 @@ export async function previewReconciliation(deps: DryRunDeps, input: OperationIn
     };
     let stop: string | undefined;
     let canceled: string | undefined;
-    const outcome = await reconcileResource('update', async <T>(step: Parameters<typeof runResourceStep>[1], args: StepArgs) => {
+    const outcome = await reconcileResource('update', async <T>(step: CrudStep, args: StepArgs) => {
       if (step in APPLY_PARTS) {
         seen.applied.push({ part: APPLY_PARTS[step as keyof typeof APPLY_PARTS], state: args.state ?? null });
         return {};
