@@ -2,9 +2,8 @@
 // bindings need from their instance, and write binding credentials straight into the registry's secret store
 // (so they never pass through workflow history). Every function is idempotent under retries.
 import type { Catalog } from '../config/catalog';
-import { findPlan } from '../config/catalog';
-import { routeResourceSet, type ResourceDef, type ResourceSetDef } from '../config/resource-sets';
-import { BindingOperationsRunningError, BrokerflowKey, InstanceBusyError, OperationMismatchError, operationOf, type Registry } from '../adapters/registry';
+import { planResources, type ResourceDef, type ResourceSetDef } from '../config/resource-sets';
+import { BindingOperationsRunningError, BrokerflowKey, InstanceBusyError, instanceInputs, OperationMismatchError, operationOf, type Registry } from '../adapters/registry';
 import type { OwnerReference } from '../adapters/persistence';
 import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import type { ResourceDriver } from '../adapters/resources/types';
@@ -213,13 +212,7 @@ export function createOperationActivities(deps: OperationDeps) {
       maintenanceVersion?: string;
       part: 'instance' | 'binding';
     }): Promise<{ resources: ResourceDef[] } | { skipped: string }> {
-      return asActivity('resolving the resource set', async () => {
-        const found = findPlan(deps.catalog, input.serviceId, input.planId);
-        if (!found) throw new ValidationError(`plan ${input.planId} of service ${input.serviceId} is not in this worker's catalog`);
-        const route = routeResourceSet(deps.resourceSets, found.plan.brokerflow.resourceSet, input.maintenanceVersion ?? found.plan.maintenance_info?.version);
-        if (route.kind === 'skipped') return { skipped: route.reason };
-        return { resources: route.set[input.part] ?? [] };
-      });
+      return asActivity('resolving the resource set', async () => planResources(deps.catalog, deps.resourceSets, input));
     },
 
     /** The bindings recorded for an instance, with what their resources are rendered from. */
@@ -251,7 +244,7 @@ export function createOperationActivities(deps: OperationDeps) {
       return asActivity('reading the instance', async () => {
         const entry = await registry.open('service-instance', input.instanceId);
         if (!entry.exists()) throw new NotFoundError(`instance ${input.instanceId} does not exist`);
-        return { parameters: entry.get('parameters') ?? {}, context: entry.get('context') ?? {} };
+        return instanceInputs(entry);
       });
     },
 

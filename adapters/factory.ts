@@ -22,7 +22,7 @@ import {
   type PersistedObject,
   type PersistenceProvider,
 } from './persistence';
-import { ConflictError, UnavailableError } from './errors';
+import { ConflictError, PermissionError, UnavailableError } from './errors';
 import { Registry } from './registry';
 import { connectTenantEtcd, EtcdPrefixDriver, EtcdUserDriver, KubernetesObjectDriver, type ResourceDriver, type SecretStore } from './resources';
 import { NotFoundError } from './errors';
@@ -187,6 +187,24 @@ export function driverSecretStore(secrets: ObjectStore): SecretStore {
     get: read,
     async delete(name) {
       await secrets.delete(objectKey(objectFor(name)));
+    },
+  };
+}
+
+/**
+ * A secret store that only reads: what a dry run gives the drivers. A write (a password created or deleted) fails
+ * with a PermissionError instead of happening; a dry run calls no step that writes, and this makes sure of it.
+ */
+export function readOnlySecretStore(store: SecretStore): SecretStore {
+  return {
+    get: (name) => store.get(name),
+    async ensure(name) {
+      const existing = await store.get(name);
+      if (existing === undefined) throw new PermissionError(`driver secret ${name} would be created, but this secret store is read-only`);
+      return existing;
+    },
+    async delete(name) {
+      throw new PermissionError(`driver secret ${name} would be deleted, but this secret store is read-only`);
     },
   };
 }

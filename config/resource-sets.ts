@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, describeSchemaError, type Catalog } from './catalog';
+import { ValidationError } from '../adapters/errors';
+import { ConfigError, describeSchemaError, findPlan, type Catalog } from './catalog';
 
 /** One resource of a set: its name (unique in the set), its driver kind and its spec template. */
 export interface ResourceDef {
@@ -128,4 +129,20 @@ export function loadResourceSets(file: string, catalog?: Catalog): ResourceSetDe
     throw new ConfigError(`cannot read resource sets file ${file}: ${(err as Error).message}`);
   }
   return validateResourceSets(raw, `resource sets file ${file}`, catalog);
+}
+
+/**
+ * The resources an operation reconciles: the plan's resource set at the maintenance version (the plan's own when
+ * none is given), its instance or binding part. The resolveResources activity and dry runs both answer with this.
+ */
+export function planResources(
+  catalog: Catalog,
+  sets: ResourceSetDef[],
+  input: { serviceId: string; planId: string; maintenanceVersion?: string; part: 'instance' | 'binding' },
+): { resources: ResourceDef[] } | { skipped: string } {
+  const found = findPlan(catalog, input.serviceId, input.planId);
+  if (!found) throw new ValidationError(`plan ${input.planId} of service ${input.serviceId} is not in this worker's catalog`);
+  const route = routeResourceSet(sets, found.plan.brokerflow.resourceSet, input.maintenanceVersion ?? found.plan.maintenance_info?.version);
+  if (route.kind === 'skipped') return { skipped: route.reason };
+  return { resources: route.set[input.part] ?? [] };
 }

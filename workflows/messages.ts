@@ -2,6 +2,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { ReconcileProgress } from './reconcile';
 import type { OperationState, OperationType } from '../domain/operations';
+import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 
 /** What the platform asked for, as the operation workflows receive it. Parameters may hold secrets: the
  *  payload codec encrypts them in history; search attributes and IDs never carry them. */
@@ -93,4 +94,43 @@ export function operationSummary(i: Pick<OperationInput, 'operation' | 'instance
   return i.bindingId
     ? `${i.operation} binding ${i.bindingId} of instance ${i.instanceId} (service ${i.serviceId}, plan ${i.planId})`
     : `${i.operation} instance ${i.instanceId} (service ${i.serviceId}, plan ${i.planId})`;
+}
+
+/** The object reconcile drivers see, built from the operation input (operation workflows and dry runs). */
+export function reconcileObject(i: OperationInput): ReconcileObject {
+  const ns = typeof i.context.namespace === 'string' ? i.context.namespace : undefined;
+  return {
+    operationId: i.operationId,
+    instanceId: i.instanceId,
+    ...(i.bindingId ? { bindingId: i.bindingId } : {}),
+    serviceId: i.serviceId,
+    planId: i.planId,
+    ...(ns ? { namespace: ns } : {}),
+  };
+}
+
+/**
+ * What templates can read: pure data from the operation input (the instance's inputs for a binding, the registry
+ * entry's owner reference when there is one). Operation workflows and dry runs render with exactly this.
+ */
+export function templateContext(
+  i: OperationInput,
+  instance?: Pick<OperationInput, 'parameters' | 'context'>,
+  owner: TemplateContext['owner'] = null,
+): TemplateContext {
+  const ns = typeof i.context.namespace === 'string' ? i.context.namespace : undefined;
+  const inst = i.bindingId ? instance ?? { parameters: {}, context: {} } : i;
+  return {
+    instance: {
+      id: i.instanceId,
+      serviceId: i.serviceId,
+      planId: i.planId,
+      parameters: inst.parameters,
+      context: inst.context,
+      ...(ns ? { namespace: ns } : {}),
+    },
+    ...(i.bindingId ? { binding: { id: i.bindingId, parameters: i.parameters, context: i.context } } : {}),
+    operation: { id: i.operationId, type: i.operation },
+    owner,
+  };
 }

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { OperationActivities } from '../activities/operations';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
+import type { TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
 import { describeFailure, recordOptions } from './activity-policies';
 import { OperationStateKey, OperationTypeKey } from './searchAttributes';
@@ -25,6 +25,8 @@ import {
   deprovisionRequestedSignal,
   operationSummary,
   progressQuery,
+  reconcileObject,
+  templateContext,
   type OperationInput,
   type OperationMemo,
   type OperationProgress,
@@ -32,42 +34,6 @@ import {
 } from './messages';
 
 const records = proxyActivities<OperationActivities>(recordOptions);
-
-/** The object reconcile drivers see, built from the operation input. */
-function reconcileObject(i: OperationInput): ReconcileObject {
-  const ns = typeof i.context.namespace === 'string' ? i.context.namespace : undefined;
-  return {
-    operationId: i.operationId,
-    instanceId: i.instanceId,
-    ...(i.bindingId ? { bindingId: i.bindingId } : {}),
-    serviceId: i.serviceId,
-    planId: i.planId,
-    ...(ns ? { namespace: ns } : {}),
-  };
-}
-
-/** What templates can read: pure data from the operation input. */
-export function templateContext(
-  i: OperationInput,
-  instance?: Pick<OperationInput, 'parameters' | 'context'>,
-  owner: TemplateContext['owner'] = null,
-): TemplateContext {
-  const ns = typeof i.context.namespace === 'string' ? i.context.namespace : undefined;
-  const inst = i.bindingId ? instance ?? { parameters: {}, context: {} } : i;
-  return {
-    instance: {
-      id: i.instanceId,
-      serviceId: i.serviceId,
-      planId: i.planId,
-      parameters: inst.parameters,
-      context: inst.context,
-      ...(ns ? { namespace: ns } : {}),
-    },
-    ...(i.bindingId ? { binding: { id: i.bindingId, parameters: i.parameters, context: i.context } } : {}),
-    operation: { id: i.operationId, type: i.operation },
-    owner,
-  };
-}
 
 /**
  * Whether a failure before the begin was recorded ends without a registry write. Histories from before this

@@ -1,22 +1,18 @@
 // Reconciliation as workflow steps: resources strictly in order; per resource current state, desired state, the
-// update (or delete) patch, then its create, delete and update parts — in that order, as operatorkit's
-// ProcessUpdate does (its Patch comment says otherwise; the code and
+// update (or delete) patch, then its create, delete and update parts (domain/reconcile.ts#reconcileResource, which
+// dry runs share) — in that order, as operatorkit's ProcessUpdate does (its Patch comment says otherwise; the code and
 // docs/design/contracts/reconciliation.md#step-order agree on create, delete, update). Each step is an activity
 // whose retries and backoff come from the step policies in workflows/activity-policies.ts. The first failure
 // stops the chain and names the resource and step.
 import { ApplicationFailure, patched, proxyActivities, proxySinks, type Sinks } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import { causeMessage, defaultStepRetry, stepOptions } from './activity-policies';
-import type { ReconcileActivities, StepInput, StepResult, CrudStep } from '../activities/reconcile';
+import type { ReconcileActivities, StepInput, StepResult } from '../activities/reconcile';
 import type { ResourceDef } from '../config/resource-sets';
-import type { ReconcileObject, ResourceState, Patch, TemplateContext } from '../domain/reconcile';
+import { reconcileResource, type CrudStep, type PatchFlags, type ReconcileObject, type StepArgs, type TemplateContext } from '../domain/reconcile';
 
 /** Per-reconciliation settings (operatorkit's context flags that a caller may set up front). */
-export interface ReconcileOptions {
-  /** Apply the delete part of an update patch (default true). */
-  deletionAllowed?: boolean;
-  /** Apply the update part of a patch (default true). */
-  updateAllowed?: boolean;
+export interface ReconcileOptions extends PatchFlags {
   /** Overrides of the step retry policy (tests, operators with slow dependencies). */
   retry?: Partial<Pick<RetryPolicy, 'initialInterval' | 'backoffCoefficient' | 'maximumInterval' | 'maximumAttempts'>>;
 }
@@ -108,7 +104,7 @@ export async function reconcile(input: ReconcileInput, progress: ReconcileProgre
     const summary = (name: CrudStep) => ({ summary: `${resource.name}: ${name}` });
 
     // Each call goes through executeWithOptions so the Web UI names the resource next to the step.
-    const run = async <T>(name: CrudStep, args: unknown): Promise<StepResult<T> | 'resource'> => {
+    const run = async <T>(name: CrudStep, args: StepInput & StepArgs): Promise<StepResult<T> | 'resource'> => {
       const fn = acts[name] as unknown as { executeWithOptions(o: object, a: unknown[]): Promise<StepResult<T>> };
       const res = await step(name, () => fn.executeWithOptions(summary(name), [args]));
       if (res.cancel === 'reconciliation') {
@@ -119,32 +115,8 @@ export async function reconcile(input: ReconcileInput, progress: ReconcileProgre
     };
 
     try {
-      const current = await run<ResourceState>('getCurrentState', base);
-      if (current === 'resource') {
-        canceledResources.push(resource.name);
-        continue;
-      }
-      const desired = await run<ResourceState>('getDesiredState', base);
-      if (desired === 'resource') {
-        canceledResources.push(resource.name);
-        continue;
-      }
-      const patchArgs = { ...base, current: current.value ?? null, desired: desired.value ?? null };
-      const patchRes = await run<Patch>(input.mode === 'update' ? 'newUpdatePatch' : 'newDeletePatch', patchArgs);
-      if (patchRes === 'resource') {
-        canceledResources.push(resource.name);
-        continue;
-      }
-      const patch = patchRes.value ?? {};
-      let skipped = false;
-      if (patch.create !== undefined) skipped = (await run<void>('applyCreateChange', { ...base, state: patch.create })) === 'resource';
-      if (!skipped && patch.delete !== undefined && opts.deletionAllowed !== false) {
-        skipped = (await run<void>('applyDeleteChange', { ...base, state: patch.delete })) === 'resource';
-      }
-      if (!skipped && patch.update !== undefined && opts.updateAllowed !== false) {
-        skipped = (await run<void>('applyUpdateChange', { ...base, state: patch.update })) === 'resource';
-      }
-      if (skipped) canceledResources.push(resource.name);
+      const outcome = await reconcileResource(input.mode, (name, args) => run(name, { ...base, ...args }), opts);
+      if (outcome === 'canceled') canceledResources.push(resource.name);
       else done.push(resource.name);
     } catch (err) {
       if (err instanceof ReconciliationStop) {

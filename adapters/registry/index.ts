@@ -1,5 +1,5 @@
 // The registry: service instance and binding entries and their operation records, over a persistence store.
-export { Registry, operationOf, type RegistryOptions, type OpenOptions, type OperationRecord, type EntrySummary } from './registry';
+export { Registry, operationOf, instanceInputs, type RegistryOptions, type OpenOptions, type OperationRecord, type EntrySummary } from './registry';
 export { Entry, REGISTRY_API_VERSION, RegistryKind, type RegistryStores } from './entry';
 export { BindingOperationsRunningError, InstanceBusyError, KeyPolicyError, OperationInProgressError, OperationMismatchError } from './errors';
 export {

@@ -364,6 +364,11 @@ export function operationOf(entry: Entry): OperationRecord | undefined {
   });
 }
 
+/** The parameters and context an instance was provisioned (or last updated) with: what binding templates read. */
+export function instanceInputs(entry: Entry): { parameters: Record<string, unknown>; context: Record<string, unknown> } {
+  return { parameters: entry.get<Record<string, unknown>>(RegistryKey.Parameters) ?? {}, context: entry.get<Record<string, unknown>>(RegistryKey.Context) ?? {} };
+}
+
 /** The operation record held in entry values; an absent status means still in progress. */
 function recordFromValues(values: Record<string, unknown>): OperationRecord | undefined {
   const operation = values[RegistryKey.Operation];

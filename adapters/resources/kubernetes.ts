@@ -172,6 +172,33 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** The live value at every path `shape` sets; arrays and scalars whole. Absent paths stay absent. */
+function valuesAtPaths(live: unknown, shape: unknown): unknown {
+  if (!isPlainObject(shape) || !isPlainObject(live)) return live;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(shape)) {
+    if (live[key] !== undefined) out[key] = valuesAtPaths(live[key], shape[key]);
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * What the live object holds at the fields the desired manifest sets, so a current state compares field by field
+ * with the desired one (dry runs show what an apply would change). A Secret's data never goes into a state.
+ */
+function liveFields(live: KubernetesObject, desired: Desired): Record<string, unknown> {
+  const fields = valuesAtPaths(live, desired.manifest) as Record<string, unknown>;
+  if (desired.kind === 'Secret') {
+    delete fields.data;
+    delete fields.stringData;
+  }
+  return fields;
+}
+
 function describe(ref: ObjectRef): string {
   return `${ref.kind} ${ref.namespace}/${ref.name}`;
 }
@@ -302,6 +329,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
       hash: annotations[APPLIED_HASH_ANNOTATION] ?? null,
       terminating: live.metadata?.deletionTimestamp !== undefined && live.metadata?.deletionTimestamp !== null,
       ...(desired.readiness ? { ready: isReady(live, desired.readiness) } : {}),
+      manifest: liveFields(live, desired),
     };
   }
 

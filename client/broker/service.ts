@@ -76,6 +76,26 @@ interface Intent<B> {
   sync: { status: number; body: () => Promise<B> };
 }
 
+/** Decides a request on fresh facts: the decision, how to carry it out, and how to render an answer. */
+type DecideNow<B> = () => Promise<{ decision: Decision; plan: Intent<B>; answer: (body: 'empty' | 'dashboard' | 'instance' | 'binding') => B }>;
+
+/** A checked request (catalog, parameters, maintenance_info), ready to be decided and carried out or previewed. */
+interface CheckedRequest<B> {
+  type: OperationType;
+  ref: { instanceId: string; bindingId?: string };
+  decideNow: DecideNow<B>;
+}
+
+/**
+ * What a request would do, decided on the current facts exactly as the request itself is, but carried out nowhere
+ * (`brokerflow … --dry-run`): start the operation with this input, answer without starting anything (an identical
+ * request that already succeeded), or join the identical operation that runs. A refused request throws its OsbError.
+ */
+export type RequestPreview =
+  | { kind: 'start'; input: OperationInput }
+  | { kind: 'answer'; status: number; body: Json }
+  | { kind: 'join'; operationId: string };
+
 export class OsbService {
   private readonly plans: PlanChecks;
 
@@ -175,14 +195,14 @@ export class OsbService {
     type: OperationType,
     ref: { instanceId: string; bindingId?: string },
     accepts: boolean,
-    decideNow: () => Promise<{ decision: Decision; plan: Intent<B>; answer: (body: 'empty' | 'dashboard' | 'instance' | 'binding') => B }>,
+    decideNow: DecideNow<B>,
   ): Promise<OsbAnswer<B | AcceptedBody>> {
     for (let round = 0; round < 3; round++) {
       const { decision, plan, answer: render } = await decideNow();
       switch (decision.kind) {
         case 'error':
           if (decision.error === 'ConcurrencyError') this.count(type, 'concurrency_error');
-          throw decision.error ? unprocessable(decision.error, decision.description) : new OsbError(decision.status, decision.description);
+          throw refusal(decision);
         case 'answer':
           return answer(decision.status, render(decision.body));
         case 'join':
@@ -205,6 +225,39 @@ export class OsbService {
     }
     this.count(type, 'concurrency_error');
     throw unprocessable('ConcurrencyError', `another operation is in progress on ${ref.bindingId ? `binding ${ref.bindingId}` : `instance ${ref.instanceId}`}`);
+  }
+
+  /** Decides once on fresh facts and says what carrying the decision out would do, changing nothing. */
+  private async preview<B>(req: CheckedRequest<B>): Promise<RequestPreview> {
+    const { decision, plan, answer: render } = await req.decideNow();
+    switch (decision.kind) {
+      case 'error':
+        throw refusal(decision);
+      case 'answer':
+        return { kind: 'answer', status: decision.status, body: render(decision.body) as Json };
+      case 'join':
+        return { kind: 'join', operationId: decision.operationId };
+      case 'start':
+        return { kind: 'start', input: plan.build() };
+      case 'interrupt':
+        // Only a DELETE interrupts a provision, and deletes are not previewed.
+        throw new Error(`a ${req.type} request cannot interrupt a provision`);
+    }
+  }
+
+  /** What a provision would do (a dry run): the same checks and decision as {@link provision}, nothing started. */
+  async previewProvision(instanceId: string, b: ProvisionRequest): Promise<RequestPreview> {
+    return this.preview(this.provisionRequest(instanceId, b, true));
+  }
+
+  /** What an update would do (a dry run): the same checks and decision as {@link update}, nothing started. */
+  async previewUpdate(instanceId: string, b: UpdateRequest): Promise<RequestPreview> {
+    return this.preview(this.updateRequest(instanceId, b, true));
+  }
+
+  /** What a bind would do (a dry run): the same checks and decision as {@link bind}, nothing started. */
+  async previewBind(instanceId: string, bindingId: string, b: BindRequest): Promise<RequestPreview> {
+    return this.preview(this.bindRequest(instanceId, bindingId, b, true));
   }
 
   /** Waits for the operation; answers the synchronous success, or 500 when it failed, was interrupted or is slow. */
@@ -238,6 +291,11 @@ export class OsbService {
   // ---- instances ----------------------------------------------------------------------------------------
 
   async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+    const { type, ref, decideNow } = this.provisionRequest(instanceId, b, accepts);
+    return this.carryOut(type, ref, accepts, decideNow);
+  }
+
+  private provisionRequest(instanceId: string, b: ProvisionRequest, accepts: boolean): CheckedRequest<OperationBody> {
     const { plan } = this.plans.planOf(b.service_id, b.plan_id);
     // Common checks (parameters, 400) come before the rows of the table (maintenance_info, 422).
     this.plans.checkParameters(plan, 'create', b.parameters);
@@ -250,7 +308,7 @@ export class OsbService {
       spaceGuid: b.space_guid,
     });
     const sync = { status: 201, body: async () => dashboard(await this.deps.registry.open('service-instance', instanceId)) };
-    return this.carryOut('provision', { instanceId }, accepts, async () => {
+    const decideNow: DecideNow<OperationBody> = async () => {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       return {
         decision: decideProvision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
@@ -274,15 +332,21 @@ export class OsbService {
           }),
         },
       };
-    });
+    };
+    return { type: 'provision', ref: { instanceId }, decideNow };
   }
 
   async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+    const { type, ref, decideNow } = this.updateRequest(instanceId, b, accepts);
+    return this.carryOut(type, ref, accepts, decideNow);
+  }
+
+  private updateRequest(instanceId: string, b: UpdateRequest, accepts: boolean): CheckedRequest<OperationBody> {
     // Common check 4, before any state is read: the service, the plan when one is named, and the parameters
     // against that plan's schema (without a plan_id the schema is the instance's plan's, known only below).
     if (!this.deps.catalog.services.some((s) => s.id === b.service_id)) throw badRequest(`service_id "${b.service_id}" is not in the catalog`);
     if (b.plan_id !== undefined) this.plans.checkParameters(this.plans.planOf(b.service_id, b.plan_id).plan, 'update', b.parameters);
-    return this.carryOut('update', { instanceId }, accepts, async () => {
+    const decideNow: DecideNow<OperationBody> = async () => {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       const currentPlan = facts.planId;
       const targetPlanId = b.plan_id ?? currentPlan ?? '';
@@ -333,7 +397,8 @@ export class OsbService {
           }),
         },
       };
-    });
+    };
+    return { type: 'update', ref: { instanceId }, decideNow };
   }
 
   async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
@@ -392,6 +457,11 @@ export class OsbService {
   // ---- bindings -----------------------------------------------------------------------------------------
 
   async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): Promise<OsbAnswer<BindingBody>> {
+    const { type, ref, decideNow } = this.bindRequest(instanceId, bindingId, b, accepts);
+    return this.carryOut(type, ref, accepts, decideNow);
+  }
+
+  private bindRequest(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): CheckedRequest<BindingBody> {
     const { service, plan } = this.plans.planOf(b.service_id, b.plan_id);
     if (!(plan.bindable ?? service.bindable)) throw badRequest(`plan "${plan.name}" is not bindable`);
     const appGuid = b.app_guid ?? (typeof b.bind_resource?.app_guid === 'string' ? b.bind_resource.app_guid : undefined);
@@ -399,7 +469,7 @@ export class OsbService {
     this.plans.checkParameters(plan, 'bind', b.parameters);
     const fingerprint = requestFingerprint({ instance: instanceId, parameters: b.parameters ?? {}, app_guid: appGuid, bind_resource: b.bind_resource });
     const view = async () => bindingView(await this.deps.registry.open('service-binding', bindingId, { instanceId }));
-    return this.carryOut('bind', { instanceId, bindingId }, accepts, async () => {
+    const decideNow: DecideNow<BindingBody> = async () => {
       const inst = await this.instanceFacts(instanceId);
       const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
       return {
@@ -425,7 +495,8 @@ export class OsbService {
           }),
         },
       };
-    });
+    };
+    return { type: 'bind', ref: { instanceId, bindingId }, decideNow };
   }
 
   async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
@@ -470,6 +541,11 @@ const noPlan: Intent<OperationBody> = {
     throw new Error('no operation to build for a refused request');
   },
 };
+
+/** The OSB error a refusing decision answers with. */
+function refusal(decision: Extract<Decision, { kind: 'error' }>): OsbError {
+  return decision.error ? unprocessable(decision.error, decision.description) : new OsbError(decision.status, decision.description);
+}
 
 function optional<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
   return value === undefined ? {} : ({ [key]: value } as Record<K, V>);

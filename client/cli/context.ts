@@ -1,7 +1,8 @@
 // What every CLI command works with: the configuration, a Temporal client, the registry and the OSB service.
 import type { Client } from '@temporalio/client';
 import type { RuntimeConfig } from '../../config/runtime';
-import { createRegistry } from '../../adapters/factory';
+import { createDrivers, createRegistry, driverSecretStore, readOnlySecretStore } from '../../adapters/factory';
+import type { ResourceDriver } from '../../adapters/resources/types';
 import type { Registry } from '../../adapters/registry';
 import { OperationsClient } from '../operations';
 import { OsbService } from '../broker/service';
@@ -14,6 +15,8 @@ export interface CliContext {
   registry: Registry;
   operations: OperationsClient;
   osb: OsbService;
+  /** The configured resource drivers over a read-only secret store (dry runs), created on first use. */
+  drivers(): Promise<Map<string, ResourceDriver>>;
   /** Checks Temporal, the registry and that a worker runs workflows. */
   doctor(timeoutMs: number): Promise<Array<{ name: string; ok: boolean; detail?: string }>>;
   close(): Promise<void>;
@@ -29,12 +32,17 @@ export async function createCliContext(config: RuntimeConfig, connect: () => Pro
     operations,
     syncTimeoutMs: (config.broker?.syncTimeoutSeconds ?? 60) * 1000,
   });
+  let drivers: ReturnType<typeof createDrivers> | undefined;
   return {
     config,
     client,
     registry: bundle.registry,
     operations,
     osb,
+    async drivers() {
+      drivers ??= createDrivers(config, readOnlySecretStore(driverSecretStore(bundle.secrets)));
+      return (await drivers).drivers;
+    },
     async doctor(timeoutMs) {
       const checks: Array<{ name: string; ok: boolean; detail?: string }> = [];
       try {
@@ -64,6 +72,7 @@ export async function createCliContext(config: RuntimeConfig, connect: () => Pro
       return checks;
     },
     async close() {
+      await drivers?.then((d) => d.close(), () => undefined);
       await bundle.close();
       await client.connection.close();
     },

@@ -7,6 +7,10 @@ import { configPathFromArgs, loadRuntimeConfig, type RuntimeConfig } from '../..
 import { publicCatalog } from '../../config/catalog';
 import { BrokerflowError, NotFoundError } from '../../adapters/errors';
 import { OsbError } from '../broker/errors';
+import type { RequestPreview } from '../broker/service';
+import type { OperationType } from '../../domain/operations';
+import { previewReconciliation } from './dry-run';
+import { formatResources } from './plan-diff';
 import { connectClient, TemporalUnreachableError } from '../../platform/temporal';
 import { createCliContext, type CliContext } from './context';
 import { watchStatus, currentStatus } from './status';
@@ -114,6 +118,66 @@ async function runOperation(
   return final?.state === 'succeeded' ? EXIT.ok : final ? EXIT.failed : EXIT.notFound;
 }
 
+/**
+ * Prints what a request would do without doing it (`--dry-run`): the same checks and decision as the request,
+ * then, when it would start an operation, the patch reconciliation would apply to each resource against the
+ * current state. Nothing is written anywhere and no workflow starts.
+ */
+async function runDryRun(
+  g: GlobalOpts,
+  ctx: CliContext,
+  ref: { operation: OperationType; instanceId: string; bindingId?: string },
+  call: () => Promise<RequestPreview>,
+): Promise<number> {
+  let p: RequestPreview;
+  try {
+    p = await call();
+  } catch (err) {
+    if (err instanceof OsbError) {
+      emit(g.json, { dryRun: true, status: err.statusCode, ...err.body() }, () => `dry run: refused (${err.statusCode}${err.osbCode ? ` ${err.osbCode}` : ''}): ${err.message}`);
+      return exitCodeForStatus(err.statusCode);
+    }
+    throw err;
+  }
+  const what = `${ref.operation} of ${ref.bindingId ? `binding ${ref.bindingId} of ` : ''}instance ${ref.instanceId}`;
+  const head = { dryRun: true, operation: ref.operation, instanceId: ref.instanceId, ...(ref.bindingId ? { bindingId: ref.bindingId } : {}) };
+  if (p.kind !== 'start') {
+    const description =
+      p.kind === 'answer'
+        ? `an identical ${ref.operation} already succeeded: the request would be answered ${p.status} and nothing would run`
+        : `an identical ${ref.operation} is in progress (operation ${p.operationId}): the request would join it`;
+    const status = p.kind === 'answer' ? p.status : 202;
+    emit(g.json, { ...head, status, ...(p.kind === 'join' ? { operationId: p.operationId } : {}), resources: [], description }, () => `dry run: ${what}: ${description}; nothing was changed`);
+    return EXIT.ok;
+  }
+  const preview = await previewReconciliation(
+    { catalog: ctx.config.catalogData, resourceSets: ctx.config.resourceSetData, registry: ctx.registry, drivers: await ctx.drivers() },
+    p.input,
+  );
+  const result = {
+    ...head,
+    status: 202,
+    operationId: p.input.operationId,
+    serviceId: p.input.serviceId,
+    planId: p.input.planId,
+    resources: preview.resources,
+    ...(preview.skipped ? { skipped: preview.skipped } : {}),
+    ...(preview.stoppedAt ? { stoppedAt: preview.stoppedAt } : {}),
+  };
+  emit(g.json, result, () => {
+    const counts = (['create', 'update', 'delete', 'unchanged', 'canceled'] as const)
+      .map((a) => [a, preview.resources.filter((r) => r.action === a).length] as const)
+      .filter(([, n]) => n > 0)
+      .map(([a, n]) => `${n} ${a}`);
+    const lines = [`dry run: ${what} (operation ${p.input.operationId}): ${counts.length ? counts.join(', ') : 'no resources'}; nothing was changed`];
+    if (preview.skipped) lines.push(`  no resources to reconcile: ${preview.skipped}`);
+    lines.push(...formatResources(preview.resources));
+    if (preview.stoppedAt) lines.push(`  reconciliation would stop at ${preview.stoppedAt.resource}: ${preview.stoppedAt.reason}`);
+    return lines.join('\n');
+  });
+  return EXIT.ok;
+}
+
 export function buildProgram(): Command {
   const program = new Command('brokerflow')
     .description('Start and follow brokerflow operations (OSB v2.17 on Temporal).')
@@ -124,6 +188,8 @@ export function buildProgram(): Command {
   const g = () => program.opts<GlobalOpts>();
   const paramsOpt = new Option('--params <json>', 'parameters as JSON, or @file');
   const waitOpt = new Option('--wait', 'wait for the operation to finish, showing progress');
+  const dryRunOpt = () =>
+    new Option('--dry-run', 'show what the operation would change, per resource against the current state, and change nothing').conflicts('wait');
 
   program
     .command('catalog')
@@ -148,18 +214,15 @@ export function buildProgram(): Command {
     .option('--org <guid>', 'the organization_guid the instance belongs to', 'brokerflow-cli')
     .option('--space <guid>', 'the space_guid the instance belongs to', 'brokerflow-cli')
     .addOption(waitOpt)
-    .action(async (instance: string, o: { service: string; plan: string; params?: string; context?: string; org: string; space: string; wait?: boolean }) => {
+    .addOption(dryRunOpt())
+    .action(async (instance: string, o: { service: string; plan: string; params?: string; context?: string; org: string; space: string; wait?: boolean; dryRun?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const ids = resolveIds(ctx.config, o.service, o.plan);
         const parameters = parseJsonArg(o.params, '--params');
         const context = parseJsonArg(o.context, '--context');
-        return runOperation(g(), ctx, { instanceId: instance }, () =>
-          ctx.osb.provision(
-            instance,
-            { service_id: ids.serviceId, plan_id: ids.planId!, organization_guid: o.org, space_guid: o.space, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) },
-            true,
-          ),
-        o.wait === true);
+        const request = { service_id: ids.serviceId, plan_id: ids.planId!, organization_guid: o.org, space_guid: o.space, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) };
+        if (o.dryRun) return runDryRun(g(), ctx, { operation: 'provision', instanceId: instance }, () => ctx.osb.previewProvision(instance, request));
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.provision(instance, request, true), o.wait === true);
       });
     });
 
@@ -169,15 +232,16 @@ export function buildProgram(): Command {
     .option('--plan <id|name>', 'new plan')
     .addOption(paramsOpt)
     .addOption(waitOpt)
-    .action(async (instance: string, o: { plan?: string; params?: string; wait?: boolean }) => {
+    .addOption(dryRunOpt())
+    .action(async (instance: string, o: { plan?: string; params?: string; wait?: boolean; dryRun?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const entry = await ctx.registry.open('service-instance', instance);
         if (!entry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
         const ids = resolveIds(ctx.config, entry.get<string>('service-id')!, o.plan);
         const parameters = parseJsonArg(o.params, '--params');
-        return runOperation(g(), ctx, { instanceId: instance }, () =>
-          ctx.osb.update(instance, { service_id: ids.serviceId, ...(ids.planId ? { plan_id: ids.planId } : {}), ...(parameters ? { parameters } : {}) }, true),
-        o.wait === true);
+        const request = { service_id: ids.serviceId, ...(ids.planId ? { plan_id: ids.planId } : {}), ...(parameters ? { parameters } : {}) };
+        if (o.dryRun) return runDryRun(g(), ctx, { operation: 'update', instanceId: instance }, () => ctx.osb.previewUpdate(instance, request));
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.update(instance, request, true), o.wait === true);
       });
     });
 
@@ -202,19 +266,20 @@ export function buildProgram(): Command {
     .addOption(paramsOpt)
     .option('--app-guid <guid>', 'the application to bind')
     .addOption(waitOpt)
-    .action(async (instance: string, binding: string, o: { params?: string; appGuid?: string; wait?: boolean }) => {
+    .addOption(dryRunOpt())
+    .action(async (instance: string, binding: string, o: { params?: string; appGuid?: string; wait?: boolean; dryRun?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const entry = await ctx.registry.open('service-instance', instance);
         if (!entry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
         const parameters = parseJsonArg(o.params, '--params');
-        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () =>
-          ctx.osb.bind(instance, binding, {
-            service_id: entry.get<string>('service-id')!,
-            plan_id: entry.get<string>('plan-id')!,
-            ...(parameters ? { parameters } : {}),
-            ...(o.appGuid ? { bind_resource: { app_guid: o.appGuid } } : {}),
-          }, true),
-        o.wait === true);
+        const request = {
+          service_id: entry.get<string>('service-id')!,
+          plan_id: entry.get<string>('plan-id')!,
+          ...(parameters ? { parameters } : {}),
+          ...(o.appGuid ? { bind_resource: { app_guid: o.appGuid } } : {}),
+        };
+        if (o.dryRun) return runDryRun(g(), ctx, { operation: 'bind', instanceId: instance, bindingId: binding }, () => ctx.osb.previewBind(instance, binding, request));
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () => ctx.osb.bind(instance, binding, request, true), o.wait === true);
       });
     });
 

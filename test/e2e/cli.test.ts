@@ -3,17 +3,13 @@
 // and the exit codes scripts rely on (0 ok, 1 failed, 2 usage, 3 not found, 4 conflict, 5 unreachable).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startTestStack, type TestStack } from '../support/stack';
 import { writeTestConfig } from '../support/config';
 import { requireTestEnv } from '../support/env';
 import { freePort } from '../../scripts/lib/process';
 import { newId, PLAN, SERVICE, ASYNC_ONLY_PLAN } from '../support/osb';
-
-const bin = resolve(__dirname, '..', '..', 'bin', 'brokerflow.js');
-const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, conflict: 4, unreachable: 5 } as const;
+import { cliRunner, EXIT, type CliRun, type Json } from '../support/cli';
 
 let stack: TestStack;
 let tenant: Etcd3;
@@ -26,47 +22,7 @@ after(async () => {
   await stack.close();
 });
 
-type Json = Record<string, unknown>;
-
-/** A CLI run: its exit code, output, and stdout parsed as one JSON value per line. */
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  lines: Json[];
-  /** The last JSON line (the answer of a one-shot command). */
-  json: Json;
-}
-
-/** The environment of a CLI child: Temporal's own variables removed so the config file decides where to go. */
-function cliEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
-}
-
-/** Starts the CLI; `lines` fills as JSON lines arrive, `done` resolves when it exits. */
-function startCli(args: string[], opts: { config?: string; json?: boolean } = {}): { lines: string[]; done: Promise<CliRun>; kill(): void } {
-  const argv = [bin, '--config', opts.config ?? stack.configFile, ...(opts.json === false ? [] : ['--json']), ...args];
-  const child = spawn(process.execPath, argv, { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const lines: string[] = [];
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    lines.splice(0, lines.length, ...stdout.split('\n').filter((l) => l.trim() !== ''));
-  });
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const done = new Promise<CliRun>((res) =>
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const parsed = opts.json === false ? [] : lines.map((l) => JSON.parse(l) as Json);
-      res({ code, stdout, stderr, lines: parsed, json: parsed[parsed.length - 1] ?? {} });
-    }),
-  );
-  return { lines, done, kill: () => child.kill('SIGKILL') };
-}
-
-const cli = (args: string[], opts: { config?: string; json?: boolean } = {}) => startCli(args, opts).done;
+const { startCli, cli } = cliRunner(() => stack.configFile);
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 30_000): Promise<T> {
   const end = Date.now() + ms;
