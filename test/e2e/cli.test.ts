@@ -10,6 +10,10 @@ import { requireTestEnv } from '../support/env';
 import { freePort } from '../../scripts/lib/process';
 import { newId, PLAN, SERVICE, ASYNC_ONLY_PLAN } from '../support/osb';
 import { cliRunner, EXIT, type CliRun, type Json } from '../support/cli';
+import { randomBytes } from 'node:crypto';
+import { Client } from '@temporalio/client';
+import { AesGcmPayloadCodec } from '../../platform/codec';
+import { operationStartRecord } from '../../client/operations';
 
 let stack: TestStack;
 let tenant: Etcd3;
@@ -185,7 +189,7 @@ test('list filters instances and bindings by service, plan and state, and operat
   let ops: Json[] = [];
   for (;;) {
     const run = await cli(['list', '--kind', 'operations', '--state', 'succeeded', '--service', 'etcd-keyspace', '--plan', 'async-only', '--limit', '1000']);
-    assert.equal(run.code, EXIT.ok, run.stderr);
+    assert.equal(run.code, EXIT.ok, run.stdout + run.stderr);
     assert.equal(run.json.kind, 'operations');
     ops = run.json.items as Json[];
     if (ops.some((o) => o.instanceId === b)) break;
@@ -201,6 +205,38 @@ test('list filters instances and bindings by service, plan and state, and operat
   assert.ok(!ops.some((o) => o.instanceId === a), 'the standard plan instance is filtered out');
 
   await Promise.all([cli(['unbind', a, bid, '--wait']).then(() => cli(['deprovision', a, '--wait'])), cli(['deprovision', b, '--wait'])]);
+});
+
+test('list --kind operations shows a run whose memo it cannot decrypt (another key) as unreadable, and lists the others', async () => {
+  // Another deployment in the namespace, or a key this configuration has retired: its runs' memos are encrypted
+  // with a key the CLI does not hold. Their search attributes are in clear, so the run is still listed.
+  const foreignKey = { id: 'retired-key', key: randomBytes(32) };
+  const foreign = new Client({ connection: stack.client.connection, namespace: stack.client.options.namespace, dataConverter: { payloadCodecs: [new AesGcmPayloadCodec([foreignKey], foreignKey.id)] } });
+  const id = newId('cli-foreign');
+  const input = { operation: 'provision' as const, operationId: `provision-${id}`, instanceId: id, serviceId: SERVICE, planId: PLAN, parameters: {}, context: {}, fingerprint: 'f' };
+  const { memo, typedSearchAttributes } = operationStartRecord(input);
+  // A task queue no worker polls: the run stays open until the test terminates it.
+  const handle = await foreign.workflow.start('provision', { taskQueue: `tq-nobody-${id}`, workflowId: `instance/${id}`, args: [input], memo: memo as unknown as Record<string, unknown>, typedSearchAttributes });
+  try {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      // Newest first: the run started just now is on the first page.
+      const run = await cli(['list', '--kind', 'operations', '--limit', '1000']);
+      assert.equal(run.code, EXIT.ok, run.stdout + run.stderr);
+      const rows = (run.json.items as Json[]).filter((r) => r.instanceId === id);
+      if (rows.length > 0) {
+        assert.deepEqual(
+          rows.map((r) => ({ instanceId: r.instanceId, operation: r.operation, state: r.state, serviceId: r.serviceId, operationId: r.operationId, memo: r.memo })),
+          [{ instanceId: id, operation: 'provision', state: 'in progress', serviceId: SERVICE, operationId: undefined, memo: "not readable with this configuration's encryption keys" }],
+        );
+        break;
+      }
+      if (Date.now() > end) assert.fail(`visibility never listed the run of ${id}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await handle.terminate('test over');
+  }
 });
 
 test('an operation that fails exits 1 with its reason, and so does status afterwards', async () => {

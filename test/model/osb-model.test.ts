@@ -10,7 +10,7 @@
 //   BROKERFLOW_MODEL_SEED=… BROKERFLOW_MODEL_PATH=… BROKERFLOW_MODEL_REPLAY=… BROKERFLOW_MODEL_ONLY=main|crash …   replay a failure
 //
 // Other knobs: BROKERFLOW_MODEL_RANDOM=1 (new seeds instead of the fixed ones), BROKERFLOW_MODEL_CRASH_COMMANDS (300), BROKERFLOW_MODEL_LANES (6 broker + worker stacks in parallel),
-// BROKERFLOW_MODEL_SHRINK_SECONDS (300: time allowed for shrinking a failure).
+// BROKERFLOW_MODEL_SHRINK_SECONDS (300: time allowed for shrinking a failure), BROKERFLOW_MODEL_SYNC_TIMEOUT_SECONDS (5: the brokers' sync wait).
 import { test, before, after } from 'node:test';
 import { cpus, loadavg } from 'node:os';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { etcdOwnerKey, etcdUserName } from '../../adapters/resources';
 import { startTestStack, type TestStack } from '../support/stack';
 import { STICKY_QUEUE_TIMEOUT_MS } from '../../worker/worker';
 import { requireTestEnv } from '../support/env';
+import { testBrokerConfig } from '../support/config';
 import { onAuthRace, osbResourceSets } from '../support/osb';
 import type { ScenarioResult } from '../support/reliability/scenario';
 import { renderReliabilityReport, resultsDir } from '../support/reliability/report';
@@ -35,6 +36,13 @@ const REPLAY = env.BROKERFLOW_MODEL_SEED !== undefined ? { seed: Number(env.BROK
 const ONLY = env.BROKERFLOW_MODEL_ONLY;
 const LANES = REPLAY ? 1 : Math.max(1, Number(env.BROKERFLOW_MODEL_LANES ?? 6));
 const SHRINK_MS = Number(env.BROKERFLOW_MODEL_SHRINK_SECONDS ?? 300) * 1000;
+/**
+ * How long a synchronous request waits for its operation (`broker.syncTimeoutSeconds`; 60 s in production). A
+ * synchronous request sent while the worker is paused waits all of it and answers 500 "continues" (a row the
+ * model knows), so at 60 s those requests alone took most of the run. 5 s is several times what an operation
+ * takes here.
+ */
+const SYNC_TIMEOUT_SECONDS = Number(env.BROKERFLOW_MODEL_SYNC_TIMEOUT_SECONDS ?? 5);
 /** Longest generated sequence; fast-check picks lengths up to it. */
 const MAX_COMMANDS = 50;
 /**
@@ -69,7 +77,7 @@ before(async () => {
   const token = Math.random().toString(36).slice(2, 6);
   lanes = await Promise.all(
     Array.from({ length: LANES }, async (_, k) => {
-      const stack = await startTestStack({ overrides: { resourceSets: osbResourceSets } });
+      const stack = await startTestStack({ overrides: { resourceSets: osbResourceSets, broker: testBrokerConfig({ syncTimeoutSeconds: SYNC_TIMEOUT_SECONDS }) } });
       await stack.app.listen({ port: 0, host: '127.0.0.1' });
       const addr = stack.app.server.address();
       if (!addr || typeof addr === 'string') throw new Error('the broker is not listening on a TCP port');
@@ -112,12 +120,17 @@ async function runTest(label: string, commands: number, use: Lane[], arbs: Retur
   );
   const stats = newStats();
   use.forEach((l, k) => addStats(stats, diffStats(l.stats, before[k]!)));
-  const failed = outcomes.find((o) => o.failure);
+  const failures = outcomes.filter((o) => o.failure);
+  const failed = failures[0];
   figures.push({ label, stats, seeds, ms: Date.now() - t0, ...(failed ? { divergence: failed.failure!, reproduce: failed.reproduce! } : {}) });
   console.log(
     `# model ${label}: ${stats.commands} commands in ${stats.sequences} sequences, ${stats.requests} requests (${stats.polls} polls), ${((Date.now() - t0) / 1000).toFixed(1)} s; by status ${JSON.stringify(stats.byStatus)}`,
   );
-  if (failed) throw new Error(`${failed.failure}\n\nReproduce with:\n  ${failed.reproduce}`);
+  // Every lane's failure, not only the first: lanes are independent, each may have found something else.
+  if (failures.length > 0) {
+    const all = failures.map((f, k) => `${failures.length > 1 ? `[${k + 1} of ${failures.length} failing lanes] ` : ''}${f.failure}\n\nReproduce with:\n  ${f.reproduce}`);
+    throw new Error(all.join('\n\n'));
+  }
   if (!REPLAY && stats.commands < commands) throw new Error(`only ${stats.commands} of ${commands} commands ran`);
 }
 

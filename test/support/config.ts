@@ -19,6 +19,11 @@ export function writeTestConfig(overrides: Partial<RuntimeConfigFile> = {}): { f
   return { file, config: loadRuntimeConfig(file), dir };
 }
 
+/** The broker section of every test config (the platform's user, any port); `extra` adds or replaces settings. */
+export function testBrokerConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { host: '127.0.0.1', port: 0, auth: { basic: [{ username: testBrokerUser.username, password: testBrokerUser.password }] }, ...extra };
+}
+
 /** Writes a config file without loading it (for tests of invalid configurations). */
 export function writeRawTestConfig(overrides: Record<string, unknown> = {}): { file: string; dir: string } {
   const dir = mkdtempSync(join(requireTestEnv('workDir'), 'cfg-'));
@@ -31,7 +36,7 @@ export function writeRawTestConfig(overrides: Record<string, unknown> = {}): { f
       etcd: { endpoints: [requireTestEnv('tenantEtcdEndpoint')], auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } },
     },
     kubernetes: { kubeconfig: requireTestEnv('kubeconfig') },
-    broker: { host: '127.0.0.1', port: 0, auth: { basic: [{ username: testBrokerUser.username, password: testBrokerUser.password }] } },
+    broker: testBrokerConfig(),
     etcd: { endpoints: [requireTestEnv('etcdEndpoint')], prefix: `/bf-${taskQueue}` },
     registry: { backend: 'file', file: { dirs: [join(dir, 'registry')] } },
     encryption: { currentKeyId: 'test-1', keys: [{ id: 'test-1', key: testEncryptionKey }] },
