@@ -11,7 +11,7 @@ import { startTemporal } from '../scripts/lib/temporal';
 import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
 import { startMoto } from '../scripts/lib/moto';
 import { startKubeControlPlane } from '../scripts/lib/kube';
-import { testEnvNames } from '../test/support/env';
+import { testServersEnv } from '../test/support/env';
 import { bundleWorkflows } from '../worker/worker';
 
 /** The running servers, their addresses as benchmarks see them, and how to stop them. */
@@ -72,17 +72,17 @@ export async function startBenchStack(workDir: string): Promise<BenchStack> {
       etcdEndpoint: etcd.endpoint,
       motoEndpoint: moto.endpoint,
       kubeconfig: kube.kubeconfigPath,
-      env: {
-        [testEnvNames.temporalAddress]: temporal.address,
-        [testEnvNames.temporalUi]: temporal.uiUrl,
-        [testEnvNames.etcdEndpoint]: etcd.endpoint,
-        [testEnvNames.motoEndpoint]: moto.endpoint,
-        [testEnvNames.tenantEtcdEndpoint]: tenantEtcd.endpoint,
-        [testEnvNames.tenantEtcdRootPassword]: tenantRootPassword,
-        [testEnvNames.kubeconfig]: kube.kubeconfigPath,
-        [testEnvNames.workDir]: workDir,
-        [testEnvNames.workflowBundle]: bundlePath,
-      },
+      env: testServersEnv({
+        temporalAddress: temporal.address,
+        temporalUi: temporal.uiUrl,
+        etcdEndpoint: etcd.endpoint,
+        motoEndpoint: moto.endpoint,
+        tenantEtcdEndpoint: tenantEtcd.endpoint,
+        tenantEtcdRootPassword: tenantRootPassword,
+        kubeconfig: kube.kubeconfigPath,
+        workDir,
+        workflowBundle: bundlePath,
+      }),
       stop,
     };
   } catch (err) {

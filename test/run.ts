@@ -21,7 +21,7 @@ import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
 import { randomBytes } from 'node:crypto';
 import { startMoto } from '../scripts/lib/moto';
 import { startKubeControlPlane } from '../scripts/lib/kube';
-import { testEnvNames } from './support/env';
+import { testServersEnv } from './support/env';
 import { bundleWorkflows } from '../worker/worker';
 
 /**
@@ -94,16 +94,18 @@ async function main(): Promise<number> {
     );
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      [testEnvNames.temporalAddress]: temporal.address,
-      ...(temporal.uiUrl ? { [testEnvNames.temporalUi]: temporal.uiUrl } : {}),
       BROKERFLOW_TEST_TEMPORAL: shape,
-      [testEnvNames.etcdEndpoint]: etcd.endpoint,
-      [testEnvNames.motoEndpoint]: moto.endpoint,
-      [testEnvNames.tenantEtcdEndpoint]: tenantEtcd.endpoint,
-      [testEnvNames.tenantEtcdRootPassword]: tenantRootPassword,
-      [testEnvNames.kubeconfig]: kube.kubeconfigPath,
-      [testEnvNames.workDir]: workDir,
-      [testEnvNames.workflowBundle]: bundlePath,
+      ...testServersEnv({
+        temporalAddress: temporal.address,
+        temporalUi: temporal.uiUrl,
+        etcdEndpoint: etcd.endpoint,
+        motoEndpoint: moto.endpoint,
+        tenantEtcdEndpoint: tenantEtcd.endpoint,
+        tenantEtcdRootPassword: tenantRootPassword,
+        kubeconfig: kube.kubeconfigPath,
+        workDir,
+        workflowBundle: bundlePath,
+      }),
     };
     const args = [
       '--import',

@@ -329,10 +329,30 @@ export interface LaneStats {
   burstRequests: number;
   operationsStarted: number;
   workerStops: number;
+  /**
+   * Milliseconds spent in the model itself (explaining answers, settling operations). The model runs in the same
+   * process as the lanes' brokers and workers and blocks them all while it computes.
+   */
+  modelMs: number;
   byStatus: Record<string, number>;
 }
 
-export const newStats = (): LaneStats => ({ sequences: 0, commands: 0, requests: 0, polls: 0, bursts: 0, burstRequests: 0, operationsStarted: 0, workerStops: 0, byStatus: {} });
+export const newStats = (): LaneStats => ({ sequences: 0, commands: 0, requests: 0, polls: 0, bursts: 0, burstRequests: 0, operationsStarted: 0, workerStops: 0, modelMs: 0, byStatus: {} });
+
+/** A model computation longer than this is reported as it happens: it held every lane's broker and worker up. */
+const SLOW_MODEL_MS = 1000;
+
+/** Runs a model computation, adding its time to the lane's figures. */
+function timedModel<T>(lane: Lane, what: string, fn: () => T): T {
+  const t0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    const ms = performance.now() - t0;
+    lane.stats.modelMs += ms;
+    if (ms > SLOW_MODEL_MS) console.log(`# model: ${what} took ${Math.round(ms)} ms (lane ${lane.name}), blocking every lane meanwhile`);
+  }
+}
 
 /** The answer of a request that is not the model's business: the broker must still answer. */
 class HarnessError extends Error {}
@@ -519,7 +539,7 @@ async function exchange(m: ModelState, lane: Lane, specs: RequestSpec[]): Promis
   const tags = requests.length > 1 ? requests.map((_, k) => `[burst ${k + 1}/${requests.length}] `) : [''];
   const answers = await Promise.all(requests.map((r, k) => lane.send(r, tags[k])));
   const before = m.worlds;
-  const ex = explain(before, requests, answers, requests.length > 1 ? 'any' : 'waiters');
+  const ex = timedModel(lane, `explaining ${requests.length} request(s) over ${before.length} world(s)`, () => explain(before, requests, answers, requests.length > 1 ? 'any' : 'waiters'));
   if (ex.worlds.length === 0) {
     const lines = requests.map(
       (r, k) => `  request ${k + 1}: ${describeRequest(r)}\n    answer:  ${answers[k]!.status} ${short(JSON.stringify(answers[k]!.body) ?? '(not JSON)')}\n    allowed (sequentially): ${ex.allowed[k]}`,
@@ -548,7 +568,7 @@ export async function settleAll(m: ModelState, lane: Lane): Promise<void> {
     }),
   );
   const before = m.worlds;
-  m.worlds = settle(before, finals);
+  m.worlds = timedModel(lane, `settling ${finals.size} operation(s) over ${before.length} world(s)`, () => settle(before, finals));
   if (m.worlds.length === 0) {
     const w = before[0]!;
     const lines = [...finals].map(([id, f]) => {

@@ -124,7 +124,7 @@ async function runTest(label: string, commands: number, use: Lane[], arbs: Retur
   const failed = failures[0];
   figures.push({ label, stats, seeds, ms: Date.now() - t0, ...(failed ? { divergence: failed.failure!, reproduce: failed.reproduce! } : {}) });
   console.log(
-    `# model ${label}: ${stats.commands} commands in ${stats.sequences} sequences, ${stats.requests} requests (${stats.polls} polls), ${((Date.now() - t0) / 1000).toFixed(1)} s; by status ${JSON.stringify(stats.byStatus)}`,
+    `# model ${label}: ${stats.commands} commands in ${stats.sequences} sequences, ${stats.requests} requests (${stats.polls} polls), ${((Date.now() - t0) / 1000).toFixed(1)} s, of which ${(stats.modelMs / 1000).toFixed(1)} s in the model; by status ${JSON.stringify(stats.byStatus)}`,
   );
   // Every lane's failure, not only the first: lanes are independent, each may have found something else.
   if (failures.length > 0) {
@@ -349,12 +349,13 @@ function diffStats(a: LaneStats, b: LaneStats): LaneStats {
     burstRequests: a.burstRequests - b.burstRequests,
     operationsStarted: a.operationsStarted - b.operationsStarted,
     workerStops: a.workerStops - b.workerStops,
+    modelMs: a.modelMs - b.modelMs,
     byStatus,
   };
 }
 
 function addStats(into: LaneStats, s: LaneStats): void {
-  for (const k of ['sequences', 'commands', 'requests', 'polls', 'bursts', 'burstRequests', 'operationsStarted', 'workerStops'] as const) into[k] += s[k];
+  for (const k of ['sequences', 'commands', 'requests', 'polls', 'bursts', 'burstRequests', 'operationsStarted', 'workerStops', 'modelMs'] as const) into[k] += s[k];
   for (const [k, v] of Object.entries(s.byStatus)) into.byStatus[k] = (into.byStatus[k] ?? 0) + v;
 }
 
@@ -382,6 +383,7 @@ function writeResults(): void {
     figs.push({ label: `${f.label}: requests (of which last_operation polls)`, value: `${f.stats.requests} (${f.stats.polls})` });
     figs.push({ label: `${f.label}: concurrent bursts (requests in them)`, value: `${f.stats.bursts} (${f.stats.burstRequests})` });
     figs.push({ label: `${f.label}: worker stops and kills`, value: f.stats.workerStops });
+    figs.push({ label: `${f.label}: time spent in the model (explaining answers, settling operations)`, value: `${(f.stats.modelMs / 1000).toFixed(1)} s` });
     figs.push({ label: `${f.label}: answers by status`, value: byStatusText(f.stats.byStatus) });
     figs.push({ label: `${f.label}: fast-check seeds`, value: f.seeds.join(', ') });
     figs.push({ label: `${f.label}: time`, value: Math.round(f.ms / 100) / 10, unit: 's' });

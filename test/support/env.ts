@@ -12,6 +12,26 @@ export const testEnvNames = {
   workflowBundle: 'BROKERFLOW_TEST_WORKFLOW_BUNDLE',
 } as const;
 
+/** Where the servers of one run are: what test/run.ts (and the benchmarks' stack) hands every test file. */
+export interface TestServers {
+  temporalAddress: string;
+  temporalUi?: string | undefined;
+  etcdEndpoint: string;
+  motoEndpoint: string;
+  tenantEtcdEndpoint: string;
+  tenantEtcdRootPassword: string;
+  kubeconfig: string;
+  workDir: string;
+  workflowBundle: string;
+}
+
+/** The environment variables that carry `servers` to a test file (see {@link requireTestEnv}). */
+export function testServersEnv(servers: TestServers): Record<string, string> {
+  return Object.fromEntries(
+    (Object.keys(testEnvNames) as Array<keyof typeof testEnvNames>).flatMap((k) => (servers[k] ? [[testEnvNames[k], servers[k]]] : [])),
+  );
+}
+
 /** Reads one server address; a test run outside `npm test` fails here with a message that says so. */
 export function requireTestEnv(key: keyof typeof testEnvNames): string {
   const name = testEnvNames[key];

@@ -817,6 +817,8 @@ export interface Explanation {
   worlds: World[];
   /** Per request: the rows and answers the model allowed in the first candidate world (sequential order). */
   allowed: string[];
+  /** Search states visited. */
+  visited: number;
 }
 
 /** How much searching a burst may take before the harness gives up (not a divergence: the burst is too big). */
@@ -832,11 +834,25 @@ const NODE_BUDGET = 400_000;
  * identical run, or is refused (ends failed without effect); it may not start while its workflow runs another
  * operation (the broker would have seen that run and answered from it).
  */
-export function explain(starts: World[], requests: Request[], answers: Answer[], completions: 'waiters' | 'any'): Explanation {
+export function explain(
+  starts: World[],
+  requests: Request[],
+  answers: Answer[],
+  completions: 'waiters' | 'any',
+  opts: { symmetry?: boolean } = {},
+): Explanation {
   const results = new Map<string, World>();
   const seen = new Set<string>();
   let budget = NODE_BUDGET;
   const n = requests.length;
+  // Symmetry: two requests that are the same and got the same answer are interchangeable, so only the orders that
+  // place them in index order are explored (the others reach the same worlds). Without this a burst of 6
+  // identical requests explores 6! times the orders: 22 s of CPU that blocked every broker and worker in the process.
+  const twinBefore = requests.map((r, i) => {
+    if (opts.symmetry === false) return -1;
+    for (let j = i - 1; j >= 0; j--) if (canonical(requests[j]) === canonical(r) && canonical(answers[j]) === canonical(answers[i])) return j;
+    return -1;
+  });
 
   const visit = (node: Node): void => {
     const key = canonical(node);
@@ -852,6 +868,7 @@ export function explain(starts: World[], requests: Request[], answers: Answer[],
     // 1. Place a request: decide it on the current state.
     for (let i = 0; i < n; i++) {
       if (placed[i]) continue;
+      if (twinBefore[i]! >= 0 && !placed[twinBefore[i]!]) continue;
       const nextPlaced = placed.map((p, j) => p || j === i);
       for (const d of decide(world, requests[i]!)) {
         for (const child of applyDecision(world, d, requests[i]!, i, answers)) {
@@ -878,7 +895,7 @@ export function explain(starts: World[], requests: Request[], answers: Answer[],
 
   visit({ world: starts[0]!, placed: requests.map(() => false), pending: [] });
   for (const s of starts.slice(1)) visit({ world: s, placed: requests.map(() => false), pending: [] });
-  return { worlds: [...results.values()], allowed: describeAllowed(starts[0]!, requests) };
+  return { worlds: [...results.values()], allowed: describeAllowed(starts[0]!, requests), visited: seen.size };
 }
 
 /** The children of placing request `i` with decision `d`, given its observed answer. */
