@@ -54,7 +54,7 @@ export class ResourceCanceled extends BrokerflowError {
 /** A resource spec references a driver kind nobody registered. */
 export class UnknownDriverError extends BrokerflowError {
   constructor(kind: string) {
-    super('UnknownDriver', `no resource driver of kind "${kind}" is configured on this worker`);
+    super('UnknownDriver', `no resource driver of kind "${kind}" is configured: the configuration file needs its settings (\`drivers\`, or \`kubernetes\` for Kubernetes resources), for the worker and for a CLI dry run alike`);
   }
 }
 
