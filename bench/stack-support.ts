@@ -1,18 +1,13 @@
-// The stack `npm run bench` starts once, the same way the test runner does (scripts/lib): Temporal dev server,
+// The stack `npm run bench` starts once, exactly as the test runner does (test/support/servers.ts): Temporal dev server,
 // etcd, a tenant etcd with authentication on, moto and the Kubernetes control plane, plus one bundle of the
 // product's workflows. Also what the report says about the machine and the versions measured.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, release, totalmem, type } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot, runInstaller } from '../scripts/lib/process';
-import { startTemporal } from '../scripts/lib/temporal';
-import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
-import { startMoto } from '../scripts/lib/moto';
-import { startKubeControlPlane } from '../scripts/lib/kube';
 import { testServersEnv } from '../test/support/env';
-import { bundleWorkflows } from '../worker/worker';
+import { startTestServers } from '../test/support/servers';
 
 /** The running servers, their addresses as benchmarks see them, and how to stop them. */
 export interface BenchStack {
@@ -25,70 +20,17 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-/** Starts every server; on a failure, stops what had started and rethrows. */
+/** Starts every server (test/support/servers.ts, as the test runner does); on a failure, stops what had started. */
 export async function startBenchStack(workDir: string): Promise<BenchStack> {
-  const logDir = join(workDir, 'logs');
-  const stoppers: Array<() => Promise<void>> = [];
-  const stop = async () => {
-    await Promise.allSettled(stoppers.map((s) => s()));
+  const { servers, stop } = await startTestServers({ workDir });
+  return {
+    temporalAddress: servers.temporalAddress,
+    etcdEndpoint: servers.etcdEndpoint,
+    motoEndpoint: servers.motoEndpoint,
+    kubeconfig: servers.kubeconfig,
+    env: testServersEnv(servers),
+    stop,
   };
-  try {
-    const bundlePath = join(workDir, 'workflow-bundle.js');
-    const tenantRootPassword = randomBytes(16).toString('hex');
-    const started = await Promise.allSettled([
-      startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
-      startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
-      startMoto({ logDir }),
-      startEtcd({ dataDir: join(workDir, 'etcd-tenants'), logDir, name: 'etcd-tenants' }).then(async (e) => {
-        try {
-          await enableEtcdAuth(e.endpoint, tenantRootPassword);
-        } catch (err) {
-          await e.stop();
-          throw err;
-        }
-        return e;
-      }),
-    ]);
-    for (const s of started) if (s.status === 'fulfilled') stoppers.push(() => s.value.stop());
-    const failed = started.find((s) => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const [temporal, etcd, moto, tenantEtcd] = started.map((s) => (s as PromiseFulfilledResult<unknown>).value) as [
-      Awaited<ReturnType<typeof startTemporal>>,
-      Awaited<ReturnType<typeof startEtcd>>,
-      Awaited<ReturnType<typeof startMoto>>,
-      Awaited<ReturnType<typeof startEtcd>>,
-    ];
-    // kube-apiserver keeps its objects in the main etcd (its own prefix); bundling runs meanwhile.
-    const [kubeStarted, bundled] = await Promise.allSettled([
-      startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir }),
-      bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
-    ]);
-    if (kubeStarted.status === 'fulfilled') stoppers.unshift(() => kubeStarted.value.stop());
-    if (kubeStarted.status === 'rejected') throw kubeStarted.reason;
-    if (bundled.status === 'rejected') throw bundled.reason;
-    const kube = kubeStarted.value;
-    return {
-      temporalAddress: temporal.address,
-      etcdEndpoint: etcd.endpoint,
-      motoEndpoint: moto.endpoint,
-      kubeconfig: kube.kubeconfigPath,
-      env: testServersEnv({
-        temporalAddress: temporal.address,
-        temporalUi: temporal.uiUrl,
-        etcdEndpoint: etcd.endpoint,
-        motoEndpoint: moto.endpoint,
-        tenantEtcdEndpoint: tenantEtcd.endpoint,
-        tenantEtcdRootPassword: tenantRootPassword,
-        kubeconfig: kube.kubeconfigPath,
-        workDir,
-        workflowBundle: bundlePath,
-      }),
-      stop,
-    };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
 }
 
 /** The machine a report was measured on. */

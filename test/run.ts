@@ -11,18 +11,12 @@
 //                                                     on PostgreSQL (scripts/lib/temporal-cluster.ts); also
 //                                                     BROKERFLOW_TEST_TEMPORAL=cluster
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { repoRoot } from '../scripts/lib/process';
-import { startTemporal } from '../scripts/lib/temporal';
-import { startTemporalCluster } from '../scripts/lib/temporal-cluster';
-import { enableEtcdAuth, startEtcd } from '../scripts/lib/etcd';
-import { randomBytes } from 'node:crypto';
-import { startMoto } from '../scripts/lib/moto';
-import { startKubeControlPlane } from '../scripts/lib/kube';
 import { testServersEnv } from './support/env';
-import { bundleWorkflows } from '../worker/worker';
+import { startTestServers, type StartedServers } from './support/servers';
 
 /**
  * Folders a plain run leaves out; they run when named (`npm run test:only -- test/cluster`): `cluster` is
@@ -60,52 +54,24 @@ async function main(): Promise<number> {
   const logDir = join(workDir, 'logs');
   console.log(`# test run work dir: ${workDir} (server logs in ${logDir})`);
   const t0 = Date.now();
-  const stoppers: Array<() => Promise<void>> = [];
+  let started: StartedServers | undefined;
   try {
-    const bundlePath = join(workDir, 'workflow-bundle.js');
-    const tenantRootPassword = randomBytes(16).toString('hex');
-    const [temporal, etcd, moto, tenantEtcd] = await Promise.all([
-      shape === 'cluster'
-        ? startTemporalCluster({ dataDir: join(workDir, 'temporal-cluster'), logDir, ephemeral: true }).then((c) => {
-            const st = c.startup;
-            console.log(
-              `# Temporal ${c.version} cluster (frontend, history, matching, worker on PostgreSQL) ready in ${st.totalMs} ms: ` +
-                `PostgreSQL ${st.postgresMs} ms, schemas ${st.schemaMs} ms, services ${st.servicesMs} ms, namespaces ${st.namespacesMs} ms`,
-            );
-            return c;
-          })
-        : startTemporal({ dataDir: join(workDir, 'temporal'), logDir }),
-      startEtcd({ dataDir: join(workDir, 'etcd'), logDir }),
-      startMoto({ logDir }),
-      // The tenant etcd: what etcd resource drivers manage, with authentication on as in production.
-      startEtcd({ dataDir: join(workDir, 'etcd-tenants'), logDir, name: 'etcd-tenants' }).then(async (e) => {
-        await enableEtcdAuth(e.endpoint, tenantRootPassword);
-        return e;
-      }),
-      bundleWorkflows().then((b) => writeFileSync(bundlePath, b.code)),
-    ]);
-    stoppers.push(() => temporal.stop(), () => etcd.stop(), () => moto.stop(), () => tenantEtcd.stop());
-    // The Kubernetes control plane keeps its state in the test etcd (its own prefix), so it starts after etcd.
-    const kube = await startKubeControlPlane({ etcdEndpoint: etcd.endpoint, workDir: join(workDir, 'kube'), logDir });
-    stoppers.unshift(() => kube.stop());
+    started = await startTestServers({
+      workDir,
+      temporal: shape,
+      onCluster: (c) => {
+        const st = c.startup;
+        console.log(
+          `# Temporal ${c.version} cluster (frontend, history, matching, worker on PostgreSQL) ready in ${st.totalMs} ms: ` +
+            `PostgreSQL ${st.postgresMs} ms, schemas ${st.schemaMs} ms, services ${st.servicesMs} ms, namespaces ${st.namespacesMs} ms`,
+        );
+      },
+    });
+    const { servers } = started;
     console.log(
-      `# servers ready in ${Date.now() - t0} ms: temporal ${temporal.address} (${temporal.uiUrl ? `UI ${temporal.uiUrl}` : 'cluster, no UI'}), etcd ${etcd.endpoint}, moto ${moto.endpoint}, kube-apiserver ${kube.server}`,
+      `# servers ready in ${Date.now() - t0} ms: temporal ${servers.temporalAddress} (${servers.temporalUi ? `UI ${servers.temporalUi}` : 'cluster, no UI'}), etcd ${servers.etcdEndpoint}, moto ${servers.motoEndpoint}, kube-apiserver ${started.kubeServer}`,
     );
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      BROKERFLOW_TEST_TEMPORAL: shape,
-      ...testServersEnv({
-        temporalAddress: temporal.address,
-        temporalUi: temporal.uiUrl,
-        etcdEndpoint: etcd.endpoint,
-        motoEndpoint: moto.endpoint,
-        tenantEtcdEndpoint: tenantEtcd.endpoint,
-        tenantEtcdRootPassword: tenantRootPassword,
-        kubeconfig: kube.kubeconfigPath,
-        workDir,
-        workflowBundle: bundlePath,
-      }),
-    };
+    const env: NodeJS.ProcessEnv = { ...process.env, BROKERFLOW_TEST_TEMPORAL: shape, ...testServersEnv(servers) };
     const args = [
       '--import',
       'tsx',
@@ -118,7 +84,7 @@ async function main(): Promise<number> {
     const code: number = await new Promise((res) => child.on('exit', (c, s) => res(c ?? (s ? 1 : 0))));
     return code;
   } finally {
-    await Promise.allSettled(stoppers.map((s) => s()));
+    await started?.stop();
   }
 }
 

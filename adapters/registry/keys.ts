@@ -54,17 +54,6 @@ export const BrokerflowKey = {
 
 /** Keys templates may read but not write. */
 export const USER_READ_ONLY_KEYS: ReadonlySet<string> = new Set(['namespace', 'instance-id', 'service-id', 'plan-id']);
-/** Keys templates may neither read nor write. */
-export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set([
-  'context',
-  'parameters',
-  'operation',
-  'operation-id',
-  'operation-status',
-  BrokerflowKey.PendingUpdate,
-  BrokerflowKey.BindingOperations,
-  BrokerflowKey.ProvisionPending,
-]);
 /** Keys that never pass into a binding through inherit (the instance's operation and lock are not the binding's). */
 export const OPERATION_KEYS: ReadonlySet<string> = new Set([
   'operation',
@@ -74,6 +63,8 @@ export const OPERATION_KEYS: ReadonlySet<string> = new Set([
   BrokerflowKey.BindingOperations,
   BrokerflowKey.ProvisionPending,
 ]);
+/** Keys templates may neither read nor write: the request's context and parameters, and every operation key. */
+export const USER_HIDDEN_KEYS: ReadonlySet<string> = new Set(['context', 'parameters', ...OPERATION_KEYS]);
 
 const KEY = /^[A-Za-z0-9._-]{1,253}$/;
 /** Longest instance or binding ID accepted (the entry name must stay a valid object name). */
