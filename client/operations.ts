@@ -11,6 +11,7 @@ import {
   WorkflowNotFoundError,
   type Client,
   type WorkflowExecutionDescription,
+  type WorkflowHandle,
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 // The start request ID is how Temporal deduplicates starts; the SDK exposes it only through this symbol.
@@ -74,7 +75,6 @@ const DECIDE_DEADLINE_MS = 10_000;
 /** How long a last_operation poll waits for that before it answers from the registry's record. */
 const POLL_DEADLINE_MS = 3_000;
 
-/** What happened when asked to start an operation. */
 /**
  * What an operation's workflow carries from its start: the memo a later request reads to tell an identical
  * request from a conflicting one, and the search attributes the Web UI and the CLI filter on. The broker and the
@@ -101,6 +101,7 @@ export function operationStartRecord(input: OperationInput): { memo: OperationMe
   };
 }
 
+/** What happened when asked to start an operation. */
 export type StartOutcome =
   | { kind: 'started'; operationId: string }
   /** The same request is already running: answer with its operation. */
@@ -149,7 +150,13 @@ export class OperationsClient {
 
   /** True when the run's history holds a DELETE's request to stop its provision and deprovision instead. */
   private async deprovisionRequested(d: WorkflowExecutionDescription): Promise<boolean> {
-    const history = await this.client.workflow.getHandle(d.workflowId, d.runId).fetchHistory();
+    let history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+    try {
+      history = await this.client.connection.withDeadline(Date.now() + DECIDE_DEADLINE_MS, () => this.client.workflow.getHandle(d.workflowId, d.runId).fetchHistory());
+    } catch (err) {
+      // As for the description: nothing can be decided without it, and the platform may repeat the request.
+      throw new UnavailableError(`Temporal did not answer: ${(err as Error).message}`, err);
+    }
     return (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === deprovisionRequestedSignal.name);
   }
 
