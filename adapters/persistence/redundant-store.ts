@@ -267,16 +267,28 @@ export class RedundantStore implements ObjectStore {
     return s.exists && s.status && t.pending.size === 0;
   }
 
+  /**
+   * The replica conditional writes go to: the first healthy one, else the first that is down but has missed
+   * nothing. Down is only what the last call saw; trying it again is how it comes back (any answer marks it up).
+   * Without this a replica marked down once, with no other healthy replica to write through (a single replica),
+   * was never called again and every write failed for good. A replica that missed writes is never primary.
+   */
   private primary(): Target {
-    const p = this.targets.find((t) => this.healthy(t));
+    const p = this.targets.find((t) => this.healthy(t)) ?? this.targets.find((t) => this.current(t));
     if (!p) throw new UnavailableError(`no healthy persistence replica (degraded: ${this.degraded().join(', ')})`);
     return p;
   }
 
+  /** Down (the last call failed) or up, but missing no write: it may serve when no healthy replica can. */
+  private current(t: Target): boolean {
+    return t.provider.replicaStatus(t.replica).exists && t.pending.size === 0;
+  }
+
   private async fromFirstHealthy<T>(read: (t: Target) => Promise<T>): Promise<T> {
     let lastError: unknown;
-    for (const t of this.targets) {
-      if (!this.healthy(t)) continue;
+    // Healthy replicas first; when none is, the ones that are down but current (see primary()).
+    const order = [...this.targets.filter((t) => this.healthy(t)), ...this.targets.filter((t) => !this.healthy(t) && this.current(t))];
+    for (const t of order) {
       try {
         return await read(t);
       } catch (err) {

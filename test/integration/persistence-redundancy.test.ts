@@ -113,6 +113,26 @@ void describe('redundant store', () => {
     assert.equal(t.store.degraded().length, 2);
   });
 
+  void test('a single replica that failed once serves again as soon as it answers: one failure is not down for good', async () => {
+    // Found by the worker-crash scenario: the registry's only file replica failed one call while a killed worker's
+    // lock was in the way, was marked down, was never called again, and every later write failed.
+    const dir = join(root, 'single', 'a');
+    const provider = new FilePersistenceProvider({ directories: [dir] });
+    await provider.initialize(testMachineId);
+    const store = RedundantStore.over(provider);
+    await store.put(note('before', '1'));
+    renameSync(dir, `${dir}.away`);
+    writeFileSync(dir, 'not a directory');
+    await assert.rejects(store.put(note('during', '2')), UnavailableError);
+    assert.deepEqual(store.degraded(), provider.replicas(), 'the failure is reported');
+    rmSync(dir);
+    renameSync(`${dir}.away`, dir);
+    await store.put(note('after', '3'));
+    assert.equal((await store.get('Note/before'))?.text, '1');
+    assert.deepEqual((await store.list(TYPE)).map((o) => o.metadata.name).sort(), ['after', 'before']);
+    assert.deepEqual(store.degraded(), [], 'healthy again once it answered');
+  });
+
   void test('repairAll brings a replica that fell behind before a restart up to the primary', async () => {
     const t = await twoFiles('restart');
     await t.store.put(note('kept', 'k'));
