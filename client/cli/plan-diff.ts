@@ -1,6 +1,7 @@
 // What a dry run shows per resource: the action its patch would take and the fields that change, computed from the
 // current state, the desired state and the patch (pure, no I/O), with secrets masked, and printed for humans.
 import type { Patch, ResourceState } from '../../domain/reconcile';
+import { secretKeyName } from '../../platform/logging';
 
 /** What reconciliation would do to one resource. */
 export type ResourceAction = 'create' | 'update' | 'delete' | 'unchanged' | 'canceled';
@@ -31,8 +32,8 @@ export interface ResourcePreview {
 /** What a masked value is printed as. */
 export const MASK = '***';
 
-/** Key names whose (non-boolean) values are secrets wherever they appear. */
-const SECRET_NAME = /password|passwd|passphrase|secret|token|credential|private[-_]?key|api[-_]?key/i;
+/** Key names whose (non-boolean) values are secrets wherever they appear (the same names logs and error texts redact). */
+const SECRET_NAME = secretKeyName;
 
 type Segment = string | number;
 
