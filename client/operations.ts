@@ -23,10 +23,13 @@ import {
   operationSummary,
   deprovisionRequestedSignal,
   deprovisionAfterProvisionId,
+  progressQuery,
   type OperationInput,
   type OperationMemo,
+  type OperationProgress,
   type OperationResult,
 } from '../workflows/messages';
+import { liveStep, stepDescription, type LiveStep } from './operation-progress';
 import type { OperationState, OperationType } from '../domain/operations';
 import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
 
@@ -74,6 +77,13 @@ const FINISHING_GRACE_MS = 2_000;
 const DECIDE_DEADLINE_MS = 10_000;
 /** How long a last_operation poll waits for that before it answers from the registry's record. */
 const POLL_DEADLINE_MS = 3_000;
+/**
+ * How long a last_operation poll waits for the workflow's progress query (a worker must answer it) before it
+ * answers without the resource and step: the poll's target is p99 ≤ 20 ms, and the query runs beside Temporal's
+ * description of the run, which the poll waits for anyway, so at most this much is added
+ * (docs/design/contracts/osb-api.md#last-operation). `broker.lastOperationStepDeadlineMs` overrides it.
+ */
+export const STEP_LOOKUP_DEADLINE_MS = 10;
 
 /**
  * What an operation's workflow carries from its start: the memo a later request reads to tell an identical
@@ -117,6 +127,13 @@ export interface OperationStatus {
   description?: string;
   /** A finished deprovision or unbind: the resource is gone. */
   gone?: boolean;
+  /** While it runs, when asked for (`live`): where it stands; `description` then says the same in one line. */
+  live?: LiveStep;
+}
+
+/** Asks {@link OperationsClient.status} for the step of a running operation, waiting at most `deadlineMs` for a worker. */
+export interface LiveLookup {
+  deadlineMs: number;
 }
 
 /** Starts, inspects and waits for operations. */
@@ -279,7 +296,41 @@ export class OperationsClient {
    * The state of an instance's or binding's operation. With `operationId`, that operation; without, the latest.
    * Undefined when nothing is known.
    */
-  async status(ref: { instanceId: string; bindingId?: string; operationId?: string }): Promise<OperationStatus | undefined> {
+  async status(ref: { instanceId: string; bindingId?: string; operationId?: string }, opts: { live?: LiveLookup } = {}): Promise<OperationStatus | undefined> {
+    let progress: Promise<OperationProgress | undefined> | undefined;
+    // Asked together with Temporal's description of the run, so that a poll waits for the slower of the two only.
+    const askProgress = opts.live && opts.live.deadlineMs > 0 ? () => (progress = this.progress(ref, opts.live!.deadlineMs)) : undefined;
+    const seen: { described?: WorkflowExecutionDescription } = {};
+    const s = await this.recordedStatus(ref, seen, askProgress);
+    const described = seen.described;
+    if (!s || s.state !== 'in progress' || !opts.live) return s;
+    // Only what the run that holds this very operation reports (not a provision a DELETE is turning into a deprovision).
+    const memo = described?.memo as unknown as OperationMemo | undefined;
+    const ours = described?.status.name === 'RUNNING' && memo?.operationId === s.operationId;
+    const reported = ours ? await progress : undefined;
+    const live = ours ? liveStep(reported?.operationId === s.operationId ? reported : undefined, described.raw.pendingActivities ?? []) : undefined;
+    const description = stepDescription(live);
+    return { ...s, ...(live ? { live } : {}), ...(description ? { description } : {}) };
+  }
+
+  /** The workflow's answer to the progress query, or undefined when no worker answers within the deadline. */
+  private async progress(ref: { instanceId: string; bindingId?: string }, deadlineMs: number): Promise<OperationProgress | undefined> {
+    try {
+      return await this.client.connection.withDeadline(Date.now() + deadlineMs, () => this.client.workflow.getHandle(operationWorkflowId(ref)).query(progressQuery));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The state from the registry and, where it needs it, from Temporal; `seen` gets the description of the run when
+   * one was read, and `whileDescribing` is called as it is asked for, when the registry says in progress.
+   */
+  private async recordedStatus(
+    ref: { instanceId: string; bindingId?: string; operationId?: string },
+    seen: { described?: WorkflowExecutionDescription },
+    whileDescribing?: () => void,
+  ): Promise<OperationStatus | undefined> {
     const [type, id] = ref.bindingId ? (['service-binding', ref.bindingId] as const) : (['service-instance', ref.instanceId] as const);
     const read = async (): Promise<OperationRecord | undefined> => {
       const r = await this.registry.readOperation(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
@@ -295,7 +346,9 @@ export class OperationsClient {
     // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
     let d: WorkflowExecutionDescription | undefined;
     try {
-      d = await this.describe(ref, POLL_DEADLINE_MS);
+      const describing = this.describe(ref, POLL_DEADLINE_MS);
+      if (recordMatches && record.state === 'in progress') whileDescribing?.();
+      d = seen.described = await describing;
     } catch (err) {
       // Temporal unreachable or slow: the registry's word is all we have. Without a record of this operation the
       // answer is unknown, not "no operation": a 404 would tell the platform its accepted operation vanished.

@@ -43,6 +43,8 @@ export interface RuntimeConfigFile {
     /** How long a synchronous request (no `accepts_incomplete`) waits for its workflow. */
     syncTimeoutSeconds?: number;
     bodyLimitBytes?: number;
+    /** How long a last_operation poll waits for a worker to report the running step (ms; 0: never asked). */
+    lastOperationStepDeadlineMs?: number;
   };
   etcd?: { endpoints: string[]; prefix?: string; auth?: { username: string; password: SecretSource } };
   registry?: {
@@ -141,6 +143,7 @@ const runtimeSchema = {
         },
         syncTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600 },
         bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 104857600 },
+        lastOperationStepDeadlineMs: { type: 'integer', minimum: 0, maximum: 1000 },
       },
     },
     etcd: {

@@ -7,7 +7,7 @@ import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../ad
 import type { Entry } from '../../adapters/registry/entry';
 import { findPlan, type Catalog } from '../../config/catalog';
 import { PlanChecks } from './plan-checks';
-import { operationIdFor, requestFingerprint, type OperationsClient, type OperationStatus } from '../operations';
+import { operationIdFor, requestFingerprint, STEP_LOOKUP_DEADLINE_MS, type OperationsClient, type OperationStatus } from '../operations';
 import type { OperationInput, OperationResult } from '../../workflows/messages';
 import type { OperationType } from '../../domain/operations';
 import { badRequest, gone, notFound, OsbError, unprocessable } from './errors';
@@ -49,6 +49,11 @@ export interface OsbServiceDeps {
   retryAfterSeconds?: number;
   /** Retry overrides passed to operation workflows (tests, slow environments). */
   stepRetry?: OperationInput['stepRetry'];
+  /**
+   * How long a last_operation poll waits for a worker to report the running step (default
+   * STEP_LOOKUP_DEADLINE_MS; 0: never asked, the registry's answer only).
+   */
+  stepLookupDeadlineMs?: number;
 }
 
 /** What an asynchronous request is answered with: the operation to poll. */
@@ -444,11 +449,16 @@ export class OsbService {
   }
 
   async lastOperation(ref: { instanceId: string; bindingId?: string; operation?: string }): Promise<OsbAnswer<LastOperationBody>> {
-    const status = await this.deps.operations.status({
-      instanceId: ref.instanceId,
-      ...(ref.bindingId ? { bindingId: ref.bindingId } : {}),
-      ...opFilter(ref.operation),
-    });
+    // While it runs, the description names the resource, step, attempt and last error
+    // (docs/design/contracts/osb-api.md#last-operation).
+    const status = await this.deps.operations.status(
+      {
+        instanceId: ref.instanceId,
+        ...(ref.bindingId ? { bindingId: ref.bindingId } : {}),
+        ...opFilter(ref.operation),
+      },
+      { live: { deadlineMs: this.deps.stepLookupDeadlineMs ?? STEP_LOOKUP_DEADLINE_MS } },
+    );
     const what = ref.bindingId ? `binding ${ref.bindingId}` : `instance ${ref.instanceId}`;
     if (!status) throw notFound(`${what} has no operation`);
     return answerLastOperation(status, String(this.deps.retryAfterSeconds ?? 2));
