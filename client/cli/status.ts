@@ -1,11 +1,10 @@
 // `brokerflow status [--watch]`: the registry's word on an operation, plus — while it runs — the live progress
 // from the workflow (current resource and step) and from Temporal (attempt number, last failure).
 import type { OperationStatus } from '../operations';
-import { instanceWorkflowId, progressQuery, type OperationProgress } from '../../workflows/messages';
 import type { CliContext } from './context';
 
 /** One snapshot of an operation, as printed (or emitted as a JSON line). */
-export interface StatusSnapshot extends OperationStatus {
+export interface StatusSnapshot extends Omit<OperationStatus, 'live'> {
   instanceId: string;
   bindingId?: string;
   elapsedMs?: number;
@@ -14,48 +13,41 @@ export interface StatusSnapshot extends OperationStatus {
   resourcesDone?: number;
   resourcesTotal?: number;
   attempt?: number;
+  maximumAttempts?: number;
   lastFailure?: string;
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let t: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    clearTimeout(t);
-  }
-}
+/**
+ * How long the CLI waits for a worker to report the step. A person can wait longer than a platform's poll
+ * (client/operations.ts STEP_LOOKUP_DEADLINE_MS), so the resource is missing only when no worker answers.
+ */
+const CLI_STEP_DEADLINE_MS = 2000;
 
 async function snapshot(ctx: CliContext, ref: { instanceId: string; bindingId?: string; operationId?: string }): Promise<StatusSnapshot | undefined> {
-  const s = await ctx.operations.status(ref);
+  // The same lookup as last_operation's, so `description` is the line a platform sees.
+  const s = await ctx.operations.status(ref, { live: { deadlineMs: CLI_STEP_DEADLINE_MS } });
   if (!s) return undefined;
-  const snap: StatusSnapshot = { ...s, instanceId: ref.instanceId, ...(ref.bindingId ? { bindingId: ref.bindingId } : {}) };
-  if (s.state !== 'in progress') return snap;
-  const handle = ctx.client.workflow.getHandle(instanceWorkflowId(ref.instanceId));
-  // The query needs a worker; without one the registry's state is still the answer.
-  const progress: OperationProgress | undefined = await withTimeout(handle.query(progressQuery).catch(() => undefined), 2000);
-  if (progress && progress.operationId === s.operationId) {
-    snap.elapsedMs = Date.now() - progress.startedAt;
-    if (progress.reconcile.resource) snap.resource = progress.reconcile.resource;
-    if (progress.reconcile.step) snap.step = progress.reconcile.step;
-    snap.resourcesDone = progress.reconcile.done;
-    snap.resourcesTotal = progress.reconcile.total;
+  const { live, ...status } = s;
+  const snap: StatusSnapshot = { ...status, instanceId: ref.instanceId, ...(ref.bindingId ? { bindingId: ref.bindingId } : {}) };
+  if (!live) return snap;
+  if (live.startedAt !== undefined) snap.elapsedMs = Date.now() - live.startedAt;
+  if (live.resource) snap.resource = live.resource;
+  if (live.step) snap.step = live.step;
+  if (live.resourcesTotal !== undefined) {
+    snap.resourcesDone = live.resourcesDone ?? 0;
+    snap.resourcesTotal = live.resourcesTotal;
   }
-  const d = await handle.describe().catch(() => undefined);
-  const pending = d?.raw.pendingActivities?.[0];
-  if (pending) {
-    snap.attempt = pending.attempt ?? 1;
-    const failure = pending.lastFailure?.message;
-    if (failure) snap.lastFailure = failure;
-  }
+  if (live.attempt !== undefined) snap.attempt = live.attempt;
+  if (live.maximumAttempts !== undefined) snap.maximumAttempts = live.maximumAttempts;
+  if (live.lastFailure) snap.lastFailure = live.lastFailure;
   return snap;
 }
 
 function line(s: StatusSnapshot): string {
   const parts = [`${s.state}`, `${s.operation} ${s.operationId}`];
   if (s.elapsedMs !== undefined) parts.unshift(`[${(s.elapsedMs / 1000).toFixed(1)}s]`);
-  if (s.resource) parts.push(`resource ${s.resource}${s.resourcesTotal ? ` (${(s.resourcesDone ?? 0) + 1}/${s.resourcesTotal})` : ''}: ${s.step ?? ''}`);
-  if (s.attempt && s.attempt > 1) parts.push(`attempt ${s.attempt}${s.lastFailure ? ` after: ${s.lastFailure}` : ''}`);
+  if (s.resourcesTotal) parts.push(`resource ${Math.min((s.resourcesDone ?? 0) + 1, s.resourcesTotal)}/${s.resourcesTotal}`);
+  // While it runs: the resource, step, attempt and last error, as last_operation says them; else why it failed.
   if (s.description) parts.push(s.description);
   if (s.gone) parts.push('(deleted)');
   return parts.join(' · ');
