@@ -94,6 +94,14 @@ export const TARGETS: TargetSpec[] = [
     applies: (r) => r.unit === 'ms' && /p99/i.test(r.metric) && /change|delay|propagat/i.test(`${r.case} ${r.metric}`),
   },
   {
+    id: 'last-operation-p99',
+    description: 'last_operation p99 ≤ 20 ms, with the step lookup',
+    benchmark: 'last-operation',
+    kind: 'at most',
+    threshold: 20,
+    applies: (r) => r.metric === 'latency p99' && r.unit === 'ms',
+  },
+  {
     id: 'worker-rss',
     description: 'worker peak RSS at 50 clients ≤ 300 MB',
     benchmark: 'osb',
