@@ -1,11 +1,11 @@
 // last_operation latency (p50/p99) while operations run, with the step lookup (the description names the resource,
-// step, attempt and last error: docs/design/contracts/osb-api.md#last-operation) beside the registry-only answer,
-// in the same run: two broker processes on one registry and task queue, one with the lookup's default deadline and
-// one with `broker.lastOperationStepDeadlineMs: 0`, one worker process, polled over HTTP one request at a time,
-// alternating between the two. The operations are provisions of the example plan whose tenant etcd endpoint answers
-// nothing, so their first step is being retried (a pending activity with attempts and a last error) for the whole
-// measurement. Also: how many of the lookup's answers had the worker's report within the deadline. Sizes: 200 polls
-// per broker and run quick, 1000 full, times --scale.
+// step, attempt and last error: docs/design/contracts/osb-api.md#what-a-running-operations-description-says) beside the
+// registry-only answer, in the same run: two broker processes on one registry and task queue, one with the lookup's
+// default deadline and one with `broker.lastOperationStepDeadlineMs: 0`, one worker process, polled over HTTP one
+// request at a time, alternating between the two. The operations are provisions of the example plan whose tenant etcd
+// endpoint answers nothing, so their first step is being retried (a pending activity with attempts and a last error)
+// for the whole measurement. Also: how many of the lookup's answers had the worker's report within the deadline. Sizes:
+// 200 polls per broker and run quick, 1000 full, times --scale.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -73,7 +73,7 @@ export const benchmark: Benchmark = {
       if (failed) throw failed.reason;
 
       for (let r = 0; r < ctx.runs; r++) {
-        // Fresh provisions each run, so that every poll of the run meets a step being retried (7 attempts take a minute).
+        // Fresh provisions each run, so every poll of the run meets a step being retried (7 attempts take a minute).
         const paths: Array<{ path: string; operation: string }> = [];
         for (let i = 0; i < OPERATIONS; i++) {
           const path = `/v2/service_instances/bench-lastop-${r}-${i}-${Date.now()}`;

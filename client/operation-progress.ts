@@ -1,7 +1,7 @@
 // What a running operation is doing, in one line for last_operation and `brokerflow status`: the resource and step
 // from the workflow's progress query (it needs a worker), the attempt and the last failure from Temporal's
 // description of the run (pending activities: no worker needed). Pure, so the wording is tested without a server
-// (docs/design/contracts/osb-api.md#last-operation).
+// (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
 import type { OperationProgress } from '../workflows/messages';
 import { redactSecretsInText } from '../platform/logging';
 

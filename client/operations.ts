@@ -81,7 +81,8 @@ const POLL_DEADLINE_MS = 3_000;
  * How long a last_operation poll waits for the workflow's progress query (a worker must answer it) before it
  * answers without the resource and step: the poll's target is p99 ≤ 20 ms, and the query runs beside Temporal's
  * description of the run, which the poll waits for anyway, so at most this much is added
- * (docs/design/contracts/osb-api.md#last-operation). `broker.lastOperationStepDeadlineMs` overrides it.
+ * (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
+ * `broker.lastOperationStepDeadlineMs` overrides it.
  */
 export const STEP_LOOKUP_DEADLINE_MS = 10;
 
@@ -304,7 +305,7 @@ export class OperationsClient {
     const s = await this.recordedStatus(ref, seen, askProgress);
     const described = seen.described;
     if (!s || s.state !== 'in progress' || !opts.live) return s;
-    // Only what the run that holds this very operation reports (not a provision a DELETE is turning into a deprovision).
+    // Only what the run holding this very operation reports (not a provision a DELETE is turning into a deprovision).
     const memo = described?.memo as unknown as OperationMemo | undefined;
     const ours = described?.status.name === 'RUNNING' && memo?.operationId === s.operationId;
     const reported = ours ? await progress : undefined;

@@ -450,7 +450,7 @@ export class OsbService {
 
   async lastOperation(ref: { instanceId: string; bindingId?: string; operation?: string }): Promise<OsbAnswer<LastOperationBody>> {
     // While it runs, the description names the resource, step, attempt and last error
-    // (docs/design/contracts/osb-api.md#last-operation).
+    // (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
     const status = await this.deps.operations.status(
       {
         instanceId: ref.instanceId,

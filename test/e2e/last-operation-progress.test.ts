@@ -1,9 +1,10 @@
-// last_operation says what a running operation is doing (docs/design/contracts/osb-api.md#last-operation): while the
-// tenant etcd the drivers manage is stopped, a provision's or a bind's first step fails and Temporal retries it, and
-// the description a platform polls names the resource, the step, the attempt and the last error; `brokerflow status
-// --json` shows the same. Once etcd is back the operation succeeds and the answer is the plain one again. No secret
-// (the tenant etcd's root password, the platform's password, the encryption key, the binding's credentials) is
-// ever in what the platform or the CLI sees. The failure is real: this file's own etcd, stopped and started.
+// last_operation says what a running operation is doing
+// (docs/design/contracts/osb-api.md#what-a-running-operations-description-says): while the tenant etcd the drivers
+// manage is stopped, a provision's or a bind's first step fails and Temporal retries it, and the description a platform
+// polls names the resource, the step, the attempt and the last error; `brokerflow status --json` shows the same. Once
+// etcd is back the operation succeeds and the answer is the plain one again. No secret (the tenant etcd's root
+// password, the platform's password, the encryption key, the binding's credentials) is ever in what the platform or the
+// CLI sees. The failure is real: this file's own etcd, stopped and started.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';

@@ -1,6 +1,6 @@
 // The one line last_operation and `brokerflow status` give while an operation runs
-// (docs/design/contracts/osb-api.md#last-operation): made from the workflow's progress report and Temporal's pending
-// activity, never carrying a secret, and absent when nothing is known.
+// (docs/design/contracts/osb-api.md#what-a-running-operations-description-says): made from the workflow's progress
+// report and Temporal's pending activity, never carrying a secret, and absent when nothing is known.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAST_ERROR_MAX_CHARS, liveStep, stepDescription, type PendingActivity } from '../../client/operation-progress';
