@@ -118,8 +118,11 @@ test('brokerflow status --json shows the same step, attempt and last error as la
   const step = retriedStep(String(s.description), 'keyspace', 'etcd-prefix', 'getCurrentState');
   assert.ok(step, String(s.description));
   assert.equal(s.description, `keyspace: getCurrentState (attempt ${s.attempt} of 7, last error: ${step.error})`);
+  // The same last error as the platform read, as far as both show it: a description cuts it to 200 characters, and
+  // one without the worker's report keeps the resource and step in it, so it is cut sooner.
   const platform = retriedStep(seen[seen.length - 1]!.description, 'keyspace', 'etcd-prefix', 'getCurrentState')!;
-  assert.equal(step.error, platform.error, 'the platform and the CLI read the same last error');
+  const [a, b] = [step.error, platform.error].map((e) => e.replace(/…$/, '')).sort((x, y) => x.length - y.length);
+  assert.ok(b!.startsWith(a!), `the platform and the CLI read different last errors: ${platform.error} / ${step.error}`);
 
   const done = await cli(['status', id, '--operation', operation, '--watch']);
   assert.equal(done.code, EXIT.ok, done.stdout + done.stderr);
