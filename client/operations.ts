@@ -28,7 +28,8 @@ import {
   type OperationResult,
 } from '../workflows/messages';
 import type { OperationState, OperationType } from '../domain/operations';
-import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
+import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, OriginatingUserKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
+import { requesterLabel } from '../domain/audit';
 
 /**
  * The ID of an operation: readable in the Web UI, and derived from what was asked (instance, binding, request
@@ -97,6 +98,7 @@ export function operationStartRecord(input: OperationInput): { memo: OperationMe
       { key: PlanIdKey, value: input.planId },
       { key: OperationTypeKey, value: input.operation },
       { key: OperationStateKey, value: 'in progress' },
+      { key: OriginatingUserKey, value: requesterLabel(input.requestedBy) },
     ]),
   };
 }

@@ -52,6 +52,7 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
     operations,
     metrics,
     syncTimeoutMs: (cfg.broker?.syncTimeoutSeconds ?? 60) * 1000,
+    auditWarnings: { warn: (fields, message) => log.warn(fields, message) },
   });
   const app = await buildBrokerApp({
     metrics,
