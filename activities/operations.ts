@@ -14,6 +14,7 @@ import type { Entry } from '../adapters/registry/entry';
 import type { OperationInput } from '../workflows/messages';
 import type { OperationType } from '../domain/operations';
 import { asActivity } from './failures';
+import { operationAudit } from './audit';
 
 /**
  * Registry keys brokerflow adds to the system keys (defined with the registry's keys;
@@ -59,6 +60,7 @@ interface PendingUpdate {
 
 export function createOperationActivities(deps: OperationDeps) {
   const { registry } = deps;
+  const audit = operationAudit(registry);
   const open = (ref: Pick<EntryRef, 'instanceId' | 'bindingId'>) => {
     const [type, id] = entryOf(ref);
     return registry.open(type, id, ref.bindingId ? { instanceId: ref.instanceId } : {});
@@ -71,7 +73,7 @@ export function createOperationActivities(deps: OperationDeps) {
      * without completing it is closed as failed first: only one run per instance exists at a time, so it is stale.
      */
     async recordBegin(input: OperationInput): Promise<BeginOutcome> {
-      return asActivity(`recording ${input.operation} ${input.operationId}`, () => onFreshCopies(async () => {
+      return asActivity(`recording ${input.operation} ${input.operationId}`, async () => auditedBegin(await onFreshCopies(async () => {
         const entry = await open(input);
         const cur = operationOf(entry);
         const refused = (reason: string): BeginOutcome => ({ alreadySucceeded: false, refused: reason });
@@ -123,14 +125,24 @@ export function createOperationActivities(deps: OperationDeps) {
           if (share) await registry.releaseBindingShare(input.instanceId, share, input.operationId).catch(() => undefined);
           throw err;
         }
-      }));
+      })));
 
-      async function begin(entry: Entry, cur: ReturnType<typeof operationOf>): Promise<BeginOutcome> {
+      /** Records the operation in its instance's audit trail; one that ends here (refused, already done) with its end. */
+      async function auditedBegin(outcome: BeginOutcome & { applied?: Entry }): Promise<BeginOutcome> {
+        const { applied, ...result } = outcome;
+        await audit.accepted(input, applied);
+        if (result.refused !== undefined) await audit.ended(input.instanceId, input.operationId, { error: result.refused });
+        else if (result.alreadySucceeded) await audit.ended(input.instanceId, input.operationId, { note: 'already done' });
+        return result;
+      }
+
+      async function begin(entry: Entry, cur: ReturnType<typeof operationOf>): Promise<BeginOutcome & { applied?: Entry }> {
+        // What an update changes is compared with what the instance has applied before it begins.
+        const applied = input.operation === 'update' ? entry.clone() : undefined;
         if (entry.exists() && cur && cur.operationId !== input.operationId && cur.state === 'in progress') {
-          await registry.completeOperation(entry, {
-            operationId: cur.operationId,
-            error: 'superseded: the workflow running this operation ended without completing it',
-          });
+          const superseded = 'superseded: the workflow running this operation ended without completing it';
+          await registry.completeOperation(entry, { operationId: cur.operationId, error: superseded });
+          await audit.ended(input.instanceId, cur.operationId, { error: superseded });
         }
         if (cur?.operationId !== input.operationId) {
           if (input.operation === 'provision') {
@@ -167,7 +179,7 @@ export function createOperationActivities(deps: OperationDeps) {
         // On the Kubernetes registry backend, objects that name this entry as their owner are garbage-collected
         // with it; templates pass it on as `owner`.
         const owner = entry.getOwnerReference();
-        return { alreadySucceeded: false, ...(owner ? { owner } : {}) };
+        return { alreadySucceeded: false, ...(owner ? { owner } : {}), ...(applied ? { applied } : {}) };
       }
     },
 
@@ -183,7 +195,10 @@ export function createOperationActivities(deps: OperationDeps) {
           // A repeat of a completion that was written but whose report got lost (a worker stopped): meanwhile the
           // instance's deprovision, which begins only once this end is recorded, removed the binding.
           const record = await registry.readOperation('service-binding', input.bindingId!, { instanceId: input.instanceId });
-          if (record?.gone && record.operationId.endsWith(`/${input.bindingId}`)) return;
+          if (record?.gone && record.operationId.endsWith(`/${input.bindingId}`)) {
+            await audit.ended(input.instanceId, input.operationId, input.error !== undefined ? { error: input.error } : {});
+            return;
+          }
         }
         if (input.operation === 'update' && entry.exists()) {
           const pending = entry.get<PendingUpdate>(ExtraKeys.PendingUpdate);
@@ -202,6 +217,7 @@ export function createOperationActivities(deps: OperationDeps) {
         if (input.bindingId && (input.operation === 'bind' || input.operation === 'unbind')) {
           await registry.releaseBindingShare(input.instanceId, input.bindingId, input.operationId);
         }
+        await audit.ended(input.instanceId, input.operationId, input.error !== undefined ? { error: input.error } : {});
       }));
     },
 

@@ -31,7 +31,8 @@ import {
 } from '../workflows/messages';
 import { liveStep, stepDescription, type LiveStep } from './operation-progress';
 import type { OperationState, OperationType } from '../domain/operations';
-import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
+import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, OriginatingUserKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
+import { requesterLabel } from '../domain/audit';
 
 /**
  * The ID of an operation: readable in the Web UI, and derived from what was asked (instance, binding, request
@@ -108,6 +109,7 @@ export function operationStartRecord(input: OperationInput): { memo: OperationMe
       { key: PlanIdKey, value: input.planId },
       { key: OperationTypeKey, value: input.operation },
       { key: OperationStateKey, value: 'in progress' },
+      { key: OriginatingUserKey, value: requesterLabel(input.requestedBy) },
     ]),
   };
 }

@@ -4,3 +4,4 @@ export * from './reconcile';
 export * from './errors';
 export * from './operations';
 export * from './endpoints';
+export * from './audit';

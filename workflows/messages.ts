@@ -3,6 +3,7 @@ import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { ReconcileProgress } from './reconcile';
 import type { OperationState, OperationType } from '../domain/operations';
 import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
+import type { RequestOrigin } from '../domain/audit';
 
 /** What the platform asked for, as the operation workflows receive it. Parameters may hold secrets: the
  *  payload codec encrypts them in history; search attributes and IDs never carry them. */
@@ -22,6 +23,10 @@ export interface OperationInput {
   fingerprint: string;
   /** For bind: the app GUID / bind resource, kept for fetch binding. */
   bindResource?: Record<string, unknown>;
+  /** Who asked (the platform's originating identity, or the CLI); absent when the request named nobody. */
+  requestedBy?: RequestOrigin;
+  /** When the broker accepted the request (ISO 8601), for the audit trail. */
+  acceptedAt?: string;
   /** Retry overrides for reconcile steps (tests and slow environments). */
   stepRetry?: { initialInterval?: string; maximumAttempts?: number; backoffCoefficient?: number };
 }

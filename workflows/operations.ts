@@ -19,7 +19,8 @@ import type { ResourceDef } from '../config/resource-sets';
 import type { TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
 import { describeFailure, recordOptions } from './activity-policies';
-import { OperationStateKey, OperationTypeKey } from './searchAttributes';
+import { OperationStateKey, OperationTypeKey, OriginatingUserKey } from './searchAttributes';
+import { requesterLabel } from '../domain/audit';
 import {
   deprovisionAfterProvisionId,
   deprovisionRequestedSignal,
@@ -41,6 +42,14 @@ const records = proxyActivities<OperationActivities>(recordOptions);
  */
 function refusesUnrecorded(): boolean {
   return patched('refuse-unrecorded-failures');
+}
+
+/**
+ * The deprovision a DELETE asked for is searchable by whoever sent the DELETE, not by who provisioned. Runs that
+ * continued before this rule carried the provision's search attributes over, so they replay on that path.
+ */
+function deprovisionRequester(d: OperationInput): Array<{ key: typeof OriginatingUserKey; value: string }> {
+  return patched('originating-user-of-continued-deprovision') ? [{ key: OriginatingUserKey, value: requesterLabel(d.requestedBy) }] : [];
 }
 
 /** Shared bookkeeping of every operation: progress query, search attributes, begin and complete records. */
@@ -219,6 +228,7 @@ export async function provision(input: OperationInput): Promise<OperationResult>
       typedSearchAttributes: workflowInfo().typedSearchAttributes.updateCopy([
         { key: OperationTypeKey, value: 'deprovision' },
         { key: OperationStateKey, value: 'in progress' },
+        ...deprovisionRequester(d),
       ]),
     });
     return next(d);

@@ -8,6 +8,8 @@ export const ServiceIdKey = defineSearchAttributeKey('ServiceId', SearchAttribut
 export const PlanIdKey = defineSearchAttributeKey('PlanId', SearchAttributeType.KEYWORD);
 export const OperationTypeKey = defineSearchAttributeKey('OperationType', SearchAttributeType.KEYWORD);
 export const OperationStateKey = defineSearchAttributeKey('OperationState', SearchAttributeType.KEYWORD);
+/** `<platform>/<user>` who asked for an operation (X-Broker-API-Originating-Identity), or `unknown`. */
+export const OriginatingUserKey = defineSearchAttributeKey('OriginatingUser', SearchAttributeType.KEYWORD);
 /** `<namespace>/<service>` of a Kubernetes service mirrored by endpoint reconciliation. */
 export const KubeServiceKey = defineSearchAttributeKey('KubeService', SearchAttributeType.KEYWORD);
 
@@ -19,5 +21,6 @@ export const searchAttributeDefinitions: ReadonlyArray<{ name: string; cliType: 
   PlanIdKey,
   OperationTypeKey,
   OperationStateKey,
+  OriginatingUserKey,
   KubeServiceKey,
 ].map((key) => ({ name: key.name, cliType: 'Keyword' as const }));

@@ -21,6 +21,8 @@ export const RegistryKind = {
   Entry: 'RegistryEntry',
   Credentials: 'RegistryCredentials',
   Tombstone: 'RegistryTombstone',
+  /** An instance's audit trail (docs/design/contracts/registry.md#audit-trail). */
+  Audit: 'RegistryAudit',
 } as const;
 
 /** The stores an entry is kept in. */

@@ -15,3 +15,4 @@ export {
   type EntryType,
   type OperationType,
 } from './keys';
+export { AuditTrails, appliedState } from './audit';

@@ -18,6 +18,7 @@ import {
   type OperationType,
 } from './keys';
 import type { OperationState } from '../../domain/operations';
+import { AuditTrails } from './audit';
 
 /** How the registry is built: the plain store, the secret store for credentials, the broker's namespace. */
 export interface RegistryOptions {
@@ -78,11 +79,14 @@ export class Registry {
   private readonly store: ObjectStore;
   private readonly secrets: ObjectStore | undefined;
   private readonly defaultNamespace: string | undefined;
+  /** Each instance's audit trail: who asked for which operation, what it changed, how it ended. */
+  readonly audit: AuditTrails;
 
   constructor(opts: RegistryOptions) {
     this.store = opts.store;
     this.secrets = opts.secrets;
     this.defaultNamespace = opts.defaultNamespace === undefined ? undefined : validateNamespace(opts.defaultNamespace, 'defaultNamespace');
+    this.audit = new AuditTrails(this.store, this.defaultNamespace);
   }
 
   /** `registry-<type>-<id>`. */

@@ -53,6 +53,7 @@ export async function createBroker(cfg: RuntimeConfig, log: Logger, client?: Cli
     metrics,
     syncTimeoutMs: (cfg.broker?.syncTimeoutSeconds ?? 60) * 1000,
     ...(cfg.broker?.lastOperationStepDeadlineMs !== undefined ? { stepLookupDeadlineMs: cfg.broker.lastOperationStepDeadlineMs } : {}),
+    auditWarnings: { warn: (fields, message) => log.warn(fields, message) },
   });
   const app = await buildBrokerApp({
     metrics,

@@ -26,6 +26,8 @@ import {
   type OperationFact,
 } from './decide';
 import type { BrokerMetrics } from './metrics';
+import { acceptanceOf, recordAcceptance, withRequester, type AuditWarnings } from './audit';
+import type { RequestOrigin } from '../../domain/audit';
 import type { BindingBody, BindRequest, InstanceBody, LastOperationBody, OperationBody, ProvisionRequest, UpdateRequest } from './schemas';
 
 type Json = Record<string, unknown>;
@@ -54,6 +56,8 @@ export interface OsbServiceDeps {
    * STEP_LOOKUP_DEADLINE_MS; 0: never asked, the registry's answer only).
    */
   stepLookupDeadlineMs?: number;
+  /** Where a failed audit-trail write is reported (the operation runs all the same). */
+  auditWarnings?: AuditWarnings;
 }
 
 /** What an asynchronous request is answered with: the operation to poll. */
@@ -201,6 +205,7 @@ export class OsbService {
     ref: { instanceId: string; bindingId?: string },
     accepts: boolean,
     decideNow: DecideNow<B>,
+    origin?: RequestOrigin,
   ): Promise<OsbAnswer<B | AcceptedBody>> {
     for (let round = 0; round < 3; round++) {
       const { decision, plan, answer: render } = await decideNow();
@@ -214,15 +219,18 @@ export class OsbService {
           this.count(type, 'identical');
           return accepts ? answer(202, { operation: decision.operationId }) : this.answerSync(type, ref, decision.operationId, plan.sync);
         case 'interrupt': {
-          const input = this.withRetry(plan.build());
+          const input = this.withRetry(withRequester(plan.build(), origin));
           const operationId = await this.deps.operations.interruptProvision(decision.provisionOperationId, input);
+          await this.recordAccepted({ ...input, operationId });
           this.count('deprovision', 'interrupted_provision');
           return accepts ? answer(202, { operation: operationId }) : this.answerSync(type, ref, operationId, plan.sync);
         }
         case 'start': {
-          const input = this.withRetry(plan.build());
+          const input = this.withRetry(withRequester(plan.build(), origin));
+          const accepted = await acceptanceOf(this.deps.registry, input, this.deps.auditWarnings);
           const outcome = await this.deps.operations.start(input);
           if (outcome.kind === 'busy') continue;
+          if (outcome.kind === 'started') await recordAcceptance(this.deps.registry, input.instanceId, accepted, this.deps.auditWarnings);
           this.count(type, outcome.kind === 'started' ? 'accepted' : 'identical');
           return accepts ? answer(202, { operation: outcome.operationId }) : this.answerSync(type, ref, outcome.operationId, plan.sync);
         }
@@ -230,6 +238,11 @@ export class OsbService {
     }
     this.count(type, 'concurrency_error');
     throw unprocessable('ConcurrencyError', `another operation is in progress on ${ref.bindingId ? `binding ${ref.bindingId}` : `instance ${ref.instanceId}`}`);
+  }
+
+  /** Records a started operation's acceptance in the audit trail (docs/design/contracts/registry.md#audit-trail). */
+  private async recordAccepted(input: OperationInput): Promise<void> {
+    await recordAcceptance(this.deps.registry, input.instanceId, await acceptanceOf(this.deps.registry, input, this.deps.auditWarnings), this.deps.auditWarnings);
   }
 
   /** Decides once on fresh facts and says what carrying the decision out would do, changing nothing. */
@@ -295,9 +308,9 @@ export class OsbService {
 
   // ---- instances ----------------------------------------------------------------------------------------
 
-  async provision(instanceId: string, b: ProvisionRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+  async provision(instanceId: string, b: ProvisionRequest, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<OperationBody>> {
     const { type, ref, decideNow } = this.provisionRequest(instanceId, b, accepts);
-    return this.carryOut(type, ref, accepts, decideNow);
+    return this.carryOut(type, ref, accepts, decideNow, origin);
   }
 
   private provisionRequest(instanceId: string, b: ProvisionRequest, accepts: boolean): CheckedRequest<OperationBody> {
@@ -341,9 +354,9 @@ export class OsbService {
     return { type: 'provision', ref: { instanceId }, decideNow };
   }
 
-  async update(instanceId: string, b: UpdateRequest, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+  async update(instanceId: string, b: UpdateRequest, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<OperationBody>> {
     const { type, ref, decideNow } = this.updateRequest(instanceId, b, accepts);
-    return this.carryOut(type, ref, accepts, decideNow);
+    return this.carryOut(type, ref, accepts, decideNow, origin);
   }
 
   private updateRequest(instanceId: string, b: UpdateRequest, accepts: boolean): CheckedRequest<OperationBody> {
@@ -406,7 +419,7 @@ export class OsbService {
     return { type: 'update', ref: { instanceId }, decideNow };
   }
 
-  async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+  async deprovision(instanceId: string, q: { service_id: string; plan_id: string }, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.plans.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ deprovision: instanceId });
     return this.carryOut('deprovision', { instanceId }, accepts, async () => {
@@ -430,7 +443,7 @@ export class OsbService {
           }),
         },
       };
-    });
+    }, origin);
   }
 
   async fetchInstance(instanceId: string): Promise<OsbAnswer<InstanceBody>> {
@@ -466,9 +479,9 @@ export class OsbService {
 
   // ---- bindings -----------------------------------------------------------------------------------------
 
-  async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): Promise<OsbAnswer<BindingBody>> {
+  async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<BindingBody>> {
     const { type, ref, decideNow } = this.bindRequest(instanceId, bindingId, b, accepts);
-    return this.carryOut(type, ref, accepts, decideNow);
+    return this.carryOut(type, ref, accepts, decideNow, origin);
   }
 
   private bindRequest(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): CheckedRequest<BindingBody> {
@@ -509,7 +522,7 @@ export class OsbService {
     return { type: 'bind', ref: { instanceId, bindingId }, decideNow };
   }
 
-  async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean): Promise<OsbAnswer<OperationBody>> {
+  async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.plans.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ unbind: bindingId });
     return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
@@ -532,7 +545,7 @@ export class OsbService {
           }),
         },
       };
-    });
+    }, origin);
   }
 
   async fetchBinding(instanceId: string, bindingId: string): Promise<OsbAnswer<BindingBody>> {

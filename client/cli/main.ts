@@ -3,6 +3,7 @@
 // Every command takes --json; exit codes are stable for scripts (see EXIT below and the README).
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { configPathFromArgs, loadRuntimeConfig, type RuntimeConfig } from '../../config';
 import { publicCatalog } from '../../config/catalog';
 import { BrokerflowError, NotFoundError } from '../../adapters/errors';
@@ -15,6 +16,9 @@ import { connectClient, TemporalUnreachableError } from '../../platform/temporal
 import { createCliContext, type CliContext } from './context';
 import { watchStatus, currentStatus } from './status';
 import { listEntries } from './list';
+import { formatHistory, readHistory } from './history';
+import { createRegistry } from '../../adapters/factory';
+import type { RequestOrigin } from '../../domain/audit';
 import { OPERATION_STATES } from '../../domain/operations';
 
 /** Exit codes scripts can rely on. */
@@ -48,6 +52,21 @@ function parseJsonArg(value: string | undefined, what: string): Record<string, u
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${what} must be a JSON object`, EXIT.usage);
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * Who the audit trail names for operations the CLI starts: platform `brokerflow-cli` and the operating-system user
+ * running it (docs/design/contracts/cli.md).
+ */
+function cliOrigin(): RequestOrigin {
+  let user: string | undefined;
+  try {
+    user = userInfo().username;
+  } catch {
+    user = process.env.USER ?? process.env.USERNAME;
+  }
+  const clean = (user ?? '').replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 256);
+  return { platform: 'brokerflow-cli', user: clean || 'unknown' };
 }
 
 /** An error with the exit code it maps to. */
@@ -222,7 +241,7 @@ export function buildProgram(): Command {
         const context = parseJsonArg(o.context, '--context');
         const request = { service_id: ids.serviceId, plan_id: ids.planId!, organization_guid: o.org, space_guid: o.space, ...(parameters ? { parameters } : {}), ...(context ? { context } : {}) };
         if (o.dryRun) return runDryRun(g(), ctx, { operation: 'provision', instanceId: instance }, () => ctx.osb.previewProvision(instance, request));
-        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.provision(instance, request, true), o.wait === true);
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.provision(instance, request, true, cliOrigin()), o.wait === true);
       });
     });
 
@@ -241,7 +260,7 @@ export function buildProgram(): Command {
         const parameters = parseJsonArg(o.params, '--params');
         const request = { service_id: ids.serviceId, ...(ids.planId ? { plan_id: ids.planId } : {}), ...(parameters ? { parameters } : {}) };
         if (o.dryRun) return runDryRun(g(), ctx, { operation: 'update', instanceId: instance }, () => ctx.osb.previewUpdate(instance, request));
-        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.update(instance, request, true), o.wait === true);
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.update(instance, request, true, cliOrigin()), o.wait === true);
       });
     });
 
@@ -256,7 +275,7 @@ export function buildProgram(): Command {
         if (!entry.exists() && !running) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
         const serviceId = entry.get<string>('service-id') ?? '';
         const planId = entry.get<string>('plan-id') ?? '';
-        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.deprovision(instance, { service_id: serviceId, plan_id: planId }, true), o.wait === true);
+        return runOperation(g(), ctx, { instanceId: instance }, () => ctx.osb.deprovision(instance, { service_id: serviceId, plan_id: planId }, true, cliOrigin()), o.wait === true);
       });
     });
 
@@ -279,7 +298,7 @@ export function buildProgram(): Command {
           ...(o.appGuid ? { bind_resource: { app_guid: o.appGuid } } : {}),
         };
         if (o.dryRun) return runDryRun(g(), ctx, { operation: 'bind', instanceId: instance, bindingId: binding }, () => ctx.osb.previewBind(instance, binding, request));
-        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () => ctx.osb.bind(instance, binding, request, true), o.wait === true);
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () => ctx.osb.bind(instance, binding, request, true, cliOrigin()), o.wait === true);
       });
     });
 
@@ -292,7 +311,7 @@ export function buildProgram(): Command {
         const entry = await ctx.registry.open('service-binding', binding, { instanceId: instance });
         if (!entry.exists()) throw new CliError(`binding ${binding} does not exist`, EXIT.notFound);
         return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () =>
-          ctx.osb.unbind(instance, binding, { service_id: entry.get<string>('service-id')!, plan_id: entry.get<string>('plan-id')! }, true),
+          ctx.osb.unbind(instance, binding, { service_id: entry.get<string>('service-id')!, plan_id: entry.get<string>('plan-id')! }, true, cliOrigin()),
         o.wait === true);
       });
     });
@@ -310,6 +329,24 @@ export function buildProgram(): Command {
         if (!s) throw new CliError(`no operation known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
         return s.state === 'failed' ? EXIT.failed : EXIT.ok;
       });
+    });
+
+  program
+    .command('history <instance>')
+    .description('who asked for each operation on an instance (or one of its bindings), what it changed and how it ended')
+    .option('--binding <id>', 'only this binding of the instance')
+    .action(async (instance: string, o: { binding?: string }) => {
+      // The trail is in the registry: this command needs no Temporal.
+      const cfg = loadRuntimeConfig(g().config ?? configPathFromArgs([]));
+      const bundle = await createRegistry(cfg);
+      try {
+        const items = await readHistory(bundle.registry, { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}) });
+        if (!items) throw new CliError(`no history known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
+        emit(g().json, { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}), items }, () => formatHistory(items, cfg.catalogData));
+        process.exitCode = EXIT.ok;
+      } finally {
+        await bundle.close();
+      }
     });
 
   program

@@ -15,6 +15,7 @@ import {
   type Entry,
 } from '../../adapters/registry';
 import { testMachineId } from './persistence-conformance';
+import { MAX_AUDIT_RECORDS, type AuditRecord } from '../../domain/audit';
 
 /** How the suite gets persistence providers of one backend. */
 export interface RegistryBackend {
@@ -401,6 +402,28 @@ export function registryConformance(backend: RegistryBackend): void {
       );
       const bindings = await own.registry.list('service-binding');
       assert.deepEqual(bindings.map((s) => [s.id, s.hasCredentials, 'credentials' in s.values]), [['list-b', true, false]]);
+    });
+
+    void test('an audit trail keeps each operation once, records its end once, outlives the entry and stays bounded', async () => {
+      const id = uid();
+      const record = (n: number): AuditRecord => ({ operation: 'update', operationId: `op-${n}`, requestedBy: 'cloudfoundry/alice', acceptedAt: new Date(Date.UTC(2030, 0, 1)).toISOString(), changes: {} });
+      assert.equal(await r.audit.read(id), undefined);
+      const e = await newInstance(id);
+      await r.audit.append(id, record(0));
+      await r.audit.append(id, record(0));
+      await r.audit.complete(id, 'op-0', { error: 'it failed', completedAt: new Date(Date.UTC(2030, 0, 1, 0, 0, 3)) });
+      await r.audit.complete(id, 'op-0', {});
+      assert.deepEqual(await r.audit.read(id), [{ ...record(0), outcome: { state: 'failed', description: 'it failed', completedAt: '2030-01-01T00:00:03.000Z', durationMs: 3000 } }]);
+      await e.delete();
+      assert.equal((await r.audit.read(id))?.length, 1, 'the trail outlives the entry');
+      // Concurrent writers of one trail (binding operations of one instance) all get their record in.
+      await Promise.all(Array.from({ length: 8 }, (_, n) => r.audit.append(id, record(n + 1))));
+      assert.deepEqual((await r.audit.read(id))?.map((x) => x.operationId).sort(), Array.from({ length: 9 }, (_, n) => `op-${n}`).sort());
+      for (let n = 9; n < MAX_AUDIT_RECORDS + 5; n++) await r.audit.append(id, record(n));
+      const trail = await r.audit.read(id);
+      assert.equal(trail?.length, MAX_AUDIT_RECORDS);
+      assert.equal(trail?.[trail.length - 1]?.operationId, `op-${MAX_AUDIT_RECORDS + 4}`);
+      await assert.rejects(r.audit.read('../x'), ValidationError);
     });
 
     void test('bad IDs, keys and operation IDs are rejected before any I/O', async () => {

@@ -53,13 +53,13 @@ const operationOf = (q: LastOperationQuery) => (q.operation ? { operation: q.ope
 
 export const osbRoutes: FastifyPluginAsyncTypebox<{ osb: OsbService }> = async (app, { osb }) => {
   app.put(instance, { schema: schemas.provision }, async (req, reply) =>
-    send(reply, await osb.provision(req.params.instance_id, req.body, acceptsIncomplete(req.query))),
+    send(reply, await osb.provision(req.params.instance_id, req.body, acceptsIncomplete(req.query), req.originatingIdentity)),
   );
   app.patch(instance, { schema: schemas.update }, async (req, reply) =>
-    send(reply, await osb.update(req.params.instance_id, req.body, acceptsIncomplete(req.query))),
+    send(reply, await osb.update(req.params.instance_id, req.body, acceptsIncomplete(req.query), req.originatingIdentity)),
   );
   app.delete(instance, { schema: schemas.deprovision }, async (req, reply) =>
-    send(reply, await osb.deprovision(req.params.instance_id, req.query, acceptsIncomplete(req.query))),
+    send(reply, await osb.deprovision(req.params.instance_id, req.query, acceptsIncomplete(req.query), req.originatingIdentity)),
   );
   app.get(instance, { schema: schemas.fetchInstance }, async (req, reply) =>
     send(reply, await osb.fetchInstance(req.params.instance_id)),
@@ -69,10 +69,10 @@ export const osbRoutes: FastifyPluginAsyncTypebox<{ osb: OsbService }> = async (
   );
 
   app.put(binding, { schema: schemas.bind }, async (req, reply) =>
-    send(reply, await osb.bind(req.params.instance_id, req.params.binding_id, req.body, acceptsIncomplete(req.query))),
+    send(reply, await osb.bind(req.params.instance_id, req.params.binding_id, req.body, acceptsIncomplete(req.query), req.originatingIdentity)),
   );
   app.delete(binding, { schema: schemas.unbind }, async (req, reply) =>
-    send(reply, await osb.unbind(req.params.instance_id, req.params.binding_id, req.query, acceptsIncomplete(req.query))),
+    send(reply, await osb.unbind(req.params.instance_id, req.params.binding_id, req.query, acceptsIncomplete(req.query), req.originatingIdentity)),
   );
   app.get(binding, { schema: schemas.fetchBinding }, async (req, reply) =>
     send(reply, await osb.fetchBinding(req.params.instance_id, req.params.binding_id)),
