@@ -1,6 +1,7 @@
 // Activities: thin functions, one per side effect, each wrapping an adapter call and mapping its errors to
 // retryable or non-retryable failures. `createActivities(deps)` builds them from real adapters.
 import type { ResourceDriver } from '../adapters/resources/types';
+import { createCancellationActivities } from './cancellation';
 import { createProbeActivities } from './probe';
 import { createReconcileActivities } from './reconcile';
 import type { ReconcileMetrics } from './metrics';
@@ -23,7 +24,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createProbeActivities(deps),
     ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
-    ...(deps.operations ? createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }) : {}),
+    ...(deps.operations ? { ...createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }), ...createCancellationActivities() } : {}),
     // Loaded only when endpoint reconciliation is configured: it pulls in @kubernetes/client-node (~75 MB RSS).
     ...(deps.endpoints ? (require('./endpoints') as typeof import('./endpoints')).createEndpointActivities(deps.endpoints) : {}),
   };

@@ -213,6 +213,11 @@ export function createOperationActivities(deps: OperationDeps) {
         if (input.operation === 'provision' && input.error === undefined && entry.exists() && operationOf(entry)?.operationId === input.operationId) {
           entry.unset(ExtraKeys.ProvisionPending);
         }
+        if (input.operation === 'bind' && input.error !== undefined && entry.exists() && operationOf(entry)?.operationId === input.operationId) {
+          // A failed bind leaves no credentials: a cancelled one may have stored them just before it was stopped
+          // (docs/design/contracts/operations.md#cancellation-and-compensation). Same write as the failure.
+          entry.unset(RegistryKey.Credentials);
+        }
         await registry.completeOperation(entry, { operationId: input.operationId, ...(input.error !== undefined ? { error: input.error } : {}) });
         if (input.bindingId && (input.operation === 'bind' || input.operation === 'unbind')) {
           await registry.releaseBindingShare(input.instanceId, input.bindingId, input.operationId);
@@ -264,7 +269,30 @@ export function createOperationActivities(deps: OperationDeps) {
       });
     },
 
-    /** Collects the binding resources' outputs and stores them as the binding's credentials (encrypted at rest). */
+    /**
+     * What an instance has applied: the plan, parameters, context and maintenance version its last successful
+     * provision or update left (an update's target is applied only when it succeeds). A cancelled update
+     * reconciles back to these.
+     */
+    async readAppliedInstance(input: { instanceId: string }): Promise<{
+      planId: string;
+      parameters: Record<string, unknown>;
+      context: Record<string, unknown>;
+      maintenanceVersion?: string;
+    }> {
+      return asActivity('reading the applied instance', async () => {
+        const entry = await registry.open('service-instance', input.instanceId);
+        if (!entry.exists()) throw new NotFoundError(`instance ${input.instanceId} does not exist`);
+        const maintenanceVersion = entry.get<string>(ExtraKeys.MaintenanceVersion);
+        return { planId: entry.get<string>(RegistryKey.PlanID) ?? '', ...instanceInputs(entry), ...(maintenanceVersion ? { maintenanceVersion } : {}) };
+      });
+    },
+
+    /**
+     * Collects the binding resources' outputs and stores them as the binding's credentials (encrypted at rest),
+     * only while the binding's record still shows this bind in progress: a call that outlives its bind's end (a
+     * cancelled bind records its end without waiting for it) must not bring credentials back.
+     */
     async storeCredentials(input: { resources: ResourceDef[]; object: ReconcileObject; template: TemplateContext }): Promise<void> {
       return asActivity('storing credentials', async () => {
         if (!input.object.bindingId) throw new ValidationError('storeCredentials needs a binding');
@@ -280,6 +308,10 @@ export function createOperationActivities(deps: OperationDeps) {
         }
         const entry = await registry.open('service-binding', input.object.bindingId, { instanceId: input.object.instanceId });
         if (!entry.exists()) throw new NotFoundError(`binding ${input.object.bindingId} does not exist`);
+        const record = operationOf(entry);
+        if (record?.operationId !== input.object.operationId || record.state !== 'in progress') {
+          throw new ConflictError(`binding ${input.object.bindingId}: bind ${input.object.operationId} is no longer in progress; its credentials are not stored`);
+        }
         entry.set('credentials', credentials);
         await entry.commit();
       });

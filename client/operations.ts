@@ -5,7 +5,8 @@
 // State comes from the registry (it answers without a worker); Temporal only fills the short gap between a
 // start and the workflow's first registry write, and unmasks operations whose run died while open.
 import { UnavailableError } from '../adapters/errors';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -18,6 +19,7 @@ import { TypedSearchAttributes } from '@temporalio/common';
 import { InternalWorkflowStartOptionsSymbol, type InternalWorkflowStartOptions } from '@temporalio/client/lib/internal';
 import type { Registry, OperationRecord } from '../adapters/registry';
 import {
+  CANCELLABLE_OPERATIONS,
   instanceWorkflowId,
   operationWorkflowId,
   operationSummary,
@@ -121,6 +123,15 @@ export type StartOutcome =
   | { kind: 'same'; operationId: string }
   /** Another operation runs on this instance. */
   | { kind: 'busy'; running: OperationMemo };
+
+/** What happened when asked to cancel the operation running on an instance or binding. */
+export type CancelOutcome =
+  /** Temporal recorded the request; the operation stops and undoes its work. */
+  | { kind: 'requested'; running: OperationMemo }
+  /** No operation runs (or the running one has already recorded its end). */
+  | { kind: 'nothing-runs' }
+  /** A deprovision or unbind runs: it runs to completion. */
+  | { kind: 'not-cancellable'; running: OperationMemo };
 
 /** The state of an operation as last_operation reports it. */
 export interface OperationStatus {
@@ -268,6 +279,42 @@ export class OperationsClient {
       ? await this.registry.readOperation('service-binding', running.bindingId, { instanceId })
       : await this.registry.readOperation('service-instance', instanceId);
     return record?.operationId === running.operationId && record.state !== 'in progress';
+  }
+
+  /**
+   * Asks the operation running on an instance (or, with `bindingId`, on that binding) to stop and undo its work
+   * (docs/design/contracts/operations.md#cancellation-and-compensation): a Temporal cancellation of that exact
+   * run, recorded with `identity`, which the operation's description names. Only a provision, update or bind is
+   * cancelled; nothing is sent when nothing runs or a deprovision or unbind runs (also a provision a DELETE has
+   * turned into one).
+   */
+  async requestCancel(ref: { instanceId: string; bindingId?: string | undefined }, identity: string): Promise<CancelOutcome> {
+    const d = await this.describe(ref);
+    if (!d || d.status.name !== 'RUNNING') return { kind: 'nothing-runs' };
+    const running = d.memo as unknown as OperationMemo;
+    // A binding workflow of another instance (the same binding ID under another path) is not this binding's.
+    if ((running.instanceId ?? ref.instanceId) !== ref.instanceId || (ref.bindingId ? running.bindingId !== ref.bindingId : !!running.bindingId)) {
+      return { kind: 'nothing-runs' };
+    }
+    if (!CANCELLABLE_OPERATIONS.includes(running.operation)) return { kind: 'not-cancellable', running };
+    if (running.operation === 'provision' && (await this.deprovisionRequested(d))) {
+      return { kind: 'not-cancellable', running: { ...running, operation: 'deprovision', operationId: deprovisionAfterProvisionId(running.operationId) } };
+    }
+    if (await this.isFinishing(running, ref.instanceId)) return { kind: 'nothing-runs' };
+    try {
+      await this.client.workflowService.requestCancelWorkflowExecution({
+        namespace: this.client.options.namespace,
+        workflowExecution: { workflowId: d.workflowId, runId: d.runId },
+        identity,
+        requestId: randomUUID(),
+        reason: `cancel ${running.operation} ${running.operationId}`,
+      });
+    } catch (err) {
+      // The run closed between the description and the request.
+      if ((err as { code?: number }).code === grpcStatus.NOT_FOUND) return { kind: 'nothing-runs' };
+      throw err;
+    }
+    return { kind: 'requested', running };
   }
 
   /**

@@ -23,6 +23,7 @@ import { testBrokerUser } from '../test/support/config';
 import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
 import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
 import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/support/endpoints-fixtures';
+import { cancelResourceSets, markReady, waitingForReadiness } from '../test/support/cancel-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
 import { ensureEndpointSync, signalKubeService, stopEndpointSync } from '../platform/endpoint-workflows';
 import { watchLabelKey } from '../adapters/kubernetes';
@@ -150,6 +151,60 @@ async function captureInterruptedProvision(stack: TestStack): Promise<void> {
   await expectEnd(stack, instancePath(id), op, 'gone');
   await capture(client, 'provision-interrupted-by-delete', wf, provisionRun, 'provision');
   await capture(client, 'deprovision-after-interrupted-provision', wf, await latestRunId(client, wf), 'deprovision');
+}
+
+/**
+ * Cancelled operations (docs/design/contracts/operations.md#cancellation-and-compensation): the stack's resource
+ * set waits for a ConfigMap the script marks ready, so each cancellation reaches its operation at a known step.
+ * A provision undoes what it created, an update reconciles back to the applied parameters (its undo waits for
+ * readiness too, and is let through), a bind removes its etcd user. Cancelled as `brokerflow cancel` does it.
+ */
+async function captureCancellations(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const { core } = kube();
+  const cli = await createCliContext(stack.config, () => connectClient(stack.config));
+  const identity = 'history-capture (brokerflow CLI)';
+  try {
+    const cancel = async (ref: { instanceId: string; bindingId?: string }) => {
+      const outcome = await cli.operations.requestCancel(ref, identity);
+      assert.equal(outcome.kind, 'requested', JSON.stringify(outcome));
+    };
+    const id = newId('replay-cancel');
+    const wf = instanceWorkflowId(id);
+    let op = await startOperation(stack, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 10 } }));
+    let run = await latestRunId(client, wf);
+    await waitingForReadiness(core, client, wf, id, 'applyCreateChange');
+    await cancel({ instanceId: id });
+    await expectEnd(stack, instancePath(id), op, 'failed');
+    await capture(client, 'provision-cancelled', wf, run, 'provision');
+
+    op = await startOperation(stack, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 10 } }));
+    await waitingForReadiness(core, client, wf, id, 'applyCreateChange');
+    await markReady(core, id, true);
+    await expectEnd(stack, instancePath(id), op, 'succeeded');
+    await markReady(core, id, false);
+    op = await startOperation(stack, 'PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 20 } });
+    run = await latestRunId(client, wf);
+    await waitingForReadiness(core, client, wf, id, 'applyUpdateChange', '20');
+    await cancel({ instanceId: id });
+    await waitingForReadiness(core, client, wf, id, 'applyUpdateChange', '10');
+    await markReady(core, id, true);
+    await expectEnd(stack, instancePath(id), op, 'failed');
+    await capture(client, 'update-cancelled', wf, run, 'update');
+
+    const bid = newId('replay-cancel-b');
+    op = await startOperation(stack, 'PUT', `${bindingPath(id, bid)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN });
+    run = await latestRunId(client, bindingWorkflowId(bid));
+    await waitingForReadiness(core, client, bindingWorkflowId(bid), bid, 'applyCreateChange');
+    await cancel({ instanceId: id, bindingId: bid });
+    await expectEnd(stack, bindingPath(id, bid), op, 'failed');
+    await capture(client, 'bind-cancelled', bindingWorkflowId(bid), run, 'bind');
+
+    op = await startOperation(stack, 'DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    await expectEnd(stack, instancePath(id), op, 'gone');
+  } finally {
+    await cli.close();
+  }
 }
 
 /** Endpoint reconciliation: the watcher, per-service workflows (local activity and activity), the resync. */
@@ -289,8 +344,12 @@ async function main(): Promise<void> {
     const waiting = await startTestStack({ overrides: { resourceSets: waitingResourceSets(workDir), encryption } });
     stacks.push(waiting);
 
+    const cancelling = await startTestStack({ overrides: { resourceSets: cancelResourceSets, encryption } });
+    stacks.push(cancelling);
+
     await captureOperations(osbStack);
     await captureInterruptedProvision(waiting);
+    await captureCancellations(cancelling);
     await captureEndpoints(osbStack);
     await captureTools(osbStack);
 

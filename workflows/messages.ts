@@ -39,7 +39,8 @@ export interface OperationProgress {
   bindingId?: string;
   state: OperationState;
   description?: string;
-  phase: 'recording' | 'reconciling' | 'completing' | 'done';
+  /** `compensating`: cancelled, undoing what the operation did (docs/design/contracts/operations.md#cancellation-and-compensation). */
+  phase: 'recording' | 'reconciling' | 'compensating' | 'completing' | 'done';
   reconcile: ReconcileProgress;
   /** Epoch milliseconds (workflow time). */
   startedAt: number;
@@ -69,6 +70,24 @@ export const progressQuery = defineQuery<OperationProgress>('progress');
 
 /** Sent to a running provision when the platform deletes the instance: creation stops and deprovision follows. */
 export const deprovisionRequestedSignal = defineSignal<[OperationInput]>('deprovisionRequested');
+
+/** The operations a cancellation stops and undoes; a deprovision and an unbind run to completion. */
+export const CANCELLABLE_OPERATIONS: readonly OperationType[] = ['provision', 'update', 'bind'];
+
+/** The description a cancelled operation ends with; `requester` is the cancel request's identity. */
+export function cancelledDescription(requester: string): string {
+  return `cancelled by ${requester || 'an unnamed requester'}`;
+}
+
+/** The description of a cancelled operation whose undo failed (what is left is described by `reason`). */
+export function cancelledUndoFailedDescription(requester: string, reason: string): string {
+  return `${cancelledDescription(requester)}; undoing it failed: ${reason}`;
+}
+
+/** Whether an operation's description says it was cancelled and its work undone. */
+export function isCancelledAndUndone(description: string | undefined): boolean {
+  return description !== undefined && description.startsWith('cancelled by ') && !description.includes('; undoing it failed: ');
+}
 
 /** The workflow ID the operations on one instance (provision, update, deprovision) share, so one runs at a time. */
 export function instanceWorkflowId(instanceId: string): string {

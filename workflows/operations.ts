@@ -15,6 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { OperationActivities } from '../activities/operations';
+import type { CancellationActivities } from '../activities/cancellation';
 import type { ResourceDef } from '../config/resource-sets';
 import type { TemplateContext } from '../domain/reconcile';
 import { reconcile, type ReconcileProgress } from './reconcile';
@@ -22,6 +23,8 @@ import { describeFailure, recordOptions } from './activity-policies';
 import { OperationStateKey, OperationTypeKey, OriginatingUserKey } from './searchAttributes';
 import { requesterLabel } from '../domain/audit';
 import {
+  cancelledDescription,
+  cancelledUndoFailedDescription,
   deprovisionAfterProvisionId,
   deprovisionRequestedSignal,
   operationSummary,
@@ -34,7 +37,7 @@ import {
   type OperationResult,
 } from './messages';
 
-const records = proxyActivities<OperationActivities>(recordOptions);
+const records = proxyActivities<OperationActivities & CancellationActivities>(recordOptions);
 
 /**
  * Whether a failure before the begin was recorded ends without a registry write. Histories from before this
@@ -50,6 +53,24 @@ function refusesUnrecorded(): boolean {
  */
 function deprovisionRequester(d: OperationInput): Array<{ key: typeof OriginatingUserKey; value: string }> {
   return patched('originating-user-of-continued-deprovision') ? [{ key: OriginatingUserKey, value: requesterLabel(d.requestedBy) }] : [];
+}
+
+/**
+ * Whether a cancelled operation undoes its work and records "cancelled by <who>" (provision, update, bind).
+ * Asked only once the workflow is cancelled: histories cancelled before this rule recorded the cancellation as an
+ * ordinary failure and replay on that path, while a run in flight when the rule is deployed takes it.
+ */
+function cancellationCompensates(): boolean {
+  return patched('cancel-compensates');
+}
+
+/**
+ * Whether a deprovision or unbind ignores a cancellation and runs to completion. Asked at its start, since a
+ * cancellation stops the activities of a cancellable scope at once: runs started before the rule keep their old,
+ * cancellable path.
+ */
+function deletesIgnoreCancellation(): boolean {
+  return patched('deletes-ignore-cancellation');
 }
 
 /** Shared bookkeeping of every operation: progress query, search attributes, begin and complete records. */
@@ -76,6 +97,8 @@ class OperationRun {
 
   /** Whether the registry has recorded this operation as begun (so its end must be recorded too). */
   begun = false;
+  /** What the begin found, once it answered (a begin a cancellation interrupted has not). */
+  began?: { alreadySucceeded: boolean; refused?: string };
   /** The registry entry's owner reference (Kubernetes registry backend), for templates. */
   owner: TemplateContext['owner'] = null;
 
@@ -85,6 +108,7 @@ class OperationRun {
    */
   async begin(): Promise<{ alreadySucceeded: boolean; refused?: string }> {
     const res = await records.recordBegin(this.input);
+    this.began = { alreadySucceeded: res.alreadySucceeded, ...(res.refused !== undefined ? { refused: res.refused } : {}) };
     this.begun = !res.alreadySucceeded && res.refused === undefined;
     this.owner = res.owner ?? null;
     this.progress.phase = 'reconciling';
@@ -105,11 +129,11 @@ class OperationRun {
     return { operation: this.input.operation, operationId: this.input.operationId, state: 'failed', description: reason };
   }
 
-  async resources(part: 'instance' | 'binding', planId = this.input.planId): Promise<ResourceDef[] | { skipped: string }> {
+  async resources(part: 'instance' | 'binding', planId = this.input.planId, maintenanceVersion = this.input.maintenanceVersion): Promise<ResourceDef[] | { skipped: string }> {
     const routed = await records.resolveResources({
       serviceId: this.input.serviceId,
       planId,
-      ...(this.input.maintenanceVersion ? { maintenanceVersion: this.input.maintenanceVersion } : {}),
+      ...(maintenanceVersion ? { maintenanceVersion } : {}),
       part,
     });
     return 'skipped' in routed ? routed : routed.resources;
@@ -166,29 +190,73 @@ class OperationRun {
   }
 }
 
+/** What a cancelled operation does to undo its work; it runs in a non-cancellable scope. */
+type Undo = (run: OperationRun) => Promise<void>;
+
+/**
+ * Ends a cancelled operation (docs/design/contracts/operations.md#cancellation-and-compensation): learns who
+ * cancelled it, makes sure its begin is settled (a cancellation may have interrupted it), undoes its work with
+ * `undo` and records it as failed, "cancelled by <who>". Nothing here can be cancelled again, and all of it is
+ * workflow code: a worker that dies meanwhile leaves it to the next one. An identical operation that had already
+ * succeeded has nothing of its own to undo, and one refused at its start had done nothing.
+ */
+async function compensate(run: OperationRun, undo: Undo): Promise<OperationResult> {
+  return CancellationScope.nonCancellable(async () => {
+    const { identity } = await records.cancellationRequester();
+    const description = cancelledDescription(identity);
+    // The begin's activity was cancelled without waiting for it, so it may have written; another begin (the same
+    // operation ID, so idempotent) tells where the entry stands.
+    const began = run.began ?? (await run.begin());
+    if (began.refused !== undefined) return run.refuse(description);
+    if (began.alreadySucceeded) return run.done();
+    run.progress.phase = 'compensating';
+    try {
+      await undo(run);
+    } catch (err) {
+      return run.finish(cancelledUndoFailedDescription(identity, describeFailure(err)));
+    }
+    return run.finish(description);
+  });
+}
+
 /**
  * The story of every operation but provision (which a DELETE may interrupt): record the begin, then `body`, then
  * the end. A refused operation ends at once without a write, a request identical to one that already succeeded
  * ends as done, and a failure anywhere is recorded as the operation's end (docs/design/contracts/operations.md#failures).
  */
-async function runOperation(input: OperationInput, body: (run: OperationRun) => Promise<void>): Promise<OperationResult> {
+async function runOperation(input: OperationInput, body: (run: OperationRun) => Promise<void>, undo?: Undo): Promise<OperationResult> {
   const run = new OperationRun(input);
+  const root = CancellationScope.current();
+  const cancelled = () => undo !== undefined && root.consideredCancelled && cancellationCompensates();
   try {
     const { alreadySucceeded, refused } = await run.begin();
     if (refused !== undefined) return run.refuse(refused);
     if (alreadySucceeded) return run.done();
     await body(run);
+    // Cancelled after its last step but before its end was recorded: still cancelled, and undone.
+    if (cancelled()) return compensate(run, undo!);
     // Not awaited on purpose: a failure to record the end fails the run instead of being recorded as another end
     // (an await here would send it to end(), a second recordComplete, and old histories would no longer replay).
     return run.finish(undefined);
   } catch (err) {
+    if (cancelled()) return compensate(run, undo!);
     return run.end(err);
   }
+}
+
+/**
+ * An operation that deletes (deprovision, unbind) ignores a cancellation: stopped halfway, it would leave an
+ * instance or binding neither usable nor gone (docs/design/contracts/operations.md#cancellation-and-compensation).
+ */
+async function runToCompletion(input: OperationInput, body: (run: OperationRun) => Promise<void>): Promise<OperationResult> {
+  if (!deletesIgnoreCancellation()) return runOperation(input, body);
+  return CancellationScope.nonCancellable(() => runOperation(input, body));
 }
 
 /** Provision: create everything the plan's resource set describes. A DELETE meanwhile stops it and deprovisions. */
 export async function provision(input: OperationInput): Promise<OperationResult> {
   const run = new OperationRun(input);
+  const root = CancellationScope.current();
   let deprovisionInput: OperationInput | undefined;
   const scope = new CancellationScope();
   setHandler(deprovisionRequestedSignal, (req) => {
@@ -238,6 +306,12 @@ export async function provision(input: OperationInput): Promise<OperationResult>
     if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
     return continueAsDeprovision(deprovisionInput);
   }
+  if (root.consideredCancelled && cancellationCompensates()) {
+    const result = await compensate(run, undoProvision);
+    // A DELETE while it undid its work was answered 202: the deprovision still follows.
+    const late = deprovisionInput as OperationInput | undefined;
+    return late ? continueAsDeprovision(late) : result;
+  }
   // An identical provision that already succeeded (a re-PUT racing the previous run's end) records nothing new;
   // a refused one recorded nothing to close.
   const result = alreadySucceeded ? run.done() : !run.begun && error !== undefined && refusesUnrecorded() ? run.refuse(error) : await run.finish(error);
@@ -247,17 +321,46 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   return result;
 }
 
+/** A cancelled provision removes what it created: its plan's `instance` resources, in delete mode. */
+async function undoProvision(run: OperationRun): Promise<void> {
+  const resources = await run.resources('instance');
+  if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete');
+}
+
 /** Update: reconcile the (possibly new) plan's resource set with the new parameters. */
 export async function update(input: OperationInput): Promise<OperationResult> {
-  return runOperation(input, async (run) => {
-    const resources = await run.resources('instance');
-    if (Array.isArray(resources)) await run.reconcile(resources, 'update');
-  });
+  return runOperation(
+    input,
+    async (run) => {
+      const resources = await run.resources('instance');
+      if (Array.isArray(resources)) await run.reconcile(resources, 'update');
+    },
+    undoUpdate,
+  );
+}
+
+/**
+ * A cancelled update restores what was applied before it: the registry keeps the applied plan, parameters and
+ * maintenance version until an update succeeds, and the applied plan's `instance` resources are reconciled back
+ * to them in update mode.
+ */
+async function undoUpdate(run: OperationRun): Promise<void> {
+  const applied = await records.readAppliedInstance({ instanceId: run.input.instanceId });
+  const { maintenanceVersion: _target, ...rest } = run.input;
+  const previous: OperationInput = {
+    ...rest,
+    planId: applied.planId,
+    parameters: applied.parameters,
+    context: applied.context,
+    ...(applied.maintenanceVersion ? { maintenanceVersion: applied.maintenanceVersion } : {}),
+  };
+  const resources = await run.resources('instance', previous.planId, previous.maintenanceVersion);
+  if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'update', undefined, previous);
 }
 
 /** Deprovision: delete every binding's resources, then the instance's; the entry goes only when all succeeded. */
 export async function deprovision(input: OperationInput): Promise<OperationResult> {
-  return runOperation(input, async (run) => {
+  return runToCompletion(input, async (run) => {
     const bindings = await records.listBindings({ instanceId: input.instanceId });
     if (bindings.length > 0) {
       const bindingResources = await run.resources('binding');
@@ -278,24 +381,38 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
 
 /** Bind: reconcile the binding resources; their outputs become credentials, written straight to the registry. */
 export async function bind(input: OperationInput): Promise<OperationResult> {
-  return runOperation(input, async (run) => {
-    const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
-    const resources = await run.resources('binding');
-    // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
-    if (Array.isArray(resources) && resources.length > 0) {
-      await run.reconcile(resources, 'update', instance);
-      await records.storeCredentials({
-        resources,
-        object: reconcileObject(input),
-        template: templateContext(input, instance, run.owner),
-      });
-    }
-  });
+  return runOperation(
+    input,
+    async (run) => {
+      const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
+      const resources = await run.resources('binding');
+      // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
+      if (Array.isArray(resources) && resources.length > 0) {
+        await run.reconcile(resources, 'update', instance);
+        await records.storeCredentials({
+          resources,
+          object: reconcileObject(input),
+          template: templateContext(input, instance, run.owner),
+        });
+      }
+    },
+    undoBind,
+  );
+}
+
+/**
+ * A cancelled bind removes what it created: its `binding` resources, in delete mode (for an etcd-user resource the
+ * user, its role and its password). Credentials it may have stored go with the write that records its end.
+ */
+async function undoBind(run: OperationRun): Promise<void> {
+  const instance = await records.readInstanceInputs({ instanceId: run.input.instanceId });
+  const resources = await run.resources('binding');
+  if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
 }
 
 /** Unbind: delete the binding resources; the binding entry goes (a tombstone keeps the last operation). */
 export async function unbind(input: OperationInput): Promise<OperationResult> {
-  return runOperation(input, async (run) => {
+  return runToCompletion(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);

@@ -19,6 +19,7 @@ import { listEntries } from './list';
 import { formatHistory, readHistory } from './history';
 import { createRegistry } from '../../adapters/factory';
 import type { RequestOrigin } from '../../domain/audit';
+import { CancelRefused, cancelOperation } from './cancel';
 import { OPERATION_STATES } from '../../domain/operations';
 
 /** Exit codes scripts can rely on. */
@@ -313,6 +314,21 @@ export function buildProgram(): Command {
         return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () =>
           ctx.osb.unbind(instance, binding, { service_id: entry.get<string>('service-id')!, plan_id: entry.get<string>('plan-id')! }, true, cliOrigin()),
         o.wait === true);
+      });
+    });
+
+  program
+    .command('cancel <instance>')
+    .description('stop the provision, update or bind running on an instance or binding and undo its work')
+    .option('--binding <id>', 'a binding of the instance')
+    .addOption(new Option('--wait', 'wait until the operation has stopped and its work is undone, showing progress'))
+    .action(async (instance: string, o: { binding?: string; wait?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        try {
+          return await cancelOperation(ctx, { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}) }, { json: g().json === true, wait: o.wait === true }, EXIT);
+        } catch (err) {
+          throw err instanceof CancelRefused ? new CliError(err.message, err.exitCode) : err;
+        }
       });
     });
 

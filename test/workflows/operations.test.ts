@@ -183,7 +183,7 @@ describe('provision', () => {
     assert.deepEqual(s.world.names(), [`db@${input.instanceId}`, `user@${input.instanceId}`]);
   });
 
-  test('a provision cancelled while a create is in flight waits for the create to stop and is recorded as failed', async () => {
+  test('a provision cancelled while a create is in flight waits for the create to stop, removes what it created and is recorded as cancelled', async () => {
     const s = bed.scenario(catalog);
     const input = s.input('provision');
     const createUser = s.gates.hold<{ resource: ResourceDef }>('applyCreateChange', (i) => i.resource.name === 'user');
@@ -191,14 +191,29 @@ describe('provision', () => {
     await createUser.reached;
     await handle.cancel();
     const result = (await handle.result()) as OperationResult;
+    const description = `cancelled by ${s.registry.cancelIdentity}`;
+    assert.deepEqual(result, { operation: 'provision', operationId: input.operationId, state: 'failed', description });
+    // Never left "in progress": last_operation tells the platform it failed, and why.
+    assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'failed', description });
+    // The create in flight landed before the undo began, so the undo deleted it too: nothing is left.
+    assert.deepEqual(s.world.names(), []);
+    assert.deepEqual(s.registry.journal, [`begin provision ${input.operationId}`, `complete provision ${input.operationId} failed: ${description}`]);
+    assert.equal((await handle.describe()).typedSearchAttributes.get(OperationStateKey), 'failed');
+  });
+
+  test('a provision cancelled while its begin is being recorded settles the begin, then undoes and records the cancellation', async () => {
+    const s = bed.scenario(catalog);
+    const input = s.input('provision');
+    const begin = s.gates.hold('recordBegin');
+    const handle = await s.start(input);
+    await begin.reached;
+    await handle.cancel();
+    const result = (await handle.result()) as OperationResult;
+    begin.release();
     assert.equal(result.state, 'failed');
-    // The description names the interrupted step and says that it was cancelled.
-    assert.equal(result.description, 'resource "user" step applyCreateChange failed: the operation was cancelled');
-    // Never left "in progress": last_operation tells the platform it failed.
-    assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'failed', description: result.description });
-    // The create in flight had landed before the end was recorded; the entry stays for a DELETE to clean up.
-    assert.deepEqual(s.world.names(), [`db@${input.instanceId}`, `user@${input.instanceId}`]);
-    assert.deepEqual(s.registry.journal.slice(-1), [`complete provision ${input.operationId} failed: ${result.description}`]);
+    assert.equal(result.description, `cancelled by ${s.registry.cancelIdentity}`);
+    assert.deepEqual(s.registry.lastOperation(input)?.state, 'failed');
+    assert.deepEqual(s.world.names(), []);
   });
 
   test('a plan whose maintenance version no resource set handles succeeds without reconciling', async () => {
@@ -251,6 +266,25 @@ describe('update', () => {
     assert.deepEqual(s.world.resources.get(`db@${again.instanceId}`), { spec: { engine: 'etcd' }, parameters: { size: 2 } });
   });
 
+  test('a cancelled update reconciles the resources back to the applied parameters and keeps them', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision', { parameters: { size: 1 } }));
+    const update = s.input('update', { parameters: { size: 2 } });
+    // The second resource's update is in flight: the first already has the new parameters.
+    const updateUser = s.gates.hold<{ resource: ResourceDef }>('applyUpdateChange', (i) => i.resource.name === 'user');
+    const handle = await s.start(update);
+    await updateUser.reached;
+    assert.deepEqual(s.world.resources.get(`db@${update.instanceId}`), { spec: { engine: 'etcd' }, parameters: { size: 2 } });
+    await handle.cancel();
+    const result = (await handle.result()) as OperationResult;
+    const description = `cancelled by ${s.registry.cancelIdentity}`;
+    assert.deepEqual(result, { operation: 'update', operationId: update.operationId, state: 'failed', description });
+    assert.deepEqual(s.registry.lastOperation(update), { operation: 'update', operationId: update.operationId, state: 'failed', description });
+    assert.deepEqual(s.registry.entry(update)?.parameters, { size: 1 }, 'the instance keeps what was applied');
+    assert.deepEqual(s.world.resources.get(`db@${update.instanceId}`), { spec: { engine: 'etcd' }, parameters: { size: 1 } });
+    assert.deepEqual(s.world.resources.get(`user@${update.instanceId}`), { spec: {}, parameters: { size: 1 } });
+  });
+
   test('an update that starts after the instance was deprovisioned is refused and records nothing', async () => {
     const s = bed.scenario(catalog);
     await runToEnd(s, s.input('provision'));
@@ -282,6 +316,21 @@ describe('deprovision', () => {
     const binding = s.registry.entry(bind);
     assert.equal(binding?.gone, true, "the binding's last_operation answers 410");
     assert.equal(binding?.credentials, undefined);
+  });
+
+  test('a cancelled deprovision ignores the cancellation and runs to completion', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision'));
+    const deprovision = s.input('deprovision');
+    const deleteDb = s.gates.hold<{ resource: ResourceDef }>('applyDeleteChange', (i) => i.resource.name === 'db');
+    const handle = await s.start(deprovision);
+    await deleteDb.reached;
+    await handle.cancel();
+    deleteDb.release();
+    const result = (await handle.result()) as OperationResult;
+    assert.deepEqual(result, { operation: 'deprovision', operationId: deprovision.operationId, state: 'succeeded' });
+    assert.equal(s.registry.entry(deprovision)?.gone, true);
+    assert.deepEqual(s.world.names(), []);
   });
 
   test('a failed delete is recorded as failed and keeps the instance, so that a second DELETE can finish it', async () => {
@@ -361,6 +410,40 @@ describe('bind and unbind', () => {
     assert.equal(s.registry.entry(unbind)?.gone, true);
     assert.equal(s.registry.entry(unbind)?.credentials, undefined);
     assert.deepEqual(s.world.names(), [`db@${unbind.instanceId}`, `user@${unbind.instanceId}`]);
+  });
+
+  test('a bind cancelled after it stored its credentials removes its resources and the credentials', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision'));
+    const bind = s.input('bind', { bindingId: s.bindingId() });
+    const stored = s.gates.hold('storeCredentials');
+    const handle = await s.start(bind);
+    await stored.reached;
+    assert.ok(s.registry.entry(bind)?.credentials, 'the credentials are stored');
+    await handle.cancel();
+    const result = (await handle.result()) as OperationResult;
+    stored.release();
+    const description = `cancelled by ${s.registry.cancelIdentity}`;
+    assert.deepEqual(result, { operation: 'bind', operationId: bind.operationId, state: 'failed', description });
+    assert.deepEqual(s.registry.lastOperation(bind), { operation: 'bind', operationId: bind.operationId, state: 'failed', description });
+    assert.equal(s.registry.entry(bind)?.credentials, undefined);
+    assert.deepEqual(s.world.names(), [`db@${bind.instanceId}`, `user@${bind.instanceId}`]);
+  });
+
+  test('a cancelled unbind ignores the cancellation and runs to completion', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision'));
+    const bind = s.input('bind', { bindingId: s.bindingId() });
+    await runToEnd(s, bind);
+    const unbind = s.input('unbind', { bindingId: bind.bindingId });
+    const deleteAccount = s.gates.hold('applyDeleteChange');
+    const handle = await s.start(unbind);
+    await deleteAccount.reached;
+    await handle.cancel();
+    deleteAccount.release();
+    assert.equal(((await handle.result()) as OperationResult).state, 'succeeded');
+    assert.equal(s.registry.entry(unbind)?.gone, true);
+    assert.equal(s.world.resources.has(`account@${bind.bindingId}`), false);
   });
 
   test('a failing bind step is recorded as failed and stores no credentials', async () => {

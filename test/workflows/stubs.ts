@@ -4,6 +4,7 @@
 // chosen moment (a gate) to send a signal or a cancellation exactly there; nothing waits on a clock.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { OperationActivities } from '../../activities/operations';
+import type { CancellationActivities } from '../../activities/cancellation';
 import type { ReconcileActivities, StepInput, StepResult } from '../../activities/reconcile';
 import type { ResourceDef } from '../../config/resource-sets';
 import type { Patch, ResourceState } from '../../domain/reconcile';
@@ -122,7 +123,10 @@ export class FakeRegistry {
     });
   }
 
-  activities(gates: Gates): OperationActivities {
+  /** The identity the cancellation requester activity reports (the real one reads it from the run's history). */
+  cancelIdentity = 'tester (workflow test)';
+
+  activities(gates: Gates): OperationActivities & CancellationActivities {
     const notFound = (message: string) => ApplicationFailure.nonRetryable(message, 'NotFound');
     const live = (ref: { instanceId: string; bindingId?: string | undefined }) => {
       const e = this.entries.get(FakeRegistry.key(ref));
@@ -163,6 +167,7 @@ export class FakeRegistry {
         const entry = this.entries.get(FakeRegistry.key(input));
         if (!entry) throw notFound(`no entry for ${input.operation} ${input.operationId}`);
         const failed = input.error !== undefined;
+        if (failed && input.operation === 'bind') delete entry.credentials;
         entry.operation = { operation: input.operation, operationId: input.operationId, state: failed ? 'failed' : 'succeeded', ...(failed ? { description: input.error } : {}) };
         if (input.operation === 'update' && entry.pendingUpdate) {
           if (!failed) Object.assign(entry, { planId: entry.pendingUpdate.planId, parameters: entry.pendingUpdate.parameters, fingerprint: entry.pendingUpdate.fingerprint });
@@ -196,6 +201,14 @@ export class FakeRegistry {
         this.journal.push(`remove binding ${input.bindingId}`);
       },
 
+      readAppliedInstance: async (input) => {
+        const e = live({ instanceId: input.instanceId });
+        if (!e) throw notFound(`instance ${input.instanceId} does not exist`);
+        return { planId: e.planId, parameters: e.parameters, context: e.context };
+      },
+
+      cancellationRequester: async () => ({ identity: this.cancelIdentity }),
+
       readInstanceInputs: async (input) => {
         const e = live({ instanceId: input.instanceId });
         if (!e) throw notFound(`instance ${input.instanceId} does not exist`);
@@ -205,7 +218,13 @@ export class FakeRegistry {
       storeCredentials: async (input) => {
         const e = live({ instanceId: input.object.instanceId, bindingId: input.object.bindingId });
         if (!e) throw notFound(`binding ${input.object.bindingId} does not exist`);
+        // As the real activity: only while the bind is in progress (a call that outlives its bind writes nothing).
+        if (e.operation?.operationId !== input.object.operationId || e.operation.state !== 'in progress') {
+          throw ApplicationFailure.nonRetryable(`bind ${input.object.operationId} is no longer in progress`, 'Conflict');
+        }
         e.credentials = Object.fromEntries(input.resources.map((r) => [r.name, `secret-of-${r.name}@${input.object.bindingId}`]));
+        // Held after the write: the credentials are stored but the call has not answered yet.
+        await gates.pass('storeCredentials', input);
       },
     };
   }
