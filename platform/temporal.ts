@@ -43,17 +43,18 @@ export class TemporalUnreachableError extends Error {
 /** Connects a Client, failing fast with a helpful message when the server does not answer. */
 export async function connectClient(cfg: RuntimeConfig, opts: { connectTimeoutMs?: number } = {}): Promise<Client> {
   const s = temporalSettings(cfg);
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   let connection: Connection;
   try {
     connection = await Connection.connect({
       address: s.address,
-      connectTimeout: opts.connectTimeoutMs ?? 10_000,
+      connectTimeout: connectTimeoutMs,
       ...(s.tls !== undefined ? { tls: s.tls } : {}),
       ...(s.apiKey ? { apiKey: s.apiKey } : {}),
     });
   } catch (err) {
     throw new TemporalUnreachableError(
-      `cannot reach the Temporal server at ${s.address} (namespace ${s.namespace}): ${(err as Error).message}. ` +
+      `cannot reach the Temporal server at ${s.address} (namespace ${s.namespace}; no answer within ${connectTimeoutMs / 1000} s): ${(err as Error).message}. ` +
         'Start it with `npm run dev`, or set TEMPORAL_ADDRESS / the configuration file\'s temporal.address.',
     );
   }
