@@ -201,6 +201,71 @@ void describe('etcd datastore with authentication', () => {
   });
 });
 
+void describe('etcd datastore while users and roles change', () => {
+  void test('a write refused because the auth store changed meanwhile is unavailable (retryable), and succeeds when repeated', { timeout: 60_000 }, async () => {
+    // etcd checks a write's permission again when it applies it, against the auth revision the request was
+    // authorised at: a user or role created meanwhile (the etcd-user driver does this on every bind, and the
+    // tenant etcd may be the registry's cluster) refuses it as InvalidArgument "revision of auth store is old".
+    const server = await privateEtcd('auth-race');
+    const rootPassword = `root-${randomBytes(8).toString('hex')}`;
+    const setup = new Etcd3({ hosts: server.endpoint });
+    try {
+      await setup.user('root').create(rootPassword);
+      await setup.user('root').addRole('root');
+      await setup.auth.authEnable({});
+    } finally {
+      setup.close();
+    }
+    const admin = new Etcd3({ hosts: server.endpoint, auth: { username: 'root', password: rootPassword }, defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }) });
+    const ds = new EtcdDatastore({ endpoints: [server.endpoint], prefix: '/race', auth: { username: 'root', password: rootPassword } });
+    let changing = true;
+    const changes = (async () => {
+      for (let i = 0; changing; i++) {
+        await admin.user(`u${i}`).create('pw').catch(() => undefined);
+        await admin.user(`u${i}`).delete().catch(() => undefined);
+      }
+    })();
+    const refused: unknown[] = [];
+    const unwritten: string[] = [];
+    try {
+      const deadline = Date.now() + 20_000;
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, lane) => {
+          for (let n = 0; refused.length < 5 && Date.now() < deadline; n++) {
+            const key = `/k${lane}-${n}`;
+            for (let attempt = 0; ; attempt++) {
+              try {
+                await ds.apply(key, 'v');
+                break;
+              } catch (err) {
+                refused.push(err);
+                // Only a retryable refusal may be repeated, as the callers' retry policies do.
+                if (!(err instanceof ErrorDatastoreUnavailable) || attempt >= 20) {
+                  unwritten.push(key);
+                  break;
+                }
+              }
+            }
+          }
+        }),
+      );
+    } finally {
+      changing = false;
+      await changes;
+      admin.close();
+      await ds.close();
+      await server.stop();
+    }
+    assert.ok(refused.length > 0, 'writes raced with auth changes');
+    for (const err of refused) {
+      assert.ok(err instanceof ErrorDatastoreUnavailable, `refused as ${(err as Error).constructor.name}: ${(err as Error).message}`);
+      assert.equal(err.retryable, true);
+      assert.match(err.message, /auth store/);
+    }
+    assert.deepEqual(unwritten, [], 'every write succeeded when repeated');
+  });
+});
+
 void describe('etcd datastore on an address where nothing listens', () => {
   void test('every call is a retryable unavailable error and a watch ends with one ERROR', async () => {
     const port = await freePort();
