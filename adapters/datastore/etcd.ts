@@ -16,7 +16,7 @@ import {
   type Watcher,
 } from 'etcd3';
 import { BrokerflowError } from '../errors';
-import { etcdClientOptions, isEtcdEndpointList, type EtcdTls } from '../etcd';
+import { etcdClientOptions, isAuthRevisionRace, isEtcdEndpointList, repeatingAuthRaces, type EtcdTls } from '../etcd';
 import {
   ErrorDatastoreClosed,
   ErrorDatastorePermission,
@@ -306,7 +306,7 @@ export class EtcdDatastore implements Datastore {
   private async call<T>(op: string, key: string, fn: () => Promise<T>, revision?: string): Promise<T> {
     if (this.closed) throw new ErrorDatastoreClosed();
     try {
-      return await fn();
+      return await repeatingAuthRaces(fn);
     } catch (err) {
       throw this.mapError(err, op, key, revision);
     }
@@ -325,6 +325,12 @@ export class EtcdDatastore implements Datastore {
       return new ErrorDatastorePermission(`etcd ${op} ${key}: authentication failed`, e);
     }
     if (e instanceof EtcdPermissionDeniedError) return new ErrorDatastorePermission(`etcd ${op} ${key}: permission denied`, e);
+    // etcd checks a write's permissions again when it applies it, against the auth revision the request was
+    // authorised at: a user or role changed meanwhile (on a cluster shared with the tenant etcd, every bind creates
+    // one) refuses it as InvalidArgument, unapplied, yet the same call succeeds when repeated.
+    if (isAuthRevisionRace(e)) {
+      return new ErrorDatastoreUnavailable(`etcd ${op} ${key}: the auth store changed meanwhile (${errorText(e)})`, e);
+    }
     if (e instanceof GRPCInvalidArgumentError) return new ErrorValidation(`etcd ${op} ${key}: ${errorText(e)}`);
     // Everything else is connection trouble (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, ...) or an etcd server hiccup
     // (no leader, request timed out): the same call may succeed later.

@@ -77,3 +77,31 @@ export function etcdClientOptions(c: EtcdConnection): IOptions {
   }
   return options;
 }
+
+/**
+ * Whether etcd refused a call because users or roles changed between authorising it and applying it
+ * ("revision of auth store is old", sent as InvalidArgument). etcd refuses such a call as a whole, unapplied.
+ */
+export function isAuthRevisionRace(err: unknown): boolean {
+  return err instanceof Error && /revision of auth store is old/.test(err.message);
+}
+
+/** How often {@link repeatingAuthRaces} runs a call that keeps losing that race. */
+export const AUTH_RACE_ATTEMPTS = 5;
+
+/**
+ * Runs an etcd call, repeating it at once while etcd refuses it because the auth store changed meanwhile, as
+ * etcd's own Go client does. This is no retry of a failure (retries stay the caller's policy): nothing was
+ * applied and etcd is answering; on a cluster where binds create users and roles it happens to a good share of
+ * the writes made meanwhile, and leaving each to an activity's backoff cost seconds per operation. A call that
+ * loses the race every time is passed on as it is.
+ */
+export async function repeatingAuthRaces<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= AUTH_RACE_ATTEMPTS || !isAuthRevisionRace(err)) throw err;
+    }
+  }
+}

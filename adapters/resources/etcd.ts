@@ -11,7 +11,7 @@ import {
 } from 'etcd3';
 import { BrokerflowError, PermissionError, UnavailableError, ValidationError } from '../errors';
 import { validateKey } from '../datastore/keys';
-import { etcdClientOptions, isEtcdEndpointList, type EtcdTls } from '../etcd';
+import { etcdClientOptions, isAuthRevisionRace, isEtcdEndpointList, repeatingAuthRaces, type EtcdTls } from '../etcd';
 
 /** Longest accepted prefix in UTF-8 bytes: room for the tenant's own keys under it. */
 export const MAX_ETCD_PREFIX_BYTES = 512;
@@ -116,7 +116,7 @@ export function etcdError(op: string, err: unknown): BrokerflowError {
   if (e instanceof EtcdPermissionDeniedError) return new PermissionError(`etcd ${op}: permission denied to the driver's user`);
   // A request authorised against an older auth revision (a user or role changed meanwhile) comes back as
   // InvalidArgument, yet the same call succeeds when repeated.
-  if (/revision of auth store is old/.test(e.message)) return new UnavailableError(`etcd ${op}: the auth store changed meanwhile`, e);
+  if (isAuthRevisionRace(e)) return new UnavailableError(`etcd ${op}: the auth store changed meanwhile`, e);
   if (e instanceof GRPCInvalidArgumentError) return new ValidationError(`etcd ${op}: ${errorText(e)}`);
   if (e instanceof EtcdError && /authentication is not enabled/.test(e.message)) {
     return new ValidationError(`etcd ${op}: the tenant etcd has authentication disabled; users and roles would not be enforced`);
@@ -127,9 +127,10 @@ export function etcdError(op: string, err: unknown): BrokerflowError {
   return new UnavailableError(`etcd ${op}: ${reason}`, e);
 }
 
+/** Runs an etcd call (repeating it at once while the auth store changes under it) with its failure typed. */
 export async function call<T>(op: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn();
+    return await repeatingAuthRaces(fn);
   } catch (err) {
     throw etcdError(op, err);
   }
@@ -138,7 +139,7 @@ export async function call<T>(op: string, fn: () => Promise<T>): Promise<T> {
 /** Runs `fn`, treating the given etcd3 error classes as success (the idempotent "already so" answers). */
 export async function tolerating(op: string, fn: () => Promise<unknown>, ...ok: Array<new (...a: never[]) => Error>): Promise<boolean> {
   try {
-    await fn();
+    await repeatingAuthRaces(fn);
     return true;
   } catch (err) {
     if (ok.some((c) => err instanceof c)) return false;
