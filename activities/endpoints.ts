@@ -6,7 +6,7 @@ import { Context, CancelledFailure } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApiException, CoreV1Api, type KubeConfig, type V1Namespace, type V1Service } from '@kubernetes/client-node';
 import { NotFoundError, PermissionError, UnavailableError, ValidationError } from '../adapters/errors';
-import { extractServiceData, isNamespaceWatched } from '../adapters/kubernetes';
+import { extractServiceData, isNamespaceWatched, isRefusal, refusalIsFinal } from '../adapters/kubernetes';
 import { KubeServiceWatcher, type ServiceKey } from '../adapters/kubernetes/watcher';
 import {
   EndpointNotOwnedError,
@@ -51,14 +51,20 @@ export class RegistryParentGoneError extends UnavailableError {
   }
 }
 
-/** A Kubernetes read with typed errors: refused -> PermissionError, anything else -> UnavailableError (retried). */
-async function kubeRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+/**
+ * A Kubernetes read with typed errors: refused by a ready API server -> PermissionError; refused by one that is not
+ * ready (starting: adapters/kubernetes/refusal.ts) and anything else -> UnavailableError (retried).
+ */
+async function kubeRead<T>(kc: KubeConfig, what: string, read: () => Promise<T>): Promise<T> {
   try {
     return await read();
   } catch (err) {
     if (err instanceof ApiException) {
       if (err.code === 404) throw new NotFoundError(`Kubernetes has no ${what}`);
-      if (err.code === 401 || err.code === 403) throw new PermissionError(`Kubernetes refused to read ${what} (${err.code})`);
+      if (isRefusal(err.code)) {
+        if (await refusalIsFinal(kc)) throw new PermissionError(`Kubernetes refused to read ${what} (${err.code})`);
+        throw new UnavailableError(`Kubernetes refused to read ${what} (${err.code}) while the API server is not ready`);
+      }
       throw new UnavailableError(`Kubernetes failed to read ${what} (${err.code})`);
     }
     throw new UnavailableError(`cannot reach Kubernetes to read ${what}: ${(err as Error)?.message ?? String(err)}`, err);
@@ -66,9 +72,9 @@ async function kubeRead<T>(what: string, read: () => Promise<T>): Promise<T> {
 }
 
 /** {@link kubeRead} of one object, undefined when it does not exist. */
-async function readOrUndefined<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {
+async function readOrUndefined<T>(kc: KubeConfig, what: string, read: () => Promise<T>): Promise<T | undefined> {
   try {
-    return await kubeRead(what, read);
+    return await kubeRead(kc, what, read);
   } catch (err) {
     if (err instanceof NotFoundError) return undefined;
     throw err;
@@ -141,8 +147,8 @@ export function createEndpointActivities(deps: EndpointDeps) {
   async function compareAndSignal(client: Client, taskQueue: string, heartbeat: (details: unknown) => void, abort?: AbortSignal): Promise<ResyncSummary> {
     // A list that fails fails the whole comparison: an empty answer must never read as "remove everything".
     const [nsList, svcList] = await Promise.all([
-      kubeRead('namespace list', () => core.listNamespace()),
-      kubeRead('service list', () => core.listServiceForAllNamespaces()),
+      kubeRead(deps.kubeConfig, 'namespace list', () => core.listNamespace()),
+      kubeRead(deps.kubeConfig, 'service list', () => core.listServiceForAllNamespaces()),
     ]);
     const namespaces = new Map(nsList.items.map((n) => [n.metadata?.name ?? '', n]));
     const desired = new Map<string, Extract<ReturnType<typeof extractServiceData>, { action: 'register' }>>();
@@ -239,8 +245,8 @@ export function createEndpointActivities(deps: EndpointDeps) {
         validateName('namespace', input.namespace);
         validateName('service', input.service);
         const [ns, svc] = await Promise.all([
-          readOrUndefined(`namespace ${input.namespace}`, () => core.readNamespace({ name: input.namespace })),
-          readOrUndefined(`service ${path}`, () => core.readNamespacedService({ name: input.service, namespace: input.namespace })),
+          readOrUndefined(deps.kubeConfig, `namespace ${input.namespace}`, () => core.readNamespace({ name: input.namespace })),
+          readOrUndefined(deps.kubeConfig, `service ${path}`, () => core.readNamespacedService({ name: input.service, namespace: input.namespace })),
         ]);
         const reason = removalReason(s, ns, svc);
         if (reason || !ns || !svc) return remove(input.namespace, input.service, reason ?? 'service-gone');

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { CoreV1Api, KubeConfig, V1ConfigMap, V1ObjectMeta, V1Secret } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
+import { isRefusal, refusalIsFinal } from '../kubernetes/refusal';
 import { inKeyOrder, PersistenceBackend, replicaConfigs, type GroupKind } from './backend';
 import { formatKey, identityOf, parseKey, parseStored, validateNamespace, type ObjectIdentity } from './object-key';
 import type { ReplicaState } from './replicas';
@@ -55,6 +56,8 @@ interface KubeReplica {
   /** Short hash of the replica identity: a label that keeps two replicas on one cluster apart in lists. */
   storeLabel: string;
   core?: CoreV1Api;
+  /** The kubeconfig `core` was made from. */
+  kc?: KubeConfig;
 }
 
 type Holder = V1ConfigMap | V1Secret;
@@ -95,14 +98,21 @@ function httpStatus(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
-/** A typed error for a failed API call; the response body is never copied (it could echo Secret data). */
-function kubeError(what: string, err: unknown): BrokerflowError {
+/**
+ * A typed error for a failed API call; the response body is never copied (it could echo Secret data). `kc` is the
+ * replica's kubeconfig, asked whether the API server is ready when it refuses a call.
+ */
+async function kubeError(kc: KubeConfig | undefined, what: string, err: unknown): Promise<BrokerflowError> {
   if (err instanceof BrokerflowError) return err;
   const status = httpStatus(err);
   if (status === 409) return new ConflictError(`kubernetes persistence: ${what} conflicted with another writer`);
   if (status === 400 || status === 422) return new ValidationError(`kubernetes persistence: ${what} was rejected (HTTP ${status})`);
-  // A denied request does not heal by itself: RBAC or credentials must change, so it is not retried.
-  if (status === 401 || status === 403) return new PermissionError(`kubernetes persistence: ${what} was denied (HTTP ${status}): check the ServiceAccount's RBAC`);
+  // A request a ready API server denies does not heal by itself: RBAC or credentials must change, so it is not
+  // retried. A starting one denies what it allows a moment later (adapters/kubernetes/refusal.ts).
+  if (isRefusal(status) && (!kc || (await refusalIsFinal(kc)))) {
+    return new PermissionError(`kubernetes persistence: ${what} was denied (HTTP ${status}): check the ServiceAccount's RBAC`);
+  }
+  if (isRefusal(status)) return new UnavailableError(`kubernetes persistence: ${what} was denied (HTTP ${status}) while the API server is not ready`);
   // Network trouble, 5xx and 429: the replica cannot serve now.
   return new UnavailableError(`kubernetes persistence: ${what} failed (${status ? `HTTP ${status}` : (err as Error)?.message ?? 'error'})`);
 }
@@ -149,6 +159,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
       throw new UnavailableError(`kubernetes persistence: cannot load the kubeconfig (${(err as Error).message})`);
     }
     replica.core = kc.makeApiClient(k8s.CoreV1Api);
+    replica.kc = kc;
     // The probe reads one holder that is never written (404 is the expected answer), with the verb every
     // caller needs anyway: a read-only identity that may only get passes it, a denied one fails here.
     const probe = { name: 'brokerflow-persistence-probe', namespace: replica.config.namespace };
@@ -157,7 +168,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
       if (asSecret) await replica.core.readNamespacedSecret(probe);
       else await replica.core.readNamespacedConfigMap(probe);
     } catch (err) {
-      if (httpStatus(err) !== 404) throw kubeError(`reaching namespace ${replica.config.namespace}`, err);
+      if (httpStatus(err) !== 404) throw await kubeError(kc, `reaching namespace ${replica.config.namespace}`, err);
     }
   }
 
@@ -216,7 +227,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
           const query = { namespace, labelSelector: selector, limit: 500, ...(cont ? { _continue: cont } : {}) };
           page = asSecret ? await core.listNamespacedSecret(query) : await core.listNamespacedConfigMap(query);
         } catch (err) {
-          throw kubeError(`listing ${gk.kind} objects in ${namespace}`, err);
+          throw await kubeError(state.config.kc, `listing ${gk.kind} objects in ${namespace}`, err);
         }
         out.push(...this.decodeAll(page.items, gk, asSecret));
         cont = page.metadata?._continue || undefined;
@@ -244,6 +255,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
 
   protected async disconnect({ config: replica }: ReplicaState<KubeReplica>): Promise<void> {
     delete replica.core;
+    delete replica.kc;
   }
 
   override ownerReference(replica: string, object: PersistedObject): OwnerReference | undefined {
@@ -317,6 +329,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
   /** The few calls made on one object's ConfigMap or Secret, with errors mapped. */
   private api(state: ReplicaState<KubeReplica>, id: ObjectIdentity) {
     const core = this.core(state);
+    const kc = state.config.kc;
     const name = holderName(id, state.config.store);
     const namespace = this.namespaceOf(state, id);
     const secret = state.config.isSecret(id.kind);
@@ -328,7 +341,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
           return secret ? await core.readNamespacedSecret({ name, namespace }) : await core.readNamespacedConfigMap({ name, namespace });
         } catch (err) {
           if (httpStatus(err) === 404) return undefined;
-          throw kubeError(`reading ${kind} ${namespace}/${name}`, err);
+          throw await kubeError(kc, `reading ${kind} ${namespace}/${name}`, err);
         }
       },
       create: async (body: Holder, key: ObjectKey): Promise<Holder> => {
@@ -339,7 +352,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
         } catch (err) {
           if (httpStatus(err) === 409) throw new ConflictError(`${key} already exists`);
           if (httpStatus(err) === 404) throw new NotFoundError(`namespace ${namespace} does not exist`);
-          throw kubeError(`creating ${kind} ${namespace}/${name}`, err);
+          throw await kubeError(kc, `creating ${kind} ${namespace}/${name}`, err);
         }
       },
       replace: async (body: Holder, key: ObjectKey): Promise<Holder> => {
@@ -350,7 +363,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
         } catch (err) {
           if (httpStatus(err) === 404) throw new ConflictError(`${key} no longer exists`);
           if (httpStatus(err) === 409) throw new ConflictError(`${key} was changed by another writer`);
-          throw kubeError(`replacing ${kind} ${namespace}/${name}`, err);
+          throw await kubeError(kc, `replacing ${kind} ${namespace}/${name}`, err);
         }
       },
       delete: async (uid: string, resourceVersion: string | undefined, key: ObjectKey): Promise<void> => {
@@ -362,7 +375,7 @@ export class KubernetesPersistenceProvider extends PersistenceBackend<KubeReplic
         } catch (err) {
           if (httpStatus(err) === 404 && missingIsFine) return;
           if (httpStatus(err) === 404 || httpStatus(err) === 409) throw new ConflictError(`${key} was changed by another writer`);
-          throw kubeError(`deleting ${kind} ${namespace}/${name}`, err);
+          throw await kubeError(kc, `deleting ${kind} ${namespace}/${name}`, err);
         }
       },
     };

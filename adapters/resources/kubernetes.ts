@@ -5,9 +5,10 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
-import type { KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
+import type { KubeConfig, KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { BrokerflowError, ConflictError, NotFoundError, PermissionError, UnavailableError, ValidationError } from '../errors';
 import type { Patch, ResourceState } from '../../domain/reconcile';
+import { isRefusal, refusalIsFinal } from '../kubernetes/refusal';
 import type { DriverContext, ResourceDriver } from './types';
 
 // @kubernetes/client-node is ESM-only and this package is CommonJS: its values are loaded once with import().
@@ -74,6 +75,12 @@ export interface KubernetesObjectSpec {
 export interface KubernetesObjectDriverOptions {
   /** A client from `KubernetesObjectApi.makeApiClient(kubeConfig)` (see {@link loadKubernetesClient}). */
   objects: KubernetesObjectApi;
+  /**
+   * The kubeconfig `objects` was made from: asked whether the API server is ready when it refuses a call, since a
+   * starting server refuses what it allows a moment later (adapters/kubernetes/refusal.ts). Without it every
+   * refusal is final.
+   */
+  kubeConfig?: KubeConfig;
   /** Field manager of every apply; default `brokerflow`. */
   fieldManager?: string;
   /** Time between readiness checks; default 1000 ms. */
@@ -296,10 +303,12 @@ export class KubernetesObjectDriver implements ResourceDriver {
   private readonly objects: KubernetesObjectApi;
   private readonly fieldManager: string;
   private readonly pollMs: number;
+  private readonly kubeConfig: KubeConfig | undefined;
 
   constructor(opts: KubernetesObjectDriverOptions) {
     if (!opts?.objects) throw new ValidationError('objects (a KubernetesObjectApi) is required', 'objects');
     this.objects = opts.objects;
+    this.kubeConfig = opts.kubeConfig;
     this.fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
     if (!/^[\x21-\x7e]{1,128}$/.test(this.fieldManager)) throw new ValidationError('fieldManager must be 1-128 printable characters', 'fieldManager');
     this.pollMs = opts.readinessPollMs ?? 1000;
@@ -312,7 +321,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
     const kc = new k8s.KubeConfig();
     if (path) kc.loadFromFile(path);
     else kc.loadFromDefault();
-    return new KubernetesObjectDriver({ ...opts, objects: k8s.KubernetesObjectApi.makeApiClient(kc) });
+    return new KubernetesObjectDriver({ ...opts, objects: k8s.KubernetesObjectApi.makeApiClient(kc), kubeConfig: kc });
   }
 
   async getCurrentState(spec: Record<string, unknown>, ctx: DriverContext): Promise<ResourceState> {
@@ -359,7 +368,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
       const created = await this.objects.create(structuredClone(desired.manifest) as KubernetesObject, undefined, undefined, this.fieldManager);
       resourceVersion = created.metadata?.resourceVersion;
     } catch (err) {
-      if (!(await isStatus(err, 409))) throw await kubeError('create', desired, err);
+      if (!(await isStatus(err, 409))) throw await kubeError(this.kubeConfig, 'create', desired, err);
       // Already there: ours from an earlier attempt (go on and apply), or someone else's (never touch it).
       const live = await this.read(desired);
       if (!live) throw new UnavailableError(`${describe(desired)} was deleted while being created; retry`);
@@ -402,7 +411,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
     } catch (err) {
       if (await isStatus(err, 404)) return;
       if (await isStatus(err, 409)) throw new UnavailableError(`${describe(ref)} was replaced while being deleted; retry`);
-      throw await kubeError('delete', ref, err);
+      throw await kubeError(this.kubeConfig, 'delete', ref, err);
     }
   }
 
@@ -484,7 +493,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
       return await this.objects.read(header(ref));
     } catch (err) {
       if (await isStatus(err, 404)) return undefined;
-      throw await kubeError('read', ref, err);
+      throw await kubeError(this.kubeConfig, 'read', ref, err);
     }
   }
 
@@ -498,7 +507,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
       applied = await this.objects.patch(body, undefined, undefined, this.fieldManager, true, 'application/apply-patch+yaml');
     } catch (err) {
       if (await isStatus(err, 409)) throw new UnavailableError(`${describe(desired)} changed while being applied; retry`);
-      throw await kubeError('apply', desired, err);
+      throw await kubeError(this.kubeConfig, 'apply', desired, err);
     }
     await this.dropCreateOwnership(desired, applied);
   }
@@ -520,7 +529,7 @@ export class KubernetesObjectDriver implements ResourceDriver {
       await this.objects.patch(patch, undefined, undefined, this.fieldManager, undefined, 'application/merge-patch+json');
     } catch (err) {
       if (await isStatus(err, 409)) throw new UnavailableError(`${describe(ref)} changed while its field ownership was settled; retry`);
-      throw await kubeError('settle field ownership of', ref, err);
+      throw await kubeError(this.kubeConfig, 'settle field ownership of', ref, err);
     }
   }
 
@@ -555,8 +564,11 @@ async function isStatus(err: unknown, code: number): Promise<boolean> {
   return err instanceof k8s.ApiException && err.code === code;
 }
 
-/** Maps a client-node failure to the typed errors; messages name the object, never a request body. */
-async function kubeError(op: string, ref: ObjectRef, err: unknown): Promise<BrokerflowError> {
+/**
+ * Maps a client-node failure to the typed errors; messages name the object, never a request body. A refusal is a
+ * PermissionError only when the API server of `kc` is ready (or `kc` is unknown), else it is retried.
+ */
+async function kubeError(kc: KubeConfig | undefined, op: string, ref: ObjectRef, err: unknown): Promise<BrokerflowError> {
   if (err instanceof BrokerflowError) return err;
   const k8s = await loadKubernetesClient();
   const what = `${op} ${describe(ref)}`;
@@ -566,7 +578,10 @@ async function kubeError(op: string, ref: ObjectRef, err: unknown): Promise<Brok
     if (code === 404) return new NotFoundError(`${what}: not found${detail}`);
     if (code === 409) return new ConflictError(`${what}: conflict${detail}`);
     if (code === 400 || code === 422) return new ValidationError(`${what}: rejected by the API server${detail}`);
-    if (code === 401 || code === 403) return new PermissionError(`${what}: not allowed (HTTP ${code})${detail}`);
+    if (isRefusal(code)) {
+      if (!kc || (await refusalIsFinal(kc))) return new PermissionError(`${what}: not allowed (HTTP ${code})${detail}`);
+      return new UnavailableError(`${what}: refused (HTTP ${code}) while the API server is not ready${detail}`);
+    }
     if (code === 429 || code >= 500) return new UnavailableError(`${what}: HTTP ${code}${detail}`);
     return new ValidationError(`${what}: HTTP ${code}${detail}`);
   }

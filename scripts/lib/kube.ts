@@ -20,8 +20,20 @@ export interface KubeControlPlane {
   caFile: string;
   /** etcd key prefix holding this cluster's objects. */
   etcdPrefix: string;
-  apiserver: ManagedProcess;
+  /** The kube-apiserver process running now (a new one after {@link KubeControlPlane.startApiserver}). */
+  readonly apiserver: ManagedProcess;
   controllerManager: ManagedProcess;
+  /**
+   * Stops kube-apiserver alone, as when its node or static pod restarts: SIGTERM (graceful; SIGKILL after
+   * `graceMs`, default 30 s like a pod's termination grace period) or SIGKILL. The controller manager keeps running
+   * and retries until the server is back.
+   */
+  stopApiserver(signal: 'SIGTERM' | 'SIGKILL', graceMs?: number): Promise<void>;
+  /**
+   * Starts kube-apiserver again with the same flags: same port, etcd prefix, serving certificate (reused from the
+   * cert dir), tokens and signing key. Resolves once `/readyz` answers 200.
+   */
+  startApiserver(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -174,9 +186,9 @@ export async function startKubeControlPlane(opts: KubeControlPlaneOptions): Prom
     for (const p of [...started].reverse()) await p.stop();
   };
 
-  try {
-    let caPem: string | undefined;
-    const apiserver = await startProcess({
+  let caPem: string | undefined;
+  const launchApiserver = () =>
+    startProcess({
       name: 'kube-apiserver',
       command: apiserverBin,
       args: apiserverArgs,
@@ -196,6 +208,9 @@ export async function startKubeControlPlane(opts: KubeControlPlaneOptions): Prom
         return (await httpsStatus(`${server}/readyz`, { token, ca: caPem })) === 200;
       },
     });
+
+  try {
+    let apiserver = await launchApiserver();
     started.push(apiserver);
     writeFileSync(caFile, caPem!);
 
@@ -232,8 +247,20 @@ export async function startKubeControlPlane(opts: KubeControlPlaneOptions): Prom
       token,
       caFile,
       etcdPrefix,
-      apiserver,
+      get apiserver() {
+        return apiserver;
+      },
       controllerManager,
+      async stopApiserver(signal, graceMs = 30_000) {
+        if (signal === 'SIGKILL') await apiserver.kill();
+        else await apiserver.stop(graceMs);
+      },
+      async startApiserver() {
+        if (apiserver.exitCode() === undefined) throw new Error('kube-apiserver is still running: stop it first');
+        const next = await launchApiserver();
+        started[started.indexOf(apiserver)] = next;
+        apiserver = next;
+      },
       stop: stopAll,
     };
   } catch (err) {

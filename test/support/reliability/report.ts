@@ -43,7 +43,7 @@ export function renderMarkdown(results: ScenarioResult[]): string {
   out.push('');
   out.push(
     'brokerflow exists so that operations are never lost. The reliability suite (`test/reliability/`) breaks things on ' +
-      'purpose — it kills the worker and the broker, restarts Temporal, stops etcd, races requests against each other and ' +
+      'purpose — it kills the worker and the broker, restarts Temporal and the kube-apiserver, stops etcd, races requests against each other and ' +
       'feeds the OSB API hostile input — and each scenario writes the figures of its latest run to ' +
       '`test/reliability/results/<scenario>.json`, from which this file is rendered. Refresh it with ' +
       '`npm run test:record` (runs the whole suite and records its figures; `npm run test:record -- test/reliability test/model` ' +

@@ -5,12 +5,26 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { startTemporal, type TemporalDevServer } from '../../../scripts/lib/temporal';
 import { enableEtcdAuth, startEtcd, startEtcdCluster, type EtcdCluster, type EtcdClusterMember, type EtcdServer } from '../../../scripts/lib/etcd';
+import { startKubeControlPlane, type KubeControlPlane } from '../../../scripts/lib/kube';
 import { requireTestEnv } from '../env';
 
 /** A Temporal dev server (SQLite file) of this scenario. */
 export async function startOwnTemporal(name: string): Promise<TemporalDevServer> {
   const workDir = requireTestEnv('workDir');
   return startTemporal({ dataDir: join(workDir, `${name}-${randomBytes(3).toString('hex')}`), logDir: join(workDir, 'logs', name) });
+}
+
+/**
+ * A Kubernetes control plane of this scenario (kube-apiserver and kube-controller-manager), on the run's etcd under
+ * its own key prefix: the scenario may stop and restart its kube-apiserver without disturbing the run's cluster.
+ */
+export async function startOwnKubeControlPlane(name: string): Promise<KubeControlPlane> {
+  const workDir = requireTestEnv('workDir');
+  return startKubeControlPlane({
+    etcdEndpoint: requireTestEnv('etcdEndpoint'),
+    workDir: join(workDir, `${name}-${randomBytes(3).toString('hex')}`),
+    logDir: join(workDir, 'logs', name),
+  });
 }
 
 /** A tenant etcd of this scenario, with authentication on as the etcd drivers need, and its root password. */
