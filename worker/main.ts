@@ -5,6 +5,7 @@ import { createLogger } from '../platform/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 import { prebuiltWorkflowBundle } from './bundle';
+import { upgradeTestWorkflowsEnv, workflowsEntry } from './workflows-entry';
 import { connectClient } from '../platform/temporal';
 import { ensureEndpointSync } from '../platform/endpoint-workflows';
 import { searchAttributeDefinitions } from '../workflows/searchAttributes';
@@ -16,6 +17,8 @@ async function main(): Promise<void> {
   const sdkPort = config.worker?.sdkMetricsPort;
   installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
   const built = await buildWorkerDependencies(config);
+  const entry = workflowsEntry();
+  if (entry.upgradeTest) log.warn({ [upgradeTestWorkflowsEnv]: entry.path }, 'this worker runs an upgrade test\'s build of the workflows, not the product\'s');
   const bundle = prebuiltWorkflowBundle({ log });
   const worker = await createWorker({ config, deps: built.deps, workflowBundle: { code: bundle.code } });
   const metricsPort = config.worker?.metricsPort;
