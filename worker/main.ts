@@ -12,13 +12,14 @@ import { searchAttributeDefinitions } from '../workflows/searchAttributes';
 import { temporal } from '@temporalio/proto';
 
 async function main(): Promise<void> {
+  // First, so that a worker told to run anything but the product's workflows refuses before it connects anywhere.
+  const entry = workflowsEntry();
   const log = createLogger('worker');
+  if (entry.upgradeTest) log.warn({ [upgradeTestWorkflowsEnv]: entry.path }, 'this worker runs an upgrade test\'s build of the workflows, not the product\'s');
   const config = loadRuntimeConfig(configPathFromArgs());
   const sdkPort = config.worker?.sdkMetricsPort;
   installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
   const built = await buildWorkerDependencies(config);
-  const entry = workflowsEntry();
-  if (entry.upgradeTest) log.warn({ [upgradeTestWorkflowsEnv]: entry.path }, 'this worker runs an upgrade test\'s build of the workflows, not the product\'s');
   const bundle = prebuiltWorkflowBundle({ log });
   const worker = await createWorker({ config, deps: built.deps, workflowBundle: { code: bundle.code } });
   const metricsPort = config.worker?.metricsPort;
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
         }).listen(metricsPort, '127.0.0.1')
       : undefined;
   log.info(
-    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort },
+    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort, workflowBundle: bundle.from },
     'worker started',
   );
   await registerSearchAttributes(config, log);
