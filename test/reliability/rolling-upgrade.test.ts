@@ -171,6 +171,8 @@ interface RunFacts {
   taskScheduleTimeouts: number;
   nondeterministic: number;
   applyAttempts: number;
+  /** What ended the apply attempt before the last one, when there was one. */
+  applyRetriedAfter?: string;
 }
 
 const NONDETERMINISTIC = temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
@@ -199,6 +201,7 @@ function factsOf(history: History): RunFacts {
     const started = e.activityTaskStartedEventAttributes;
     if (started && /^apply/.test(scheduled.get(String(started.scheduledEventId)) ?? '')) {
       facts.applyAttempts = Math.max(facts.applyAttempts, started.attempt ?? 1);
+      if ((started.attempt ?? 1) > 1) facts.applyRetriedAfter = started.lastFailure?.message ?? '';
     }
     if (e.workflowTaskTimedOutEventAttributes?.timeoutType === temporal.api.enums.v1.TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START) facts.taskScheduleTimeouts += 1;
     const failed = e.workflowTaskFailedEventAttributes;
@@ -263,6 +266,8 @@ const workerLogs = { BROKERFLOW_SDK_LOG_LEVEL: 'WARN' };
 
 /** Histories recorded at the moment of the upgrade, for the negative control. */
 let midway: Array<{ key: string; history: History }> = [];
+/** Final histories of the runs that took the new path, for the rollback check. */
+let newPathFinals: Array<{ key: string; history: History }> = [];
 /** The two bundles of the next build: as shipped (patched) and without the guard. */
 let nextBuildBundle: Promise<string> | undefined;
 let unpatchedBundle: Promise<string> | undefined;
@@ -420,6 +425,7 @@ scenario.test(`${OPERATIONS} provisions and updates all complete across a rollin
   const marked = (op: Op) => facts.get(op)!.patches.includes(nextBuildPatchId);
   const oldPath = (op: Op) => !marked(op) && facts.get(op)!.firstActivity === 'recordBegin';
   const newPath = (op: Op) => marked(op) && facts.get(op)!.firstActivity === 'resolveResources';
+  newPathFinals = finals.filter(({ op }) => byNew.includes(op)).map(({ op, history }) => ({ key: `${op.kind}-${op.id}`, history }));
   const nondeterministic = [...facts.values()].reduce((n, f) => n + f.nondeterministic, 0);
   const taskFailures = [...facts.values()].flatMap((f) => f.taskFailures);
   const logLines = (w: ChildProcessHandle) => w.output().split('\n').filter((l) => /nondetermin|DeterminismViolation/i.test(l));
@@ -451,6 +457,12 @@ scenario.test(`${OPERATIONS} provisions and updates all complete across a rollin
   scenario.figure('new worker polling to all operations complete', allDone - newWorker.readyAt, 'ms');
   scenario.figure('operations in flight at the upgrade: SIGTERM to finished (median / max)', `${seconds(median(latencies))} / ${seconds(Math.max(...latencies))}`);
   scenario.figure('in-flight operations whose apply step was retried on the new worker', `${retriedApplies} of ${inFlight.length}`);
+  const interrupted = new Map<string, number>();
+  for (const op of inFlight) {
+    const why = facts.get(op)!.applyRetriedAfter;
+    if (why !== undefined) interrupted.set(why, (interrupted.get(why) ?? 0) + 1);
+  }
+  scenario.figure('how the interrupted apply attempts ended (history: last failure before the retry)', [...interrupted].map(([why, n]) => `${n}x "${why.slice(0, 120)}"`).join('; ') || '—');
   scenario.figure('operations succeeded (last_operation)', `${succeeded} of ${OPERATIONS}`);
   scenario.figure('runs still open / registry entries left in progress', `${openRuns.length} / ${leftInProgress.length}`);
   scenario.figure('workflow runs / provision runs per instance above one / update runs', `${runs.length} / ${duplicated.size} / ${updateRuns}`);
@@ -503,4 +515,17 @@ scenario.test('negative control: the same change without patched() fails to repl
   if (violations[0]) scenario.note(`Negative control, for example: ${violations[0]}`);
   assert.equal(replayed, midway.length);
   assert.equal(violations.length, midway.length, `every one fails: ${[...errors.values()].slice(0, 3).join('; ')}`);
+});
+
+scenario.test('a rollback is a deploy too: the runs that took the new path do not replay on the current build', { timeout: 60_000 }, async () => {
+  assert.ok(newPathFinals.length > 0, 'the live run had runs on the new path');
+  const code = readFileSync(requireTestEnv('workflowBundle'), 'utf8');
+  const { replayed, errors } = await replay(code, newPathFinals);
+  const violations = [...errors.values()].filter((e) => e.startsWith('DeterminismViolationError'));
+  scenario.figure('rollback: runs of the new path replayed on the current build / failed with a DeterminismViolationError', `${replayed} / ${violations.length}`);
+  scenario.note(
+    'Rolling back to the build before a patch breaks the runs that took the new path, as rolling forward without the patch breaks the runs ' +
+      'in flight: once the new path has run, going back needs a build that still has the patch (docs/design/conventions.md#changing-workflow-code).',
+  );
+  assert.equal(violations.length, newPathFinals.length, `every one fails: ${[...errors.values()].slice(0, 3).join('; ')}`);
 });
