@@ -277,10 +277,14 @@ scenario.test('the upgrade option runs only a build under test/: a worker told t
   assert.equal(workflowsEntry({ [upgradeTestWorkflowsEnv]: nextBuildEntry }).path, nextBuildEntry);
   assert.throws(() => workflowsEntry({ [upgradeTestWorkflowsEnv]: 'workflows/index.ts' }), /for testing upgrades only .* is outside test\//);
   assert.throws(() => workflowsEntry({ [upgradeTestWorkflowsEnv]: 'test/support/fixtures/next-build/missing.ts' }), /is not a \.ts file/);
-  // The worker checks it first, before it reads its configuration (there is none here) or connects anywhere.
-  const refused = startWorkerProcess(join(requireTestEnv('workDir'), 'no-such-config.yaml'), { [upgradeTestWorkflowsEnv]: 'workflows/index.ts' });
+  // The worker checks it first, before it reads its configuration (there is none here) or connects anywhere. The
+  // scenario's stack starts meanwhile.
+  const refused = assert.rejects(
+    startWorkerProcess(join(requireTestEnv('workDir'), 'no-such-config.yaml'), { [upgradeTestWorkflowsEnv]: 'workflows/index.ts' }),
+    /exited \(code 1\) before it was ready[\s\S]*BROKERFLOW_UPGRADE_TEST_WORKFLOWS is for testing upgrades only[\s\S]*is outside test\//,
+  );
   stack = await startTestStack({ worker: false, overrides: { resourceSets: gatedResourceSets } });
-  await assert.rejects(refused, /exited \(code 1\) before it was ready[\s\S]*BROKERFLOW_UPGRADE_TEST_WORKFLOWS is for testing upgrades only[\s\S]*is outside test\//);
+  await refused;
 });
 
 scenario.test(`${OPERATIONS} provisions and updates all complete across a rolling upgrade to patched workflow code`, { timeout: 240_000 }, async () => {
