@@ -24,7 +24,8 @@ export default tseslint.config(
     },
   },
   {
-    files: ['workflows/**/*.ts'],
+    // The next build of the workflows that upgrade tests run is workflow code too (test/support/fixtures/next-build).
+    files: ['workflows/**/*.ts', 'test/support/fixtures/next-build/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

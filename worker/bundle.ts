@@ -11,12 +11,14 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { workflowsEntry } from './workflows-entry';
 
 const root = resolve(__dirname, '..');
 
 function sourcesHash(): string {
   const h = createHash('sha256');
+  const entry = workflowsEntry();
   const walk = (dir: string): void => {
     for (const name of readdirSync(dir).sort()) {
       const p = join(dir, name);
@@ -27,6 +29,12 @@ function sourcesHash(): string {
   walk(join(root, 'workflows'));
   // Workflows import values from domain/ (the non-retryable error codes), so it is part of the bundle.
   walk(join(root, 'domain'));
+  // An upgrade test's build (worker/workflows-entry.ts) is cached under a name of its own: its entry and the
+  // folder it lives in are part of the hash.
+  if (entry.upgradeTest) {
+    h.update(`upgrade-test:${relative(root, entry.path)}`);
+    walk(dirname(entry.path));
+  }
   h.update(readFileSync(join(root, 'package-lock.json')));
   return h.digest('hex').slice(0, 16);
 }

@@ -5,13 +5,17 @@ import { createLogger } from '../platform/logging';
 import { createWorker, installRuntime } from './worker';
 import { buildWorkerDependencies } from './dependencies';
 import { prebuiltWorkflowBundle } from './bundle';
+import { upgradeTestWorkflowsEnv, workflowsEntry } from './workflows-entry';
 import { connectClient } from '../platform/temporal';
 import { ensureEndpointSync } from '../platform/endpoint-workflows';
 import { searchAttributeDefinitions } from '../workflows/searchAttributes';
 import { temporal } from '@temporalio/proto';
 
 async function main(): Promise<void> {
+  // First, so that a worker told to run anything but the product's workflows refuses before it connects anywhere.
+  const entry = workflowsEntry();
   const log = createLogger('worker');
+  if (entry.upgradeTest) log.warn({ [upgradeTestWorkflowsEnv]: entry.path }, 'this worker runs an upgrade test\'s build of the workflows, not the product\'s');
   const config = loadRuntimeConfig(configPathFromArgs());
   const sdkPort = config.worker?.sdkMetricsPort;
   installRuntime(sdkPort ? { sdkMetricsAddress: `127.0.0.1:${sdkPort}` } : {});
@@ -33,7 +37,7 @@ async function main(): Promise<void> {
         }).listen(metricsPort, '127.0.0.1')
       : undefined;
   log.info(
-    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort },
+    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort, workflowBundle: bundle.from },
     'worker started',
   );
   await registerSearchAttributes(config, log);

@@ -3,11 +3,13 @@ import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, t
 import type { RuntimeConfig } from '../config/runtime';
 import { createActivities, type ActivityDeps } from '../activities';
 import { dataConverter, temporalSettings } from '../platform/temporal';
+import { workflowsEntry } from './workflows-entry';
 
-const workflowsPath = require.resolve('../workflows');
-
-/** Bundles the workflow code once (a few seconds); reuse the bundle for every Worker in the process. */
-export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+/**
+ * Bundles the workflow code once (a few seconds); reuse the bundle for every Worker in the process. `workflowsPath`:
+ * the entry to bundle, by default workflows/index.ts (or an upgrade test's build, worker/workflows-entry.ts).
+ */
+export async function bundleWorkflows(workflowsPath = workflowsEntry().path): Promise<WorkflowBundleWithSourceMap> {
   return bundleWorkflowCode({ workflowsPath, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never });
 }
 
@@ -65,7 +67,7 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     connection,
     namespace: s.namespace,
     taskQueue: s.taskQueue,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath }),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: workflowsEntry().path }),
     activities: createActivities(opts.deps),
     sinks: {
       reconcileMetrics: {
