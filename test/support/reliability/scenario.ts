@@ -63,7 +63,15 @@ export class Scenario {
   private failure: string | undefined;
   private testsRun = 0;
 
-  constructor(readonly meta: { id: string; order: number; title: string; fault: string; claim: string }) {}
+  constructor(readonly meta: { id: string; order: number; title: string; fault: string; claim: string }) {
+    // node:test fails the file for an error raised outside any test body (a rejection nobody awaited, a throw in
+    // a callback); the results must say failed then too, not only when an assertion inside a test fails.
+    const outside = (kind: string) => (err: unknown) => {
+      this.failure ??= `${kind} outside a test: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 400)}`;
+    };
+    process.on('unhandledRejection', outside('unhandled rejection'));
+    process.on('uncaughtException', outside('uncaught exception'));
+  }
 
   /** Sets a figure (replacing one of the same label), keeping the order of first appearance. */
   figure(label: string, value: number | string, unit?: string): void {
