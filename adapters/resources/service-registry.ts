@@ -55,11 +55,12 @@ export interface ServiceRegistryDriverOptions {
 
 /** Parses a rendered spec (or a state, with `owner`); every error names the field. */
 function parseRegistration(value: unknown, what: string): ServiceRegistrySpec {
+  // A spec names at least one endpoint; a current state may have none left (a partly done create or delete).
   const s = record(value, what);
   const namespace = validateName('namespace', s.namespace);
   const service = validateName('service', s.service);
   const metadata = validateMetadata('service', s.metadata ?? {});
-  if (!Array.isArray(s.endpoints) || s.endpoints.length === 0) {
+  if (!Array.isArray(s.endpoints) || (what === 'spec' && s.endpoints.length === 0)) {
     throw new ValidationError(`${what}.endpoints must be a non-empty list`, `${what}.endpoints`);
   }
   const names = new Set<string>();
