@@ -4,7 +4,7 @@
 // Only the Broker's own files are imported, not the folder's index: that one also loads the Cloud Map and
 // Service Directory clients, which a worker without this driver should not pay for.
 import type { Patch, ResourceState } from '../../domain/reconcile';
-import { ConflictError, NotFoundError, UnavailableError, ValidationError } from '../errors';
+import { AlreadyExistsError, ConflictError, NotFoundError, UnavailableError, ValidationError } from '../errors';
 import { ServiceRegistryBroker } from '../service-registries/broker';
 import { ContainsNotOwnedError, EndpointNotOwnedError, NotOwnedError } from '../service-registries/errors';
 import type { Metadata, ServiceRegistry } from '../service-registries/types';
@@ -154,11 +154,7 @@ export class ServiceRegistryDriver implements ResourceDriver {
     const s = this.parseState(state, ctx);
     const broker = this.brokerFor(s.owner);
     const path = `${s.namespace}/${s.service}`;
-    // The namespace is shared by every instance: created once under the plain brokerflow mark, adopted as it is.
-    await new ServiceRegistryBroker(this.registry, { ownerPair: { key: this.ownerKey, value: SERVICE_REGISTRY_NAMESPACE_OWNER } }).manageNs({
-      name: s.namespace,
-      metadata: {},
-    });
+    await this.ensureNamespace(s.namespace);
     const existing = await orUndefined(this.registry.getServ(s.namespace, s.service));
     if (existing && !broker.isOwned(existing.metadata)) throw this.foreignService(path, ctx);
     let serv;
@@ -203,6 +199,19 @@ export class ServiceRegistryDriver implements ResourceDriver {
   async applyUpdateChange(state: ResourceState, ctx: DriverContext): Promise<void> {
     // Every step is level-set: creating what is missing and updating what differs is the update.
     await this.applyCreateChange(state, ctx);
+  }
+
+  /**
+   * The namespace is shared by every instance: created when missing, under the plain brokerflow mark, and used as
+   * it is otherwise. It is never updated, since it may be the endpoint mirror's (same mark) or someone else's.
+   */
+  private async ensureNamespace(name: string): Promise<void> {
+    if (await orUndefined(this.registry.getNs(name))) return;
+    try {
+      await this.registry.createNs({ name, metadata: { [this.ownerKey]: SERVICE_REGISTRY_NAMESPACE_OWNER } });
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err; // a concurrent create won: the namespace is there
+    }
   }
 
   private parseState(state: ResourceState, ctx: DriverContext): RegistrationState {

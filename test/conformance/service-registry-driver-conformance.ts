@@ -168,6 +168,23 @@ export function serviceRegistryDriverConformance(target: ServiceRegistryDriverCo
       assert.deepEqual(await endpointsOf(service), [foreign]);
     });
 
+    test('an existing namespace, ours or foreign, is used as it is and outlives the registrations in it', async () => {
+      const instance = hex(6);
+      const foreignNs = `fns${hex(4)}`;
+      await registry.createNs({ name: foreignNs, metadata: { team: 'payments' } });
+      const spec = { ...specFor(`etcd-${instance}`), namespace: foreignNs };
+      await reconcile(driver, spec, context(instance));
+      assert.deepEqual((await registry.getServ(foreignNs, `etcd-${instance}`)).metadata.owner, owner(instance));
+      await remove(driver, spec, context(instance));
+      assert.deepEqual((await registry.getNs(foreignNs)).metadata, { team: 'payments' });
+      assert.deepEqual(await registry.listServ(foreignNs), []);
+      await registry.deleteNs(foreignNs);
+
+      // The namespace the driver created carries the plain brokerflow mark, which no instance's delete removes.
+      await ensureNamespace();
+      assert.deepEqual((await registry.getNs(ns)).metadata, { owner: 'brokerflow' });
+    });
+
     test("deleting one instance's registration leaves a second instance's registration in the same namespace untouched", async () => {
       const [a, b] = [hex(6), hex(6)];
       await reconcile(driver, specFor(`etcd-${a}`, 2379, '10.0.0.1'), context(a));
