@@ -24,7 +24,15 @@ import {
 } from './persistence';
 import { ConflictError, PermissionError, UnavailableError } from './errors';
 import { Registry } from './registry';
-import { connectTenantEtcd, EtcdPrefixDriver, EtcdUserDriver, KubernetesObjectDriver, type ResourceDriver, type SecretStore } from './resources';
+import {
+  connectTenantEtcd,
+  EtcdPrefixDriver,
+  EtcdUserDriver,
+  KubernetesObjectDriver,
+  ServiceRegistryDriver,
+  type ResourceDriver,
+  type SecretStore,
+} from './resources';
 import { NotFoundError } from './errors';
 
 /** The registry and what it was built on. */
@@ -212,7 +220,7 @@ export function readOnlySecretStore(store: SecretStore): SecretStore {
 /** The resource drivers this configuration enables, by kind. */
 export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): Promise<{ drivers: Map<string, ResourceDriver>; close(): Promise<void> }> {
   const drivers = new Map<string, ResourceDriver>();
-  const closers: Array<() => void> = [];
+  const closers: Array<() => void | Promise<void>> = [];
   if (cfg.drivers?.etcd) {
     const e = cfg.drivers.etcd;
     const client = connectTenantEtcd({
@@ -227,10 +235,16 @@ export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): P
     const path = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
     drivers.set('kubernetes', await KubernetesObjectDriver.fromKubeconfig(path));
   }
+  if (cfg.drivers?.serviceRegistry) {
+    const sr = cfg.drivers.serviceRegistry;
+    const registry = connectServiceRegistry(sr, cfg.baseDir, 'drivers.serviceRegistry');
+    closers.push(() => registry.close());
+    drivers.set('service-registry', new ServiceRegistryDriver({ registry, ...(sr.ownerKey ? { ownerKey: sr.ownerKey } : {}) }));
+  }
   return {
     drivers,
     async close() {
-      closers.forEach((c) => c());
+      await Promise.allSettled(closers.map(async (c) => c()));
     },
   };
 }
@@ -251,22 +265,27 @@ export interface EndpointAdapters {
 const loadServiceRegistries = () => require('./service-registries') as typeof import('./service-registries');
 const loadKubernetesClient = () => import('@kubernetes/client-node');
 
-/** Connects the configured service registry backend (the caller closes it). */
-export function connectServiceRegistry(cfg: EndpointSyncConfig, baseDir?: string): ServiceRegistry {
+/** The connection fields of a service registry, as `endpoints:` and `drivers.serviceRegistry` both give them. */
+export type ServiceRegistryConnection = Pick<EndpointSyncConfig, 'registry' | 'etcd' | 'cloudmap' | 'servicedirectory'>;
+
+/** Connects the configured service registry backend (the caller closes it); `section` names the fields in errors. */
+export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?: string, section = 'endpoints'): ServiceRegistry {
   const { CloudMapServiceRegistry, EtcdServiceRegistry, ServiceDirectoryServiceRegistry } = loadServiceRegistries();
+  const missing = (): ConfigError =>
+    new ConfigError(`${section}.${cfg.registry} is required when ${section}.registry is ${cfg.registry}`, `${section}.${cfg.registry}`);
   switch (cfg.registry) {
     case 'etcd': {
-      if (!cfg.etcd) throw new ConfigError('endpoints.etcd is required when endpoints.registry is etcd', 'endpoints.etcd');
-      const auth = cfg.etcd.auth ? { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, 'endpoints.etcd.auth.password', baseDir) } : undefined;
+      if (!cfg.etcd) throw missing();
+      const auth = cfg.etcd.auth ? { username: cfg.etcd.auth.username, password: resolveSecret(cfg.etcd.auth.password, `${section}.etcd.auth.password`, baseDir) } : undefined;
       return EtcdServiceRegistry.connect({ endpoints: cfg.etcd.endpoints, ...(cfg.etcd.prefix ? { prefix: cfg.etcd.prefix } : {}), ...(auth ? { auth } : {}) });
     }
     case 'cloudmap':
-      if (!cfg.cloudmap) throw new ConfigError('endpoints.cloudmap is required when endpoints.registry is cloudmap', 'endpoints.cloudmap');
+      if (!cfg.cloudmap) throw missing();
       // Credentials come from the AWS default chain (environment, profile, instance role), never the file.
       return new CloudMapServiceRegistry({ clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) } });
     case 'servicedirectory': {
       const sd = cfg.servicedirectory;
-      if (!sd) throw new ConfigError('endpoints.servicedirectory is required when endpoints.registry is servicedirectory', 'endpoints.servicedirectory');
+      if (!sd) throw missing();
       return new ServiceDirectoryServiceRegistry({
         projectId: sd.projectId,
         location: sd.location,

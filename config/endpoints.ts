@@ -162,3 +162,40 @@ export function endpointSettings(cfg: EndpointSyncConfig): EndpointSyncSettings 
     signalConcurrency: 8,
   };
 }
+
+/** `drivers.serviceRegistry`: the registry the `service-registry` resource driver writes to. */
+export interface ServiceRegistryDriverConfig {
+  registry: EndpointSyncConfig['registry'];
+  etcd?: EndpointSyncConfig['etcd'];
+  cloudmap?: EndpointSyncConfig['cloudmap'];
+  servicedirectory?: EndpointSyncConfig['servicedirectory'];
+  /** The metadata key of the owner mark; its value names the instance (default `owner`). */
+  ownerKey?: string;
+}
+
+/** The JSON Schema of {@link ServiceRegistryDriverConfig}: the connection fields of the `endpoints:` section. */
+export const serviceRegistryDriverConfigSchema = {
+  type: 'object',
+  required: ['registry'],
+  additionalProperties: false,
+  properties: {
+    registry: endpointSyncConfigSchema.properties.registry,
+    etcd: endpointSyncConfigSchema.properties.etcd,
+    cloudmap: endpointSyncConfigSchema.properties.cloudmap,
+    servicedirectory: endpointSyncConfigSchema.properties.servicedirectory,
+    ownerKey: { type: 'string', minLength: 1, maxLength: 317, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
+  },
+} as const;
+
+/**
+ * What the schema cannot say about `drivers.serviceRegistry`: the section of the chosen registry is present. The
+ * error names the missing field.
+ */
+export function checkServiceRegistryDriverConfig(cfg: ServiceRegistryDriverConfig): void {
+  if (!cfg[cfg.registry]) {
+    throw new ValidationError(
+      `drivers.serviceRegistry.${cfg.registry} is required when drivers.serviceRegistry.registry is ${cfg.registry}`,
+      `drivers.serviceRegistry.${cfg.registry}`,
+    );
+  }
+}

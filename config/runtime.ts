@@ -8,7 +8,13 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, describeSchemaError, loadCatalog, type Catalog } from './catalog';
 import { loadResourceSets, type ResourceSetDef } from './resource-sets';
 import { etcdAuthSchema, etcdEndpointsSchema, secretSourceSchema as secretSource, type SecretSource } from './secret-source';
-import { endpointSyncConfigSchema, type EndpointSyncConfig } from './endpoints';
+import {
+  checkServiceRegistryDriverConfig,
+  endpointSyncConfigSchema,
+  serviceRegistryDriverConfigSchema,
+  type EndpointSyncConfig,
+  type ServiceRegistryDriverConfig,
+} from './endpoints';
 
 export type { SecretSource } from './secret-source';
 
@@ -31,9 +37,11 @@ export interface RuntimeConfigFile {
   catalog: string;
   /** The resource sets file (what each plan reconciles). */
   resourceSets?: string;
-  /** What resource drivers manage: the tenant etcd (auth enabled, root user) and Kubernetes objects. */
+  /** What resource drivers manage: the tenant etcd (auth enabled, root user), Kubernetes objects and service registry entries. */
   drivers?: {
     etcd?: { endpoints: string[]; auth: { username: string; password: SecretSource } };
+    /** The registry the `service-registry` driver writes to, and the metadata key of its owner mark (default `owner`). */
+    serviceRegistry?: ServiceRegistryDriverConfig;
   };
   broker?: {
     host?: string;
@@ -127,6 +135,7 @@ const runtimeSchema = {
             auth: etcdAuthSchema,
           },
         },
+        serviceRegistry: serviceRegistryDriverConfigSchema,
       },
     },
     broker: {
@@ -284,6 +293,14 @@ export function validateRuntimeConfig(raw: unknown, source: string, baseDir: str
   const cfg = raw;
   if (cfg.encryption && !cfg.encryption.keys.some((k) => k.id === cfg.encryption!.currentKeyId)) {
     throw new ConfigError(`${source} is invalid: encryption.currentKeyId "${cfg.encryption.currentKeyId}" names no key in encryption.keys`, 'encryption.currentKeyId');
+  }
+  if (cfg.drivers?.serviceRegistry) {
+    try {
+      checkServiceRegistryDriverConfig(cfg.drivers.serviceRegistry);
+    } catch (err) {
+      const e = err as Error & { field?: string };
+      throw new ConfigError(`${source} is invalid: ${e.message}`, e.field);
+    }
   }
   const catalogFile = isAbsolute(cfg.catalog) ? cfg.catalog : resolve(baseDir, cfg.catalog);
   const catalogData = loadCatalog(catalogFile);

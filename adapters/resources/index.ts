@@ -1,4 +1,5 @@
-// Resource drivers: the CRUD steps reconciliation runs per resource (Kubernetes objects, tenant etcd prefixes and users).
+// Resource drivers: the CRUD steps reconciliation runs per resource (Kubernetes objects, tenant etcd prefixes and
+// users, service registry entries).
 export * from './types';
 export {
   KubernetesObjectDriver,
@@ -33,3 +34,12 @@ export {
   type EtcdUserDriverOptions,
   type EtcdUserCredentials,
 } from './etcd-user';
+export {
+  ServiceRegistryDriver,
+  serviceRegistryOwnerValue,
+  DEFAULT_SERVICE_REGISTRY_OWNER_KEY,
+  SERVICE_REGISTRY_NAMESPACE_OWNER,
+  type ServiceRegistrySpec,
+  type ServiceRegistryEndpointSpec,
+  type ServiceRegistryDriverOptions,
+} from './service-registry';

@@ -78,3 +78,21 @@ test('a secret from a missing environment variable names the variable, not a val
     return true;
   });
 });
+
+test('the service-registry driver section is checked at start-up, each error naming its field', () => {
+  const load = (serviceRegistry: unknown) => () => validateRuntimeConfig({ catalog: examplePath, drivers: { serviceRegistry } }, 'cfg', '/');
+  assert.throws(load({ registry: 'consul' }), /drivers\.serviceRegistry\.registry: must be equal to one of the allowed values/);
+  assert.throws(load({ registry: 'cloudmap' }), (err: Error) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /drivers\.serviceRegistry\.cloudmap is required when drivers\.serviceRegistry\.registry is cloudmap/);
+    return true;
+  });
+  assert.throws(load({ registry: 'etcd', etcd: { endpoints: ['http://127.0.0.1:2379'] }, ownerKey: '' }), /drivers\.serviceRegistry\.ownerKey: must NOT have fewer than 1 characters/);
+  assert.throws(load({ registry: 'etcd', etcd: { endpoints: ['http://127.0.0.1:2379'] }, owner: 'x' }), /drivers\.serviceRegistry: unknown field "owner"/);
+  const cfg = validateRuntimeConfig(
+    { catalog: examplePath, drivers: { serviceRegistry: { registry: 'servicedirectory', servicedirectory: { projectId: 'p', location: 'us-east1' } } } },
+    'cfg',
+    '/',
+  );
+  assert.equal(cfg.drivers?.serviceRegistry?.registry, 'servicedirectory');
+});

@@ -34,9 +34,11 @@ test('resource sets are checked against the catalog at start-up', () => {
     () => validateResourceSets({ resourceSets: [set('other')] }, 'sets', catalog),
     (err: Error) => err instanceof ConfigError && /no resource set named "etcd-keyspace" handles version 1\.0\.0/.test(err.message),
   );
-  assert.doesNotThrow(() => validateResourceSets({ resourceSets: [set('etcd-keyspace')] }, 'sets', catalog));
+  // The example catalog's `registered` plan has a set of its own.
+  const registered = set('etcd-keyspace-registered');
+  assert.doesNotThrow(() => validateResourceSets({ resourceSets: [set('etcd-keyspace'), registered] }, 'sets', catalog));
   const noBinding = { ...set('etcd-keyspace'), binding: undefined };
-  assert.throws(() => validateResourceSets({ resourceSets: [noBinding] }, 'sets', catalog), /is bindable but resource set/);
+  assert.throws(() => validateResourceSets({ resourceSets: [noBinding, registered] }, 'sets', catalog), /is bindable but resource set/);
 });
 
 test('duplicate resource names in a set are refused by field', () => {
