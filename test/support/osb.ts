@@ -10,6 +10,8 @@ export const SERVICE = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 export const PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
 export const ASYNC_ONLY_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a02';
 export const APP_BOUND_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a03';
+/** Instance operations asynchronous only, bindings always synchronous (`instancesAsync: required`, `bindingsAsync: never`). */
+export const ASYNC_INSTANCES_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a04';
 /**
  * The platform's organization and space: a provision must name both, non-empty (docs/design/osb-semantics.md,
  * "Checks common to all requests"). Spread it into every provision body.
