@@ -335,6 +335,7 @@ export class OsbService {
           sync,
           build: () => ({
             operation: 'provision',
+            ...pollingBound(plan),
             operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
@@ -404,6 +405,7 @@ export class OsbService {
           sync: { status: 200, body: async () => ({}) },
           build: () => ({
             operation: 'update',
+            ...pollingBound(plan),
             operationId: operationIdFor('update', { instanceId, fingerprint, ...previousOf(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
@@ -515,6 +517,7 @@ export class OsbService {
           sync: { status: 201, body: view },
           build: () => ({
             operation: 'bind',
+            ...pollingBound(plan),
             operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             bindingId,
@@ -625,3 +628,7 @@ function bindingView(e: Entry): BindingBody {
   return { credentials: e.get<Json>('credentials') ?? {}, parameters: e.get<Json>('parameters') ?? {} };
 }
 
+/** The plan's maximum_polling_duration, which the workflow keeps (docs/design/contracts/operations.md#polling-bounds). */
+function pollingBound(plan: { maximum_polling_duration?: number }): Pick<OperationInput, 'maximumPollingSeconds'> {
+  return plan.maximum_polling_duration ? { maximumPollingSeconds: plan.maximum_polling_duration } : {};
+}

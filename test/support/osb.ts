@@ -17,6 +17,10 @@ export const ASYNC_INSTANCES_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a04';
  * "Checks common to all requests"). Spread it into every provision body.
  */
 export const ORG_SPACE = { organization_guid: 'org-brokerflow-test', space_guid: 'space-brokerflow-test' } as const;
+/** The catalog of the polling-bound tests: the standard plan, and plans with a maximum_polling_duration of 5 s and 1 h. */
+export const pollingCatalog = resolve(__dirname, 'fixtures', 'catalog.polling.yaml');
+export const BOUNDED_5S_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b05';
+export const BOUNDED_1H_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b06';
 /** The resource sets the OSB tests use: a ConfigMap, then the etcd keyspace. */
 export const osbResourceSets = resolve(__dirname, 'fixtures', 'resource-sets.osb.yaml');
 
