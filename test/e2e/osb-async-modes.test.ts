@@ -1,6 +1,7 @@
-// Instance and binding asynchrony chosen separately per plan (docs/design/osb-semantics.md, "Asynchrony"), over
-// HTTP as a platform sees it. The example catalog's `async-instances` plan requires accepts_incomplete=true for
-// instance operations and serves bindings synchronously (`bindingsAsync: never`), even to accepts_incomplete=true.
+// Instance and binding asynchrony chosen separately per plan (docs/design/contracts/configuration.md#catalog and
+// the AsyncRequired rows of docs/design/osb-semantics.md), over HTTP as a platform sees it. The example catalog's
+// `async-instances` plan requires accepts_incomplete=true for instance operations and serves bindings
+// synchronously (`bindingsAsync: never`), even to accepts_incomplete=true.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pollLastOperation, startTestStack, type TestStack } from '../support/stack';
