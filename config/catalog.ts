@@ -22,12 +22,40 @@ export interface MaintenanceInfo {
   description?: string;
 }
 
+/** How a plan's instance operations may run: `required` answers 422 AsyncRequired without `accepts_incomplete=true`. */
+export type InstancesAsync = 'required' | 'optional';
+/** How a plan's binding operations may run; `never` serves them synchronously whatever the platform accepts. */
+export type BindingsAsync = 'required' | 'optional' | 'never';
+
+/** A plan's asynchrony with the `asyncOnly` shorthand and the defaults resolved. */
+export interface PlanAsynchrony {
+  instances: InstancesAsync;
+  bindings: BindingsAsync;
+}
+
+/** Resolves a plan's asynchrony: `asyncOnly: true` is both `required`; each field defaults to `optional`. */
+export function planAsynchrony(plan: Pick<Plan, 'brokerflow'>): PlanAsynchrony {
+  const b = plan.brokerflow;
+  if (b.asyncOnly) return { instances: 'required', bindings: 'required' };
+  return { instances: b.instancesAsync ?? 'optional', bindings: b.bindingsAsync ?? 'optional' };
+}
+
 /** brokerflow's own per-plan settings; never served in `GET /v2/catalog`. */
 export interface PlanBehaviour {
   /** The resource set that reconciles instances of this plan. */
   resourceSet: string;
-  /** True when the plan can only be provisioned asynchronously (`accepts_incomplete=true` required). */
+  /**
+   * Shorthand kept for existing catalogs: `true` means `instancesAsync: required` and `bindingsAsync: required`.
+   * It cannot be combined with either of them.
+   */
   asyncOnly?: boolean;
+  /** Whether provision, update and deprovision require `accepts_incomplete=true` (default `optional`). */
+  instancesAsync?: InstancesAsync;
+  /**
+   * Whether bind and unbind require `accepts_incomplete=true` (`required`), may run either way (`optional`,
+   * the default), or are always answered synchronously, even to `accepts_incomplete=true` (`never`).
+   */
+  bindingsAsync?: BindingsAsync;
   /** True when bindings must name an application (`bind_resource.app_guid`), else 422 RequiresApp. */
   requiresApp?: boolean;
 }
@@ -122,6 +150,8 @@ const planSchema = {
       properties: {
         resourceSet: { type: 'string', pattern: namePattern },
         asyncOnly: { type: 'boolean' },
+        instancesAsync: { enum: ['required', 'optional'] },
+        bindingsAsync: { enum: ['required', 'optional', 'never'] },
         requiresApp: { type: 'boolean' },
       },
     },
@@ -246,6 +276,18 @@ export function validateCatalog(raw: unknown, source = 'catalog'): Catalog {
       }
       if (plan.schemas?.service_binding && !(plan.bindable ?? svc.bindable)) {
         problems.push(`${where}.schemas.service_binding: the plan is not bindable`);
+      }
+      const b = plan.brokerflow;
+      if (b.asyncOnly !== undefined && (b.instancesAsync !== undefined || b.bindingsAsync !== undefined)) {
+        problems.push(
+          `${where}.brokerflow.asyncOnly: cannot be combined with instancesAsync or bindingsAsync (asyncOnly: true is shorthand for both "required"; give one or the other)`,
+        );
+      }
+      // OSB: a broker that may answer a bind 202 must let the platform fetch the binding once it is done.
+      if ((plan.bindable ?? svc.bindable) && planAsynchrony(plan).bindings !== 'never' && svc.bindings_retrievable !== true) {
+        problems.push(
+          `${where}.brokerflow.bindingsAsync: bindings of this plan can be asynchronous ("${planAsynchrony(plan).bindings}"), so service "${svc.name}" must set bindings_retrievable: true (or the plan bindingsAsync: never)`,
+        );
       }
     });
   });

@@ -21,7 +21,7 @@ import { startBenchStack, type BenchStack } from '../bench/stack-support';
 import { requireTestEnv } from '../test/support/env';
 import { testBrokerUser } from '../test/support/config';
 import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
-import { PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, provisionBody } from '../test/support/osb';
+import { BOUNDED_1H_PLAN, BOUNDED_5S_PLAN, PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, pollingCatalog, provisionBody } from '../test/support/osb';
 import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/support/endpoints-fixtures';
 import { cancelResourceSets, markReady, waitingForReadiness } from '../test/support/cancel-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
@@ -207,6 +207,35 @@ async function captureCancellations(stack: TestStack): Promise<void> {
   }
 }
 
+/**
+ * Polling bounds (docs/design/contracts/operations.md#polling-bounds): a provision held at its ConfigMap's
+ * readiness until its plan's maximum_polling_duration (5 s) stops it and it undoes what it created, and one that
+ * the script lets through within its plan's bound (1 h), whose timer never fires.
+ */
+async function capturePollingBounds(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const { core } = kube();
+  const stopped = newId('replay-bound');
+  let wf = instanceWorkflowId(stopped);
+  let op = await startOperation(stack, 'PUT', `${instancePath(stopped)}?accepts_incomplete=true`, provisionBody({ plan_id: BOUNDED_5S_PLAN, parameters: { quotaKeys: 10 } }));
+  let run = await latestRunId(client, wf);
+  await expectEnd(stack, instancePath(stopped), op, 'failed');
+  await capture(client, 'provision-past-polling-bound', wf, run, 'provision');
+  op = await startOperation(stack, 'DELETE', `${instancePath(stopped)}?accepts_incomplete=true&${deleteQuery(BOUNDED_5S_PLAN)}`);
+  await expectEnd(stack, instancePath(stopped), op, 'gone');
+
+  const within = newId('replay-bound-ok');
+  wf = instanceWorkflowId(within);
+  op = await startOperation(stack, 'PUT', `${instancePath(within)}?accepts_incomplete=true`, provisionBody({ plan_id: BOUNDED_1H_PLAN, parameters: { quotaKeys: 10 } }));
+  run = await latestRunId(client, wf);
+  await waitingForReadiness(core, client, wf, within, 'applyCreateChange');
+  await markReady(core, within, true);
+  await expectEnd(stack, instancePath(within), op, 'succeeded');
+  await capture(client, 'provision-within-polling-bound', wf, run, 'provision');
+  op = await startOperation(stack, 'DELETE', `${instancePath(within)}?accepts_incomplete=true&${deleteQuery(BOUNDED_1H_PLAN)}`);
+  await expectEnd(stack, instancePath(within), op, 'gone');
+}
+
 /** Endpoint reconciliation: the watcher, per-service workflows (local activity and activity), the resync. */
 async function captureEndpoints(stack: TestStack): Promise<void> {
   const { client } = stack;
@@ -346,10 +375,13 @@ async function main(): Promise<void> {
 
     const cancelling = await startTestStack({ overrides: { resourceSets: cancelResourceSets, encryption } });
     stacks.push(cancelling);
+    const bounded = await startTestStack({ overrides: { catalog: pollingCatalog, resourceSets: cancelResourceSets, encryption } });
+    stacks.push(bounded);
 
     await captureOperations(osbStack);
     await captureInterruptedProvision(waiting);
     await captureCancellations(cancelling);
+    await capturePollingBounds(bounded);
     await captureEndpoints(osbStack);
     await captureTools(osbStack);
 

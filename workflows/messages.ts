@@ -27,6 +27,11 @@ export interface OperationInput {
   requestedBy?: RequestOrigin;
   /** When the broker accepted the request (ISO 8601), for the audit trail. */
   acceptedAt?: string;
+  /**
+   * The plan's maximum_polling_duration in seconds (provision, update, bind): past it the operation is stopped,
+   * undone and recorded as failed (docs/design/contracts/operations.md#polling-bounds).
+   */
+  maximumPollingSeconds?: number;
   /** Retry overrides for reconcile steps (tests and slow environments). */
   stepRetry?: { initialInterval?: string; maximumAttempts?: number; backoffCoefficient?: number };
 }
@@ -81,7 +86,17 @@ export function cancelledDescription(requester: string): string {
 
 /** The description of a cancelled operation whose undo failed (what is left is described by `reason`). */
 export function cancelledUndoFailedDescription(requester: string, reason: string): string {
-  return `${cancelledDescription(requester)}; undoing it failed: ${reason}`;
+  return undoFailedDescription(cancelledDescription(requester), reason);
+}
+
+/** The description of a stopped operation (`description`: why it stopped) whose undo failed. */
+export function undoFailedDescription(description: string, reason: string): string {
+  return `${description}; undoing it failed: ${reason}`;
+}
+
+/** The description of an operation stopped and undone at its plan's maximum_polling_duration. */
+export function pollingBoundDescription(seconds: number): string {
+  return `stopped after the plan's maximum_polling_duration of ${seconds} s`;
 }
 
 /** Whether an operation's description says it was cancelled and its work undone. */

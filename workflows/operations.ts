@@ -10,6 +10,7 @@ import {
   patched,
   proxyActivities,
   setHandler,
+  sleep,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
@@ -25,9 +26,11 @@ import { requesterLabel } from '../domain/audit';
 import {
   cancelledDescription,
   cancelledUndoFailedDescription,
+  undoFailedDescription,
   deprovisionAfterProvisionId,
   deprovisionRequestedSignal,
   operationSummary,
+  pollingBoundDescription,
   progressQuery,
   reconcileObject,
   templateContext,
@@ -71,6 +74,57 @@ function cancellationCompensates(): boolean {
  */
 function deletesIgnoreCancellation(): boolean {
   return patched('deletes-ignore-cancellation');
+}
+
+/**
+ * The plan's maximum_polling_duration, kept (docs/design/contracts/operations.md#polling-bounds): a durable timer
+ * from the operation's start races its work; when it fires first, `stops` is cancelled and the operation is undone
+ * like a cancelled one and recorded as failed, "stopped after the plan's maximum_polling_duration of N s".
+ */
+class PollingBound {
+  /** The timer fired while the work was still running. */
+  expired = false;
+  /** The work is over (succeeded, failed or stopped): a timer firing now changes nothing. */
+  settled = false;
+
+  constructor(
+    readonly seconds: number,
+    stops: CancellationScope,
+  ) {
+    // Started in the operation's own scope: a cancellation of the workflow cancels the timer too.
+    sleep(seconds * 1000).then(
+      () => {
+        if (this.settled) return;
+        this.expired = true;
+        stops.cancel();
+      },
+      () => undefined,
+    );
+  }
+
+  get description(): string {
+    return pollingBoundDescription(this.seconds);
+  }
+
+  /** Runs the work the bound may stop, in `scope` (the one the bound cancels). */
+  async run<T>(scope: CancellationScope, work: () => Promise<T>): Promise<T> {
+    try {
+      return await scope.run(work);
+    } finally {
+      this.settled = true;
+    }
+  }
+}
+
+/**
+ * The bound of an operation whose plan has a maximum_polling_duration (provision, update, bind), started first
+ * thing. Runs started before the bound existed issued no timer at their start and replay without one; so do
+ * runs whose plan has no maximum_polling_duration (no marker either).
+ */
+function pollingBound(input: OperationInput, stops: CancellationScope): PollingBound | undefined {
+  const seconds = input.maximumPollingSeconds;
+  if (seconds === undefined || seconds <= 0) return undefined;
+  return patched('maximum-polling-duration') ? new PollingBound(seconds, stops) : undefined;
 }
 
 /** Shared bookkeeping of every operation: progress query, search attributes, begin and complete records. */
@@ -199,11 +253,20 @@ type Undo = (run: OperationRun) => Promise<void>;
  * `undo` and records it as failed, "cancelled by <who>". Nothing here can be cancelled again, and all of it is
  * workflow code: a worker that dies meanwhile leaves it to the next one. An identical operation that had already
  * succeeded has nothing of its own to undo, and one refused at its start had done nothing.
+ * `stopped`: the operation was stopped by its polling bound, not cancelled; that is its description.
  */
-async function compensate(run: OperationRun, undo: Undo): Promise<OperationResult> {
+async function compensate(run: OperationRun, undo: Undo, stopped?: string): Promise<OperationResult> {
   return CancellationScope.nonCancellable(async () => {
-    const { identity } = await records.cancellationRequester();
-    const description = cancelledDescription(identity);
+    let description: string;
+    let undoFailed: (reason: string) => string;
+    if (stopped !== undefined) {
+      description = stopped;
+      undoFailed = (reason) => undoFailedDescription(stopped, reason);
+    } else {
+      const { identity } = await records.cancellationRequester();
+      description = cancelledDescription(identity);
+      undoFailed = (reason) => cancelledUndoFailedDescription(identity, reason);
+    }
     // The begin's activity was cancelled without waiting for it, so it may have written; another begin (the same
     // operation ID, so idempotent) tells where the entry stands.
     const began = run.began ?? (await run.begin());
@@ -213,7 +276,7 @@ async function compensate(run: OperationRun, undo: Undo): Promise<OperationResul
     try {
       await undo(run);
     } catch (err) {
-      return run.finish(cancelledUndoFailedDescription(identity, describeFailure(err)));
+      return run.finish(undoFailed(describeFailure(err)));
     }
     return run.finish(description);
   });
@@ -228,18 +291,29 @@ async function runOperation(input: OperationInput, body: (run: OperationRun) => 
   const run = new OperationRun(input);
   const root = CancellationScope.current();
   const cancelled = () => undo !== undefined && root.consideredCancelled && cancellationCompensates();
-  try {
+  // Only operations that can be undone are bounded: a deprovision or an unbind runs to completion.
+  const scope = new CancellationScope();
+  const bound = undo !== undefined ? pollingBound(input, scope) : undefined;
+  const expired = () => bound?.expired === true;
+  const work = async (): Promise<OperationResult | undefined> => {
     const { alreadySucceeded, refused } = await run.begin();
     if (refused !== undefined) return run.refuse(refused);
     if (alreadySucceeded) return run.done();
     await body(run);
+    return undefined;
+  };
+  try {
+    const ended = bound ? await bound.run(scope, work) : await work();
+    if (ended) return ended;
     // Cancelled after its last step but before its end was recorded: still cancelled, and undone.
     if (cancelled()) return compensate(run, undo!);
+    if (expired()) return compensate(run, undo!, bound!.description);
     // Not awaited on purpose: a failure to record the end fails the run instead of being recorded as another end
     // (an await here would send it to end(), a second recordComplete, and old histories would no longer replay).
     return run.finish(undefined);
   } catch (err) {
     if (cancelled()) return compensate(run, undo!);
+    if (expired()) return compensate(run, undo!, bound!.description);
     return run.end(err);
   }
 }
@@ -259,6 +333,7 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   const root = CancellationScope.current();
   let deprovisionInput: OperationInput | undefined;
   const scope = new CancellationScope();
+  const bound = pollingBound(input, scope);
   setHandler(deprovisionRequestedSignal, (req) => {
     if (deprovisionInput) return;
     deprovisionInput = { ...req, operationId: deprovisionAfterProvisionId(input.operationId) };
@@ -275,7 +350,7 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   let error: string | undefined;
   let alreadySucceeded = false;
   try {
-    await scope.run(async () => {
+    const work = async () => {
       let refused: string | undefined;
       ({ alreadySucceeded, refused } = await run.begin());
       if (refused !== undefined) {
@@ -285,7 +360,8 @@ export async function provision(input: OperationInput): Promise<OperationResult>
       if (alreadySucceeded) return;
       const resources = await run.resources('instance');
       if (Array.isArray(resources)) await run.reconcile(resources, 'update');
-    });
+    };
+    await (bound ? bound.run(scope, work) : scope.run(work));
   } catch (err) {
     if (!(deprovisionInput && isCancellation(err))) error = describeFailure(err);
   }
@@ -309,6 +385,11 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   if (root.consideredCancelled && cancellationCompensates()) {
     const result = await compensate(run, undoProvision);
     // A DELETE while it undid its work was answered 202: the deprovision still follows.
+    const late = deprovisionInput as OperationInput | undefined;
+    return late ? continueAsDeprovision(late) : result;
+  }
+  if (bound?.expired) {
+    const result = await compensate(run, undoProvision, bound.description);
     const late = deprovisionInput as OperationInput | undefined;
     return late ? continueAsDeprovision(late) : result;
   }

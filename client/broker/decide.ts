@@ -66,7 +66,8 @@ const err = (status: 400 | 404 | 409 | 410 | 422, description: string, error?: '
   description,
 });
 const busy = (description: string) => err(422, description, 'ConcurrencyError');
-const asyncRequired = () => err(422, 'this plan is asynchronous only: retry with accepts_incomplete=true', 'AsyncRequired');
+const asyncRequired = (what: 'instance' | 'binding') =>
+  err(422, `this plan's ${what} operations are asynchronous only: retry with accepts_incomplete=true`, 'AsyncRequired');
 
 /** Where an instance stands. A running operation that has not recorded itself yet wins over the record. */
 export function instanceState(f: InstanceFacts): InstanceState {
@@ -96,7 +97,7 @@ export function bindingState(f: BindingFacts): BindingState {
 export interface RequestFacts {
   /** `accepts_incomplete=true`. */
   accepts: boolean;
-  /** The plan (of the request, or the target plan) is asynchronous only. */
+  /** The plan (of the request, or the target plan) requires `accepts_incomplete=true` for this kind of operation. */
   asyncOnly: boolean;
   /** The request's fingerprint (identical requests have the same one). */
   fingerprint: string;
@@ -118,7 +119,7 @@ export function decideProvision(req: RequestFacts, f: InstanceFacts): Decision {
     }
     case 'absent':
     case 'provision-failed':
-      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+      return req.asyncOnly && !req.accepts ? asyncRequired('instance') : { kind: 'start' };
   }
 }
 
@@ -159,7 +160,7 @@ export function decideUpdate(req: UpdateFacts, f: InstanceFacts): Decision {
   if (state === 'deprovisioning') return busy('the instance is being deprovisioned');
   if (f.bindingOperations > 0) return busy('binding operations are in progress on the instance');
   if (req.unchanged) return { kind: 'answer', status: 200, body: 'empty' };
-  return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+  return req.asyncOnly && !req.accepts ? asyncRequired('instance') : { kind: 'start' };
 }
 
 /** DELETE /v2/service_instances/:id, after the query was checked. Existence comes before asynchrony. */
@@ -172,13 +173,13 @@ export function decideDeprovision(req: RequestFacts, f: InstanceFacts): Decision
       return { kind: 'join', operationId: running.operationId };
     }
     case 'provisioning':
-      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'interrupt', provisionOperationId: (f.running ?? f.record!).operationId };
+      return req.asyncOnly && !req.accepts ? asyncRequired('instance') : { kind: 'interrupt', provisionOperationId: (f.running ?? f.record!).operationId };
     case 'updating':
       return busy('an update is in progress on the instance');
     case 'ready':
     case 'provision-failed':
       if (f.bindingOperations > 0) return busy('binding operations are in progress on the instance');
-      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+      return req.asyncOnly && !req.accepts ? asyncRequired('instance') : { kind: 'start' };
   }
 }
 
@@ -216,7 +217,7 @@ export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts)
       return busy('the binding is being deleted');
     case 'absent':
     case 'bind-failed':
-      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+      return req.asyncOnly && !req.accepts ? asyncRequired('binding') : { kind: 'start' };
   }
 }
 
@@ -231,7 +232,7 @@ export function decideUnbind(req: RequestFacts, f: BindingFacts): Decision {
       return { kind: 'join', operationId: (f.running ?? f.record!).operationId };
     case 'bound':
     case 'bind-failed':
-      return req.asyncOnly && !req.accepts ? asyncRequired() : { kind: 'start' };
+      return req.asyncOnly && !req.accepts ? asyncRequired('binding') : { kind: 'start' };
   }
 }
 

@@ -5,7 +5,7 @@
 // workflow-ID rule makes concurrent requests on one instance resolve atomically.
 import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../adapters/registry';
 import type { Entry } from '../../adapters/registry/entry';
-import { findPlan, type Catalog } from '../../config/catalog';
+import { findPlan, planAsynchrony, type Catalog } from '../../config/catalog';
 import { PlanChecks } from './plan-checks';
 import { operationIdFor, requestFingerprint, STEP_LOOKUP_DEADLINE_MS, type OperationsClient, type OperationStatus } from '../operations';
 import type { OperationInput, OperationResult } from '../../workflows/messages';
@@ -329,12 +329,13 @@ export class OsbService {
     const decideNow: DecideNow<OperationBody> = async () => {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       return {
-        decision: decideProvision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        decision: decideProvision({ accepts, asyncOnly: planAsynchrony(plan).instances === 'required', fingerprint }, facts),
         answer: () => dashboard(entry),
         plan: {
           sync,
           build: () => ({
             operation: 'provision',
+            ...pollingBound(plan),
             operationId: operationIdFor('provision', { instanceId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
@@ -388,7 +389,7 @@ export class OsbService {
       const decision = decideUpdate(
         {
           accepts,
-          asyncOnly: plan.brokerflow.asyncOnly === true,
+          asyncOnly: planAsynchrony(plan).instances === 'required',
           fingerprint,
           serviceId: b.service_id,
           planChange,
@@ -404,6 +405,7 @@ export class OsbService {
           sync: { status: 200, body: async () => ({}) },
           build: () => ({
             operation: 'update',
+            ...pollingBound(plan),
             operationId: operationIdFor('update', { instanceId, fingerprint, ...previousOf(facts.record, unrecorded) }),
             instanceId,
             serviceId: b.service_id,
@@ -426,7 +428,7 @@ export class OsbService {
       const { entry, facts, unrecorded } = await this.instanceFacts(instanceId);
       const version = facts.maintenanceVersion ?? plan.maintenance_info?.version;
       return {
-        decision: decideDeprovision({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        decision: decideDeprovision({ accepts, asyncOnly: planAsynchrony(plan).instances === 'required', fingerprint }, facts),
         answer: () => ({}),
         plan: {
           sync: { status: 200, body: async () => ({}) },
@@ -481,7 +483,16 @@ export class OsbService {
 
   async bind(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<BindingBody>> {
     const { type, ref, decideNow } = this.bindRequest(instanceId, bindingId, b, accepts);
-    return this.carryOut(type, ref, accepts, decideNow, origin);
+    return this.carryOut(type, ref, this.bindingAccepts(b, accepts), decideNow, origin);
+  }
+
+  /**
+   * Whether a binding request is answered asynchronously: a plan whose bindings are `never` asynchronous serves
+   * them synchronously even to `accepts_incomplete=true` (OSB lets a broker answer 201/200 then).
+   */
+  private bindingAccepts(b: { service_id: string; plan_id: string }, accepts: boolean): boolean {
+    const found = findPlan(this.deps.catalog, b.service_id, b.plan_id);
+    return accepts && !(found && planAsynchrony(found.plan).bindings === 'never');
   }
 
   private bindRequest(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): CheckedRequest<BindingBody> {
@@ -497,7 +508,7 @@ export class OsbService {
       const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
       return {
         decision: decideBind(
-          { accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint, matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id },
+          { accepts, asyncOnly: planAsynchrony(plan).bindings === 'required', fingerprint, matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id },
           inst.facts,
           facts,
         ),
@@ -506,6 +517,7 @@ export class OsbService {
           sync: { status: 201, body: view },
           build: () => ({
             operation: 'bind',
+            ...pollingBound(plan),
             operationId: operationIdFor('bind', { instanceId, bindingId, fingerprint, ...retryBase(facts.record, unrecorded) }),
             instanceId,
             bindingId,
@@ -525,10 +537,10 @@ export class OsbService {
   async unbind(instanceId: string, bindingId: string, q: { service_id: string; plan_id: string }, accepts: boolean, origin?: RequestOrigin): Promise<OsbAnswer<OperationBody>> {
     const { plan } = this.plans.planOf(q.service_id, q.plan_id);
     const fingerprint = requestFingerprint({ unbind: bindingId });
-    return this.carryOut('unbind', { instanceId, bindingId }, accepts, async () => {
+    return this.carryOut('unbind', { instanceId, bindingId }, this.bindingAccepts(q, accepts), async () => {
       const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
       return {
-        decision: decideUnbind({ accepts, asyncOnly: plan.brokerflow.asyncOnly === true, fingerprint }, facts),
+        decision: decideUnbind({ accepts, asyncOnly: planAsynchrony(plan).bindings === 'required', fingerprint }, facts),
         answer: () => ({}),
         plan: {
           sync: { status: 200, body: async () => ({}) },
@@ -614,4 +626,9 @@ function dashboard(e: Entry): OperationBody {
 
 function bindingView(e: Entry): BindingBody {
   return { credentials: e.get<Json>('credentials') ?? {}, parameters: e.get<Json>('parameters') ?? {} };
+}
+
+/** The plan's maximum_polling_duration, which the workflow keeps (docs/design/contracts/operations.md#polling-bounds). */
+function pollingBound(plan: { maximum_polling_duration?: number }): Pick<OperationInput, 'maximumPollingSeconds'> {
+  return plan.maximum_polling_duration ? { maximumPollingSeconds: plan.maximum_polling_duration } : {};
 }

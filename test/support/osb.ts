@@ -10,11 +10,17 @@ export const SERVICE = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
 export const PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a01';
 export const ASYNC_ONLY_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a02';
 export const APP_BOUND_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a03';
+/** Instance operations asynchronous only, bindings always synchronous (`instancesAsync: required`, `bindingsAsync: never`). */
+export const ASYNC_INSTANCES_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a05';
 /**
  * The platform's organization and space: a provision must name both, non-empty (docs/design/osb-semantics.md,
  * "Checks common to all requests"). Spread it into every provision body.
  */
 export const ORG_SPACE = { organization_guid: 'org-brokerflow-test', space_guid: 'space-brokerflow-test' } as const;
+/** The catalog of the polling-bound tests: the standard plan, and plans with a maximum_polling_duration of 5 s and 1 h. */
+export const pollingCatalog = resolve(__dirname, 'fixtures', 'catalog.polling.yaml');
+export const BOUNDED_5S_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b05';
+export const BOUNDED_1H_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b06';
 /** The resource sets the OSB tests use: a ConfigMap, then the etcd keyspace. */
 export const osbResourceSets = resolve(__dirname, 'fixtures', 'resource-sets.osb.yaml');
 

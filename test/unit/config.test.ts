@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadCatalog, publicCatalog, validateCatalog } from '../../config/catalog';
+import { ConfigError, loadCatalog, planAsynchrony, publicCatalog, validateCatalog } from '../../config/catalog';
 import { validateRuntimeConfig, resolveSecret } from '../../config/runtime';
 
 const examplePath = resolve(__dirname, '..', '..', 'config', 'catalog.example.yaml');
@@ -49,6 +49,41 @@ test('a parameter schema that does not compile is refused', () => {
   const raw = example();
   raw.services[0].plans[0].schemas.service_instance.create.parameters.properties.x = { type: 'no-such-type' };
   assert.throws(() => validateCatalog(raw), /not a valid JSON Schema/);
+});
+
+test('a plan chooses instance and binding asynchrony separately; asyncOnly stays shorthand for both required', () => {
+  const catalog = loadCatalog(examplePath);
+  const byName = (name: string) => catalog.services[0]!.plans.find((p) => p.name === name)!;
+  assert.deepEqual(planAsynchrony(byName('standard')), { instances: 'optional', bindings: 'optional' });
+  assert.deepEqual(planAsynchrony(byName('async-only')), { instances: 'required', bindings: 'required' });
+  assert.deepEqual(planAsynchrony(byName('async-instances')), { instances: 'required', bindings: 'never' });
+});
+
+test('asyncOnly combined with instancesAsync or bindingsAsync is refused naming the field', () => {
+  const raw = example();
+  raw.services[0].plans[1].brokerflow.bindingsAsync = 'never';
+  assert.throws(() => validateCatalog(raw), /services\[0\]\.plans\[1\]\.brokerflow\.asyncOnly: cannot be combined with instancesAsync or bindingsAsync/);
+});
+
+test('an unknown asynchrony mode is refused', () => {
+  const raw = example();
+  raw.services[0].plans[0].brokerflow.bindingsAsync = 'sometimes';
+  assert.throws(() => validateCatalog(raw), /services\[0\]\.plans\[0\]\.brokerflow\.bindingsAsync: must be equal to one of the allowed values/);
+});
+
+test('bindings that can be asynchronous need bindings_retrievable: true; bindingsAsync: never does not', () => {
+  const raw = example();
+  raw.services[0].bindings_retrievable = false;
+  assert.throws(() => validateCatalog(raw), (err: Error) => {
+    assert.match(err.message, /services\[0\]\.plans\[0\]\.brokerflow\.bindingsAsync: bindings of this plan can be asynchronous \("optional"\), so service "etcd-keyspace" must set bindings_retrievable: true/);
+    assert.match(err.message, /services\[0\]\.plans\[1\]\.brokerflow\.bindingsAsync: .*\("required"\)/);
+    assert.doesNotMatch(err.message, /plans\[3\]/, 'the plan whose bindings are never asynchronous is fine');
+    return true;
+  });
+  for (const plan of raw.services[0].plans) if (!plan.brokerflow.asyncOnly) plan.brokerflow.bindingsAsync = 'never';
+  delete raw.services[0].plans[1].brokerflow.asyncOnly;
+  raw.services[0].plans[1].brokerflow.bindingsAsync = 'never';
+  assert.doesNotThrow(() => validateCatalog(raw));
 });
 
 test('a runtime config with a bad field is refused naming that field', () => {

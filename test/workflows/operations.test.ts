@@ -458,3 +458,80 @@ describe('bind and unbind', () => {
     assert.equal(s.registry.entry(bind)?.credentials, undefined);
   });
 });
+
+// A plan's maximum_polling_duration (docs/design/contracts/operations.md#polling-bounds). Held steps heartbeat, and
+// the test server skips time while a result is awaited: the bound's timer fires once nothing else can happen first.
+describe('maximum_polling_duration', () => {
+  const stopped = 'stopped after the plan\'s maximum_polling_duration of 5 s';
+
+  test('a provision still running at its bound is stopped, removes what it created and is recorded as failed', async () => {
+    const s = bed.scenario(catalog);
+    const input = s.input('provision', { maximumPollingSeconds: 5 });
+    const createUser = s.gates.hold<{ resource: ResourceDef }>('applyCreateChange', (i) => i.resource.name === 'user');
+    const handle = await s.start(input);
+    await createUser.reached;
+    const result = (await handle.result()) as OperationResult;
+    assert.deepEqual(result, { operation: 'provision', operationId: input.operationId, state: 'failed', description: stopped });
+    assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'failed', description: stopped });
+    assert.deepEqual(s.world.names(), []);
+    assert.deepEqual(s.registry.journal, [`begin provision ${input.operationId}`, `complete provision ${input.operationId} failed: ${stopped}`]);
+    // The bound is a durable timer in the run's history (what the Web UI shows).
+    const { events } = await handle.fetchHistory();
+    assert.ok(events?.some((e) => e.timerFiredEventAttributes), 'a timer fired');
+  });
+
+  test('an update still running at its bound restores the applied parameters', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision', { parameters: { size: 1 } }));
+    const update = s.input('update', { parameters: { size: 2 }, maximumPollingSeconds: 5 });
+    const updateUser = s.gates.hold<{ resource: ResourceDef }>('applyUpdateChange', (i) => i.resource.name === 'user');
+    const handle = await s.start(update);
+    await updateUser.reached;
+    const result = (await handle.result()) as OperationResult;
+    assert.deepEqual(result, { operation: 'update', operationId: update.operationId, state: 'failed', description: stopped });
+    assert.deepEqual(s.registry.lastOperation(update), { operation: 'update', operationId: update.operationId, state: 'failed', description: stopped });
+    assert.deepEqual(s.registry.entry(update)?.parameters, { size: 1 });
+    assert.deepEqual(s.world.resources.get(`db@${update.instanceId}`), { spec: { engine: 'etcd' }, parameters: { size: 1 } });
+  });
+
+  test('a bind still running at its bound removes its resources and stores no credentials', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision'));
+    const bind = s.input('bind', { bindingId: s.bindingId(), maximumPollingSeconds: 5 });
+    const createAccount = s.gates.hold<{ resource: ResourceDef }>('applyCreateChange', (i) => i.resource.name === 'account');
+    const handle = await s.start(bind);
+    await createAccount.reached;
+    const result = (await handle.result()) as OperationResult;
+    assert.deepEqual(result, { operation: 'bind', operationId: bind.operationId, state: 'failed', description: stopped });
+    assert.deepEqual(s.registry.lastOperation(bind), { operation: 'bind', operationId: bind.operationId, state: 'failed', description: stopped });
+    assert.equal(s.registry.entry(bind)?.credentials, undefined);
+    assert.deepEqual(s.world.names(), [`db@${bind.instanceId}`, `user@${bind.instanceId}`]);
+  });
+
+  test('an operation that ends within its bound is unaffected, also once the bound has passed', async () => {
+    const s = bed.scenario(catalog);
+    const input = s.input('provision', { maximumPollingSeconds: 5 });
+    const result = await runToEnd(s, input);
+    assert.deepEqual(result, { operation: 'provision', operationId: input.operationId, state: 'succeeded' });
+    await bed.env.sleep('10s');
+    assert.deepEqual(s.registry.lastOperation(input), { operation: 'provision', operationId: input.operationId, state: 'succeeded' });
+    assert.deepEqual(s.world.names(), [`db@${input.instanceId}`, `user@${input.instanceId}`]);
+    const bind = s.input('bind', { bindingId: s.bindingId(), maximumPollingSeconds: 5 });
+    assert.equal((await runToEnd(s, bind)).state, 'succeeded');
+    assert.ok(s.registry.entry(bind)?.credentials);
+  });
+
+  test('a deprovision is not bounded: it runs to completion', async () => {
+    const s = bed.scenario(catalog);
+    await runToEnd(s, s.input('provision'));
+    const deprovision = s.input('deprovision', { maximumPollingSeconds: 5 });
+    const deleteDb = s.gates.hold<{ resource: ResourceDef }>('applyDeleteChange', (i) => i.resource.name === 'db');
+    const handle = await s.start(deprovision);
+    await deleteDb.reached;
+    await bed.env.sleep('6s');
+    deleteDb.release();
+    const result = (await handle.result()) as OperationResult;
+    assert.deepEqual(result, { operation: 'deprovision', operationId: deprovision.operationId, state: 'succeeded' });
+    assert.deepEqual(s.world.names(), []);
+  });
+});
