@@ -135,6 +135,7 @@ async function writeDevConfig(dir: string, dataDir: string): Promise<{ file: str
   cfg.broker.port = brokerPort;
   cfg.broker.auth.basic[0].password = secret('broker-password');
   cfg.etcd.endpoints = [`http://127.0.0.1:${etcdPort}`];
+  cfg.drivers.serviceRegistry.etcd.endpoints = [`http://127.0.0.1:${etcdPort}`];
   cfg.registry.file.dirs = [join(dataDir, 'registry')];
   cfg.encryption.keys[0].key = secret('encryption-key');
   cfg.codecServer.port = codecPort;
