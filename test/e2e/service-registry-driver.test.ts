@@ -41,7 +41,8 @@ test('provisioning the registered plan registers the instance endpoint, owned by
   const endpoints = await registry.listEndp('brokerflow-tenants', `etcd-${id}`);
   assert.deepEqual(
     endpoints.map((e) => ({ name: e.name, address: e.address, port: e.port, metadata: e.metadata })),
-    [{ name: 'client', address: '127.0.0.1', port: 2379, metadata: { owner: `brokerflow/instance/${id}` } }],
+    // The example set registers the dev stack's tenant etcd (config/brokerflow.example.yaml: drivers.etcd on 2381).
+    [{ name: 'client', address: '127.0.0.1', port: 2381, metadata: { owner: `brokerflow/instance/${id}` } }],
   );
 
   const res = await stack.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery(REGISTERED_PLAN)}`);
