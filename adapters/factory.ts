@@ -9,6 +9,7 @@ import { ConfigError } from '../config/catalog';
 import type { EndpointSyncConfig } from '../config/endpoints';
 import type { KubeConfig } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import type { ServiceRegistry, ServiceRegistryBroker } from './service-registries';
+import type { CallObserver } from './service-registries/call-budget';
 import {
   EtcdPersistenceProvider,
   FilePersistenceProvider,
@@ -218,7 +219,11 @@ export function readOnlySecretStore(store: SecretStore): SecretStore {
 }
 
 /** The resource drivers this configuration enables, by kind. */
-export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): Promise<{ drivers: Map<string, ResourceDriver>; close(): Promise<void> }> {
+export async function createDrivers(
+  cfg: RuntimeConfig,
+  secrets: SecretStore,
+  opts: { observer?: CallObserver } = {},
+): Promise<{ drivers: Map<string, ResourceDriver>; close(): Promise<void> }> {
   const drivers = new Map<string, ResourceDriver>();
   const closers: Array<() => void | Promise<void>> = [];
   if (cfg.drivers?.etcd) {
@@ -237,7 +242,7 @@ export async function createDrivers(cfg: RuntimeConfig, secrets: SecretStore): P
   }
   if (cfg.drivers?.serviceRegistry) {
     const sr = cfg.drivers.serviceRegistry;
-    const registry = connectServiceRegistry(sr, cfg.baseDir, 'drivers.serviceRegistry');
+    const registry = connectServiceRegistry(sr, cfg.baseDir, 'drivers.serviceRegistry', opts.observer);
     closers.push(() => registry.close());
     drivers.set('service-registry', new ServiceRegistryDriver({ registry, ...(sr.ownerKey ? { ownerKey: sr.ownerKey } : {}) }));
   }
@@ -269,7 +274,7 @@ const loadKubernetesClient = () => import('@kubernetes/client-node');
 export type ServiceRegistryConnection = Pick<EndpointSyncConfig, 'registry' | 'etcd' | 'cloudmap' | 'servicedirectory'>;
 
 /** Connects the configured service registry backend (the caller closes it); `section` names the fields in errors. */
-export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?: string, section = 'endpoints'): ServiceRegistry {
+export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?: string, section = 'endpoints', observer?: CallObserver): ServiceRegistry {
   const { CloudMapServiceRegistry, EtcdServiceRegistry, ServiceDirectoryServiceRegistry } = loadServiceRegistries();
   const missing = (): ConfigError =>
     new ConfigError(`${section}.${cfg.registry} is required when ${section}.registry is ${cfg.registry}`, `${section}.${cfg.registry}`);
@@ -282,7 +287,12 @@ export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?:
     case 'cloudmap':
       if (!cfg.cloudmap) throw missing();
       // Credentials come from the AWS default chain (environment, profile, instance role), never the file.
-      return new CloudMapServiceRegistry({ clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) } });
+      return new CloudMapServiceRegistry({
+        clientConfig: { region: cfg.cloudmap.region, ...(cfg.cloudmap.endpoint ? { endpoint: cfg.cloudmap.endpoint } : {}) },
+        ...(cfg.cloudmap.callsPerSecond ? { callsPerSecond: cfg.cloudmap.callsPerSecond } : {}),
+        ...(cfg.cloudmap.maxInstancesPerService ? { maxInstancesPerService: cfg.cloudmap.maxInstancesPerService } : {}),
+        ...(observer ? { observer } : {}),
+      });
     case 'servicedirectory': {
       const sd = cfg.servicedirectory;
       if (!sd) throw missing();
@@ -290,6 +300,9 @@ export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?:
         projectId: sd.projectId,
         location: sd.location,
         clientOptions: { ...(sd.apiEndpoint ? { apiEndpoint: sd.apiEndpoint } : {}), ...(sd.port ? { port: sd.port } : {}) },
+        ...(sd.callsPerSecond ? { callsPerSecond: sd.callsPerSecond } : {}),
+        ...(sd.maxEndpointsPerService ? { maxEndpointsPerService: sd.maxEndpointsPerService } : {}),
+        ...(observer ? { observer } : {}),
       });
     }
   }
@@ -299,14 +312,17 @@ export function connectServiceRegistry(cfg: ServiceRegistryConnection, baseDir?:
  * The adapters of endpoint reconciliation: the configured registry behind the ownership-checking Broker, and
  * the kubeconfig (`endpoints.kubeconfig`, else `opts.kubeconfig`, else $KUBECONFIG, ~/.kube/config or in-cluster).
  */
-export async function createEndpointAdapters(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string } = {}): Promise<EndpointAdapters> {
+export async function createEndpointAdapters(
+  cfg: EndpointSyncConfig,
+  opts: { kubeconfig?: string; baseDir?: string; observer?: CallObserver } = {},
+): Promise<EndpointAdapters> {
   const { ServiceRegistryBroker } = loadServiceRegistries();
   const { KubeConfig } = await loadKubernetesClient();
   const kubeConfig = new KubeConfig();
   const path = cfg.kubeconfig ?? opts.kubeconfig;
   if (path) kubeConfig.loadFromFile(path);
   else kubeConfig.loadFromDefault();
-  const registry = connectServiceRegistry(cfg, opts.baseDir);
+  const registry = connectServiceRegistry(cfg, opts.baseDir, 'endpoints', opts.observer);
   const broker = new ServiceRegistryBroker(registry, {
     ...(cfg.ownerPair ? { ownerPair: cfg.ownerPair } : {}),
     ...(cfg.persistentMetadata ? { persistentMetadata: cfg.persistentMetadata } : {}),

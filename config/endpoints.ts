@@ -14,8 +14,10 @@ export interface EndpointSyncConfig {
   name?: string;
   registry: 'etcd' | 'cloudmap' | 'servicedirectory';
   etcd?: { endpoints: string[]; prefix?: string; auth?: { username: string; password: SecretSource } };
-  cloudmap?: { region: string; endpoint?: string };
-  servicedirectory?: { projectId: string; location: string; apiEndpoint?: string; port?: number };
+  /** `callsPerSecond`: the client-side budget of API calls (default 50); `maxInstancesPerService`: Cloud Map's quota (default 1000). */
+  cloudmap?: { region: string; endpoint?: string; callsPerSecond?: number; maxInstancesPerService?: number };
+  /** `callsPerSecond`: a client-side budget of API calls (default none); `maxEndpointsPerService` (default none). */
+  servicedirectory?: { projectId: string; location: string; apiEndpoint?: string; port?: number; callsPerSecond?: number; maxEndpointsPerService?: number };
   /** Path of a kubeconfig; default: $KUBECONFIG, ~/.kube/config or in-cluster. */
   kubeconfig?: string;
   /** Annotation allowlist: `*\/*`, exact keys, `prefix/*`, `*\/name`. */
@@ -70,7 +72,12 @@ export const endpointSyncConfigSchema = {
       type: 'object',
       required: ['region'],
       additionalProperties: false,
-      properties: { region: { type: 'string', minLength: 1 }, endpoint: { type: 'string', pattern: '^https?://' } },
+      properties: {
+        region: { type: 'string', minLength: 1 },
+        endpoint: { type: 'string', pattern: '^https?://' },
+        callsPerSecond: { type: 'integer', minimum: 1, maximum: 10000 },
+        maxInstancesPerService: { type: 'integer', minimum: 1, maximum: 1000000 },
+      },
     },
     servicedirectory: {
       type: 'object',
@@ -81,6 +88,8 @@ export const endpointSyncConfigSchema = {
         location: { type: 'string', minLength: 1 },
         apiEndpoint: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 1, maximum: 65535 },
+        callsPerSecond: { type: 'integer', minimum: 1, maximum: 10000 },
+        maxEndpointsPerService: { type: 'integer', minimum: 1, maximum: 1000000 },
       },
     },
     kubeconfig: { type: 'string', minLength: 1 },

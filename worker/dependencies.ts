@@ -8,7 +8,8 @@ import { createDrivers, createEndpointAdapters, createRegistry, driverSecretStor
 import type { ResourceDriver } from '../adapters/resources/types';
 import type { ActivityDeps } from '../activities';
 import type { EndpointDeps } from '../activities/endpoints';
-import { createReconcileMetrics } from '../activities/metrics';
+import { createReconcileMetrics, createServiceRegistryCallMetrics } from '../activities/metrics';
+import type { CallObserver } from '../adapters/service-registries/call-budget';
 import { resolve } from 'node:path';
 
 /** Activity dependencies with the resources behind them. */
@@ -24,13 +25,14 @@ export interface WorkerDependencies {
  * tracing driver; an operator may add their own kinds).
  */
 export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: Map<string, ResourceDriver> = new Map()): Promise<WorkerDependencies> {
-  const registry = await createRegistry(cfg);
-  const { drivers, close: closeDrivers } = await createDrivers(cfg, driverSecretStore(registry.secrets));
-  for (const [kind, d] of extraDrivers) drivers.set(kind, d);
-  const kubeconfig = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
-  const endpoints = cfg.endpoints ? await createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir }) : undefined;
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'brokerflow_worker_' });
+  const observer = createServiceRegistryCallMetrics(metrics);
+  const registry = await createRegistry(cfg);
+  const { drivers, close: closeDrivers } = await createDrivers(cfg, driverSecretStore(registry.secrets), { observer });
+  for (const [kind, d] of extraDrivers) drivers.set(kind, d);
+  const kubeconfig = cfg.kubernetes?.kubeconfig ? resolve(cfg.baseDir, cfg.kubernetes.kubeconfig) : process.env.KUBECONFIG;
+  const endpoints = cfg.endpoints ? await createEndpointDeps(cfg.endpoints, { ...(kubeconfig ? { kubeconfig } : {}), baseDir: cfg.baseDir, observer }) : undefined;
   return {
     deps: {
       workerIdentity: `${process.pid}@${hostname()}`,
@@ -50,8 +52,15 @@ export async function buildWorkerDependencies(cfg: RuntimeConfig, extraDrivers: 
 }
 
 /** What the endpoint activities are built from: the section's settings and its adapters (worker and tests). */
-export async function createEndpointDeps(cfg: EndpointSyncConfig, opts: { kubeconfig?: string; baseDir?: string; client?: Client } = {}): Promise<EndpointDeps> {
+export async function createEndpointDeps(
+  cfg: EndpointSyncConfig,
+  opts: { kubeconfig?: string; baseDir?: string; client?: Client; observer?: CallObserver } = {},
+): Promise<EndpointDeps> {
   const settings = endpointSettings(cfg);
-  const adapters = await createEndpointAdapters(cfg, { ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.baseDir ? { baseDir: opts.baseDir } : {}) });
+  const adapters = await createEndpointAdapters(cfg, {
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    ...(opts.baseDir ? { baseDir: opts.baseDir } : {}),
+    ...(opts.observer ? { observer: opts.observer } : {}),
+  });
   return { settings, ...adapters, ...(opts.client ? { client: opts.client } : {}) };
 }

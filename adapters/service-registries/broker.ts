@@ -10,6 +10,7 @@
 // - No broker-wide lock: every step is idempotent and level-triggered callers recompute from current state.
 import { AlreadyExistsError, NotFoundError, ValidationError } from '../errors';
 import {
+  EndpointLimitExceededError,
   EndpointNotOwnedError,
   EndpointNotProvidedError,
   ContainsNotOwnedError,
@@ -150,7 +151,17 @@ export class ServiceRegistryBroker {
       desired.set(endp.name, endp);
     }
 
+    // A registry quota (Cloud Map: 1,000 instances per service) is checked before any call, and once more
+    // against what is registered (foreign endpoints count too) before anything is written.
+    const limit = this.registry.limits?.maxEndpointsPerService;
+    if (limit !== undefined && desired.size > limit) throw new EndpointLimitExceededError(pathOf(nsName, servName), limit, desired.size);
     const registered = await this.registry.listEndp(nsName, servName);
+    if (limit !== undefined) {
+      const names = new Set(registered.map((r) => r.name));
+      const kept = registered.filter((r) => desired.has(r.name) || !this.isOwned(r.metadata)).length;
+      const after = kept + [...desired.keys()].filter((n) => !names.has(n)).length;
+      if (after > limit) throw new EndpointLimitExceededError(pathOf(nsName, servName), limit, after);
+    }
     const errors: EndpointErrors = new Map();
     const steps: Array<{ name: string; run: () => Promise<unknown> }> = [];
     for (const reg of registered) {

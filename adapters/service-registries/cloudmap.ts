@@ -33,9 +33,11 @@ import {
 } from '@aws-sdk/client-servicediscovery';
 import { isIP } from 'node:net';
 import { ConflictError, PermissionError, UnavailableError, ValidationError } from '../errors';
+import { CallBudget, type CallObserver } from './call-budget';
 import { waitForOperation } from './cloudmap-operation';
 import { mapLimited } from './concurrency';
 import {
+  EndpointLimitExceededError,
   NotEmptyError,
   ServRegAlreadyExistsError,
   ServRegNotFoundError,
@@ -59,7 +61,18 @@ export interface CloudMapServiceRegistryOptions {
   pollIntervalMs?: number;
   /** How many lookups (tags, instances) run at once (default 8). */
   concurrency?: number;
+  /** The client-side rate budget: API calls per second, GetOperation polls included (default 50). */
+  callsPerSecond?: number;
+  /** Registered instances one service may hold (Cloud Map's quota: 1,000); more is refused before any call. */
+  maxInstancesPerService?: number;
+  /** Told of every call, budget wait and throttling answer (metrics). */
+  observer?: CallObserver;
 }
+
+/** Cloud Map's default quota of registered instances per service. */
+export const cloudMapMaxInstancesPerService = 1000;
+/** The default client-side budget of Cloud Map API calls per second. */
+export const cloudMapDefaultCallsPerSecond = 50;
 
 /** Instance attributes that carry the endpoint itself, not its metadata. */
 export const cloudMapAddressAttributes = Object.freeze({
@@ -84,6 +97,9 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
   private readonly operationTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly concurrency: number;
+  private readonly budget: CallBudget;
+  private readonly observer: CallObserver;
+  readonly limits: { maxEndpointsPerService: number };
 
   constructor(opts: CloudMapServiceRegistryOptions) {
     this.ownsClient = !opts.client;
@@ -92,6 +108,9 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     this.operationTimeoutMs = positive(opts.operationTimeoutMs ?? 120_000, 'operationTimeoutMs');
     this.pollIntervalMs = positive(opts.pollIntervalMs ?? 1_000, 'pollIntervalMs');
     this.concurrency = positive(opts.concurrency ?? 8, 'concurrency');
+    this.budget = new CallBudget(opts.callsPerSecond ?? cloudMapDefaultCallsPerSecond);
+    this.observer = opts.observer ?? {};
+    this.limits = { maxEndpointsPerService: positive(opts.maxInstancesPerService ?? cloudMapMaxInstancesPerService, 'maxInstancesPerService') };
   }
 
   // ---- namespaces
@@ -218,8 +237,10 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     const attributes = toAttributes(v);
     const serv = await this.servIds(await this.nsIds(v.namespace), v.service);
     const path = pathOf(v.namespace, v.service, v.name);
-    if ((await this.instances(serv, pathOf(v.namespace, v.service))).latest.has(v.name)) {
-      throw new ServRegAlreadyExistsError('endpoint', path);
+    const { latest } = await this.instances(serv, pathOf(v.namespace, v.service));
+    if (latest.has(v.name)) throw new ServRegAlreadyExistsError('endpoint', path);
+    if (latest.size >= this.limits.maxEndpointsPerService) {
+      throw new EndpointLimitExceededError(pathOf(v.namespace, v.service), this.limits.maxEndpointsPerService, latest.size + 1);
     }
     await this.register(serv, v, attributes);
     return v;
@@ -407,11 +428,15 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     return all;
   }
 
-  /** One API call with its deadline, its errors mapped to the registry's error set. */
+  /** One API call within the rate budget and its deadline, its errors mapped to the registry's error set. */
   private async call<T>(ctx: CallContext, send: (opts: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> {
+    const waited = await this.budget.take();
+    if (waited > 0) this.observer.waited?.('cloudmap', waited);
+    this.observer.called?.('cloudmap');
     try {
       return await send({ abortSignal: AbortSignal.timeout(this.callTimeoutMs) });
     } catch (err) {
+      if (isThrottling(err)) this.observer.throttled?.('cloudmap');
       throw mapCloudMapError(err, ctx);
     }
   }
@@ -464,6 +489,16 @@ export function mapCloudMapError(err: unknown, ctx: CallContext): Error {
       // Throttling, 5xx, connection failures: a later attempt may succeed.
       return new UnavailableError(`Cloud Map call on ${ctx.level} ${ctx.path} failed (${name})`, err);
   }
+}
+
+/** AWS's throttling answers: the error names of its throttling family, or HTTP 429. */
+export function isThrottling(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: { throttling?: boolean } };
+  return (
+    e?.$retryable?.throttling === true ||
+    e?.$metadata?.httpStatusCode === 429 ||
+    ['ThrottlingException', 'Throttling', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled', 'RequestThrottledException'].includes(e?.name ?? '')
+  );
 }
 
 function positive(n: number, field: string): number {

@@ -190,3 +190,21 @@ export class ServRegOperationFailedError extends BrokerflowError {
     super('OperationFailed', message);
   }
 }
+
+/**
+ * The registry holds at most `limit` endpoints per service (AWS Cloud Map: 1,000 instances): a reconcile that
+ * would go beyond it is refused before it writes anything. Not retryable: the service must shrink or the limit
+ * be raised (a quota increase, then the backend's configured limit).
+ */
+export class EndpointLimitExceededError extends ValidationError {
+  constructor(
+    readonly path: string,
+    readonly limit: number,
+    readonly wanted: number,
+  ) {
+    super(
+      `service ${path} would hold ${wanted} endpoints, more than the registry's limit of ${limit} per service: nothing was registered`,
+      'endpoints',
+    );
+  }
+}

@@ -12,7 +12,16 @@ export {
   maxNameLength,
 } from './validation';
 export { ServiceRegistryBroker, defaultOwnerPair, type ServiceRegistryBrokerOptions, type EndpointErrors } from './broker';
-export { CloudMapServiceRegistry, cloudMapAddressAttributes, mapCloudMapError, type CloudMapServiceRegistryOptions } from './cloudmap';
+export {
+  CloudMapServiceRegistry,
+  cloudMapAddressAttributes,
+  cloudMapDefaultCallsPerSecond,
+  cloudMapMaxInstancesPerService,
+  isThrottling,
+  mapCloudMapError,
+  type CloudMapServiceRegistryOptions,
+} from './cloudmap';
+export { CallBudget, type CallObserver } from './call-budget';
 export { waitForOperation, type OperationState, type OperationWaitOptions } from './cloudmap-operation';
 export { ServiceDirectoryServiceRegistry, mapServiceDirectoryError, type ServiceDirectoryServiceRegistryOptions } from './servicedirectory';
 export {

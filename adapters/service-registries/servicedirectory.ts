@@ -9,6 +9,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { RegistrationServiceClient } from '@google-cloud/service-directory';
 import { ConflictError, PermissionError, UnavailableError, ValidationError } from '../errors';
+import { CallBudget, type CallObserver } from './call-budget';
 import { ServRegAlreadyExistsError, ServRegNotFoundError, ServRegTimeoutError, type RegistryLevel } from './errors';
 import type { Endpoint, Metadata, Namespace, Service, ServiceRegistry } from './types';
 import { pathOf, validateEndpoint, validateName, validateNamespace, validateService } from './validation';
@@ -25,6 +26,12 @@ export interface ServiceDirectoryServiceRegistryOptions {
   clientOptions?: ClientOptions;
   /** Deadline of each call (default 30 s). */
   callTimeoutMs?: number;
+  /** A client-side rate budget of API calls per second (default: none; the project's API quota applies). */
+  callsPerSecond?: number;
+  /** Endpoints one service may hold, refused before any call beyond it (default: no limit). */
+  maxEndpointsPerService?: number;
+  /** Told of every call, budget wait and throttling answer (metrics). */
+  observer?: CallObserver;
 }
 
 // Service Directory resource IDs are RFC 1035 labels.
@@ -45,6 +52,9 @@ export class ServiceDirectoryServiceRegistry implements ServiceRegistry {
   private readonly ownsClient: boolean;
   private readonly parent: string;
   private readonly callTimeoutMs: number;
+  private readonly budget: CallBudget | undefined;
+  private readonly observer: CallObserver;
+  readonly limits: { maxEndpointsPerService?: number };
 
   constructor(opts: ServiceDirectoryServiceRegistryOptions) {
     for (const [field, value] of [['projectId', opts.projectId], ['location', opts.location]] as const) {
@@ -55,6 +65,13 @@ export class ServiceDirectoryServiceRegistry implements ServiceRegistry {
     const timeout = opts.callTimeoutMs ?? 30_000;
     if (!Number.isFinite(timeout) || timeout <= 0) throw new ValidationError('callTimeoutMs must be positive', 'callTimeoutMs');
     this.callTimeoutMs = timeout;
+    this.budget = opts.callsPerSecond === undefined ? undefined : new CallBudget(opts.callsPerSecond);
+    this.observer = opts.observer ?? {};
+    const max = opts.maxEndpointsPerService;
+    if (max !== undefined && (!Number.isInteger(max) || max < 1)) {
+      throw new ValidationError('maxEndpointsPerService must be a positive integer', 'maxEndpointsPerService');
+    }
+    this.limits = max === undefined ? {} : { maxEndpointsPerService: max };
     this.parent = `projects/${opts.projectId}/locations/${opts.location}`;
     this.ownsClient = !opts.client;
     this.client = opts.client ?? new RegistrationServiceClient({ projectId: opts.projectId, ...opts.clientOptions });
@@ -204,9 +221,13 @@ export class ServiceDirectoryServiceRegistry implements ServiceRegistry {
   }
 
   private async call<T>(level: RegistryLevel, path: string, fn: (opts: CallOptions) => Promise<T>): Promise<T> {
+    const waited = (await this.budget?.take()) ?? 0;
+    if (waited > 0) this.observer.waited?.('servicedirectory', waited);
+    this.observer.called?.('servicedirectory');
     try {
       return await fn({ timeout: this.callTimeoutMs, retry: null });
     } catch (err) {
+      if ((err as { code?: unknown })?.code === GrpcStatus.RESOURCE_EXHAUSTED) this.observer.throttled?.('servicedirectory');
       throw mapServiceDirectoryError(err, level, path);
     }
   }

@@ -52,6 +52,9 @@ export interface Endpoint {
  * - The `namespace` / `service` fields of what is returned are always filled in from where it was found.
  */
 export interface ServiceRegistry {
+  /** Quotas of the backend that a caller checks before it writes (none: unlimited). */
+  readonly limits?: { readonly maxEndpointsPerService?: number };
+
   getNs(name: string): Promise<Namespace>;
   listNs(): Promise<Namespace[]>;
   createNs(ns: Namespace): Promise<Namespace>;

@@ -133,3 +133,17 @@ test('the service-registry driver section is checked at start-up, each error nam
   );
   assert.equal(cfg.drivers?.serviceRegistry?.registry, 'servicedirectory');
 });
+
+test('the cloud registries\' quota settings are checked at start-up, each error naming its field', () => {
+  const load = (cloudmap: unknown) => () =>
+    validateRuntimeConfig({ catalog: examplePath, drivers: { serviceRegistry: { registry: 'cloudmap', cloudmap } } }, 'cfg', '/');
+  assert.throws(load({ region: 'us-east-1', callsPerSecond: 0 }), /drivers\.serviceRegistry\.cloudmap\.callsPerSecond: must be >= 1/);
+  assert.throws(load({ region: 'us-east-1', callsPerSecond: 2.5 }), /drivers\.serviceRegistry\.cloudmap\.callsPerSecond: must be integer/);
+  assert.throws(load({ region: 'us-east-1', maxInstancesPerService: 0 }), /drivers\.serviceRegistry\.cloudmap\.maxInstancesPerService: must be >= 1/);
+  const cfg = validateRuntimeConfig(
+    { catalog: examplePath, drivers: { serviceRegistry: { registry: 'cloudmap', cloudmap: { region: 'us-east-1', callsPerSecond: 20, maxInstancesPerService: 500 } } } },
+    'cfg',
+    '/',
+  );
+  assert.deepEqual(cfg.drivers?.serviceRegistry?.cloudmap, { region: 'us-east-1', callsPerSecond: 20, maxInstancesPerService: 500 });
+});
