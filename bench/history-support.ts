@@ -24,6 +24,8 @@ export interface RunBreakdown {
   historyBytes: number;
   /** started -> completed per activity type, summed when a type runs several times. */
   execByType: Record<string, number>;
+  /** The Temporal Cloud actions the history records (see {@link billableActions}). */
+  actions: number;
 }
 
 type Timestamp = { seconds?: number | { toNumber(): number } | null; nanos?: number | null } | null | undefined;
@@ -74,7 +76,52 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
   }
   if (!Number.isFinite(start) || !Number.isFinite(end)) throw new Error(`workflow ${workflowId} has not completed`);
   const runMs = end - start;
-  return { startedAt: start, endedAt: end, runMs, activityExecMs, activityQueueMs, otherMs: runMs - activityExecMs - activityQueueMs, activities, events: events.length, historyBytes: temporal.api.history.v1.History.encode(history).finish().length, execByType };
+  return {
+    startedAt: start,
+    endedAt: end,
+    runMs,
+    activityExecMs,
+    activityQueueMs,
+    otherMs: runMs - activityExecMs - activityQueueMs,
+    activities,
+    events: events.length,
+    historyBytes: temporal.api.history.v1.History.encode(history).finish().length,
+    execByType,
+    actions: billableActions(events),
+  };
+}
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/**
+ * The Temporal Cloud actions a run's history records, counted by Temporal's published rules (docs.temporal.io,
+ * "Temporal Cloud Actions"): the workflow start (1); each activity attempt (1: a retried activity's last
+ * ActivityTaskStarted carries its attempt number); the local activities of one workflow task together (1, their
+ * markers carry that task's event ID); each timer started, condition timeouts included (1); each search
+ * attribute upsert (1, unless it only sets TemporalChangeVersion, which versioning writes); each signal received
+ * (1) and each update accepted or rejected (1). Not in a history, so not counted here: queries (each
+ * last_operation poll that asks the worker for the running step is one), activity heartbeats, and the start of a
+ * child workflow, which its own history counts. Version markers (patched) are not actions.
+ */
+export function billableActions(events: HistoryEvent[]): number {
+  let actions = 0;
+  const localActivityTasks = new Set<number>();
+  for (const e of events) {
+    if (e.workflowExecutionStartedEventAttributes) actions += 1;
+    if (e.activityTaskStartedEventAttributes) actions += Math.max(1, e.activityTaskStartedEventAttributes.attempt ?? 1);
+    // A scheduled activity that never started (cancelled before a worker took it) was not an attempt.
+    if (e.timerStartedEventAttributes) actions += 1;
+    const upsert = e.upsertWorkflowSearchAttributesEventAttributes;
+    if (upsert) {
+      const fields = Object.keys(upsert.searchAttributes?.indexedFields ?? {});
+      if (fields.some((f) => f !== 'TemporalChangeVersion')) actions += 1;
+    }
+    if (e.workflowExecutionSignaledEventAttributes) actions += 1;
+    if (e.workflowExecutionUpdateAcceptedEventAttributes || e.workflowExecutionUpdateRejectedEventAttributes) actions += 1;
+    const marker = e.markerRecordedEventAttributes;
+    if (marker?.markerName === 'core_local_activity') localActivityTasks.add(idOf(marker.workflowTaskCompletedEventId));
+  }
+  return actions + localActivityTasks.size;
 }
 
 /** The median of each field over several runs' breakdowns. */
@@ -93,6 +140,7 @@ export function medianBreakdown(list: RunBreakdown[]): RunBreakdown {
     activities: field('activities'),
     events: field('events'),
     historyBytes: field('historyBytes'),
+    actions: field('actions'),
     execByType: Object.fromEntries(types.map((t) => [t, med(list.map((b) => b.execByType[t] ?? 0))])),
   };
 }

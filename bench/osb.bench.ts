@@ -3,9 +3,10 @@
 // one etcd prefix per instance) and the file registry (the shipped default); broker and worker run as processes of
 // their own. Beside it, on the same Temporal server in the same run, the floor: a bare Temporal workflow with as many
 // no-op activities as a provision runs (read from a provision's history), started and polled the same way (every
-// 100 ms), with its own worker process. Also: worker and broker peak RSS during the 50-client run (beside the floor
+// 100 ms), with its own worker process; and the truer floor, right after each level: one workflow with ONE no-op
+// activity, the least a durable operation costs. Also: worker and broker peak RSS during the 50-client run (beside the floor
 // worker's), throughput at 10 clients with 2 worker processes then 1, where a provision's time goes (from workflow
-// histories), and what a worker holds in memory before its first task. Sizes: 5/20/50 operations per level quick,
+// histories, with the Temporal Cloud actions they record), and what a worker holds in memory before its first task. Sizes: 5/20/50 operations per level quick,
 // 30/100/250 full, times --scale.
 import { mkdtempSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +30,10 @@ export const LEVELS = [1, 10, 50] as const;
 export const TARGET_LEVEL = 10;
 /** The metric of brokerflow's throughput divided by the floor's, run by run (what the target is checked on). */
 export const PAIRED_RATIO_METRIC = 'throughput ÷ floor, paired per run';
+/** The case comparing a provision with the one-activity floor (bench/report.ts checks two targets on it). */
+export const oneActivityCase = (clients: number) => `provision vs the one-activity floor, ${clientsLabel(clients)}`;
+/** brokerflow's throughput divided by the one-activity floor's, measured back to back. */
+export const ONE_ACTIVITY_RATIO_METRIC = 'throughput ÷ one-activity floor, paired per run';
 /** The level whose memory is reported. */
 export const LOAD_LEVEL = 50;
 
@@ -76,7 +81,9 @@ async function closedLoop(clients: number, total: number, op: Operation): Promis
   return { latencies: done.map((d) => d.ms), opsPerSecond: done.length / seconds, done, failed };
 }
 
-const clientsLabel = (n: number) => `${n} client${n === 1 ? '' : 's'}`;
+function clientsLabel(n: number): string {
+  return `${n} client${n === 1 ? '' : 's'}`;
+}
 
 export const benchmark: Benchmark = {
   name: 'osb',
@@ -134,7 +141,9 @@ export const benchmark: Benchmark = {
       const warm = await closedLoop(3, 6, provision);
       const activities = (await runBreakdown(client, warm.done[0]!.workflowId)).activities;
       const floor: Operation = () => floorOperation(client, floorQueue, activities, POLL_MS);
+      const floor1: Operation = () => floorOperation(client, floorQueue, 1, POLL_MS);
       await closedLoop(3, 6, floor);
+      await closedLoop(3, 6, floor1);
 
       phase(`warmed up (a provision runs ${activities} activities)`);
       // Two worker processes first (then one is stopped, so every figure after this is for one worker).
@@ -154,6 +163,7 @@ export const benchmark: Benchmark = {
           // Alternate which subject goes first so neither always meets a warmer (or more compacted) server.
           const order: Subject[] = (r + clients) % 2 ? ['baseline', 'brokerflow'] : ['brokerflow', 'baseline'];
           const throughputs: Partial<Record<Subject, number>> = {};
+          const latest: Partial<Record<Subject, LoopResult>> = {};
           for (const subject of order) {
             // Peak RSS during the 50-client run: worker and broker for brokerflow, the floor's worker beside them.
             const watched: Array<[string, PeakRssSampler]> =
@@ -169,6 +179,7 @@ export const benchmark: Benchmark = {
             add(subject, kase, 'latency p99', 'ms', percentile(res.latencies, 99));
             add(subject, kase, 'throughput', 'ops/s', res.opsPerSecond);
             throughputs[subject] = res.opsPerSecond;
+            latest[subject] = res;
             failures.push(...res.failed.map((f) => ({ subject, kase, run: r, description: f.description })));
             for (const f of res.failed) process.stderr.write(`#   osb: ${f.message}\n`);
             for (const [metric, sampler] of watched) add(subject, kase, metric, 'MB', sampler.stop());
@@ -185,6 +196,16 @@ export const benchmark: Benchmark = {
               breakdowns[subject].push(parts);
             }
           }
+          // The truer floor, right after: the least a durable operation costs (one workflow, one no-op activity),
+          // started and polled the same way, on the same server and floor worker.
+          const least = await closedLoop(clients, total, floor1);
+          const lkase = oneActivityCase(clients);
+          const mine = latest.brokerflow!;
+          add('brokerflow', lkase, 'latency p50', 'ms', percentile(mine.latencies, 50));
+          add('brokerflow', lkase, 'throughput', 'ops/s', mine.opsPerSecond);
+          add('baseline', lkase, 'latency p50', 'ms', percentile(least.latencies, 50));
+          add('baseline', lkase, 'throughput', 'ops/s', least.opsPerSecond);
+          add('brokerflow', lkase, ONE_ACTIVITY_RATIO_METRIC, '×', mine.opsPerSecond / least.opsPerSecond);
           phase(`run ${r + 1}, ${clientsLabel(clients)} measured`);
           // The two were measured back to back, so their ratio cancels most of the load drifting between runs.
           add('brokerflow', `provision, ${clientsLabel(clients)}`, PAIRED_RATIO_METRIC, '×', throughputs.brokerflow! / throughputs.baseline!);
@@ -206,6 +227,7 @@ export const benchmark: Benchmark = {
           add(subject, kase, 'activities', 'count', b.activities);
           add(subject, kase, 'history events', 'count', b.events);
           add(subject, kase, 'history size', 'bytes', b.historyBytes);
+          add(subject, kase, 'billable actions (Temporal Cloud, from the history)', 'count', b.actions);
           add(subject, kase, 'request sent -> run started (HTTP, checks, start call)', 'ms', percentile(parts.map((p) => p.requestToStart), 50));
           add(subject, kase, 'run time on the server', 'ms', b.runMs);
           add(subject, kase, 'activity execution', 'ms', b.activityExecMs);
@@ -223,7 +245,7 @@ export const benchmark: Benchmark = {
       await connection.close().catch(() => undefined);
     }
     // Cases in reading order: what a worker holds, the levels, scaling, then where the time goes.
-    const rank = (c: string) => ['worker memory', 'provision, ', 'scaling', 'where the time goes'].findIndex((p) => c.startsWith(p));
+    const rank = (c: string) => ['worker memory', 'provision, ', 'provision vs', 'scaling', 'where the time goes'].findIndex((p) => c.startsWith(p));
     return [...samples.values()].sort((a, b) => rank(a.fields.case) - rank(b.fields.case)).map((s) => row(s.fields, s.values));
   },
 };

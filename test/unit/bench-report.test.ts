@@ -16,6 +16,8 @@ import {
   type BenchmarkStatus,
 } from '../../bench/report';
 import { parseBenchArgs } from '../../bench/main';
+import { billableActions } from '../../bench/history-support';
+import { oneActivityCase, ONE_ACTIVITY_RATIO_METRIC } from '../../bench/osb.bench';
 import { requireTestEnv } from '../support/env';
 
 const bf = (benchmark: string, kase: string, metric: string, unit: string, samples: number[]): BenchRow =>
@@ -234,4 +236,41 @@ test('the command line refuses a single run and a non-positive scale, and splits
   assert.throws(() => parseBenchArgs(['--runs', '1']), /--runs must be an integer from 2 to 100/);
   assert.throws(() => parseBenchArgs(['--scale', '0']), /--scale must be a positive number/);
   assert.throws(() => parseBenchArgs(['--bogus']), /Unknown option/);
+});
+
+test('billable actions are counted from a history by Temporal Cloud\'s rules', () => {
+  const events = [
+    { eventId: 1, workflowExecutionStartedEventAttributes: {} }, // 1
+    { eventId: 5, activityTaskScheduledEventAttributes: {} },
+    { eventId: 6, activityTaskStartedEventAttributes: { attempt: 3 } }, // 3 attempts
+    { eventId: 7, activityTaskScheduledEventAttributes: {} }, // cancelled before it started: nothing
+    { eventId: 9, markerRecordedEventAttributes: { markerName: 'core_local_activity', workflowTaskCompletedEventId: 8 } },
+    { eventId: 10, markerRecordedEventAttributes: { markerName: 'core_local_activity', workflowTaskCompletedEventId: 8 } }, // one task: 1
+    { eventId: 11, markerRecordedEventAttributes: { markerName: 'core_patch', workflowTaskCompletedEventId: 8 } }, // versioning: 0
+    { eventId: 13, markerRecordedEventAttributes: { markerName: 'core_local_activity', workflowTaskCompletedEventId: 12 } }, // 1
+    { eventId: 14, timerStartedEventAttributes: {} }, // 1
+    { eventId: 15, upsertWorkflowSearchAttributesEventAttributes: { searchAttributes: { indexedFields: { TemporalChangeVersion: {} } } } }, // 0
+    { eventId: 16, upsertWorkflowSearchAttributesEventAttributes: { searchAttributes: { indexedFields: { OriginatingUser: {} } } } }, // 1
+    { eventId: 17, workflowExecutionSignaledEventAttributes: {} }, // 1
+    { eventId: 18, workflowExecutionUpdateAcceptedEventAttributes: {} }, // 1
+    { eventId: 19, workflowExecutionCompletedEventAttributes: {} },
+  ];
+  assert.equal(billableActions(events as never), 1 + 3 + 1 + 1 + 1 + 1 + 1 + 1);
+});
+
+test('the provision targets against the one-activity floor read the rows the osb benchmark writes', () => {
+  const rows: BenchRow[] = [
+    row({ benchmark: 'osb', case: oneActivityCase(1), subject: 'brokerflow', metric: 'latency p50', unit: 'ms' }, [400, 420, 410]),
+    row({ benchmark: 'osb', case: oneActivityCase(1), subject: 'baseline', metric: 'latency p50', unit: 'ms' }, [200, 210, 205]),
+    row({ benchmark: 'osb', case: oneActivityCase(50), subject: 'brokerflow', metric: ONE_ACTIVITY_RATIO_METRIC, unit: '×' }, [0.75, 0.8, 0.72]),
+    row({ benchmark: 'osb', case: 'where the time goes, 10 clients (median per operation)', subject: 'brokerflow', metric: 'history events', unit: 'count' }, [48, 48]),
+    row({ benchmark: 'osb', case: 'where the time goes, 10 clients (median per operation)', subject: 'brokerflow', metric: 'billable actions (Temporal Cloud, from the history)', unit: 'count' }, [4, 4]),
+  ];
+  const verdicts = Object.fromEntries(evaluateTargets(rows).filter((t) => t.benchmark === 'osb' && t.case).map((t) => [t.id, t.verdict]));
+  assert.deepEqual(verdicts, {
+    'provision-p50-vs-one-activity': 'miss', // 410 ms against 205: 2× where 1.5× is allowed
+    'provision-throughput-vs-one-activity': 'pass',
+    'provision-history-events': 'miss',
+    'provision-actions': 'pass',
+  });
 });
