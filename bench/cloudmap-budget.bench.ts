@@ -47,11 +47,12 @@ async function registerAll(motoEndpoint: string, services: number, callsPerSecon
     const t0 = performance.now();
     await mapLimited(names, 8, async (s) => {
       const endpoints: Endpoint[] = Array.from({ length: 10 }, (_, k) => ({ name: `e${k}`, namespace: ns, service: s, address: `10.1.${names.indexOf(s)}.${k + 1}`, port: 8080, metadata: {} }));
-      try {
-        failed += (await broker.manageServEndps(ns, s, endpoints)).size;
-      } catch {
-        failed += endpoints.length; // the listing itself was refused: nothing of this service registered
-      }
+      // Awaited first, then added: `failed += await ...` would read `failed` before the await and lose updates.
+      const errors = await broker.manageServEndps(ns, s, endpoints).then(
+        (errs) => errs.size,
+        () => endpoints.length, // the listing itself was refused: nothing of this service was registered
+      );
+      failed += errors;
     });
     const seconds = (performance.now() - t0) / 1000;
     if (proxy.throttled !== counts.throttled) throw new Error(`the proxy throttled ${proxy.throttled} calls, the client counted ${counts.throttled}`);
