@@ -29,7 +29,7 @@ import {
   ErrorWatchTerminated,
 } from './errors';
 import { keyInPrefix, validateKey, validateOptionalRevision, validatePrefix, validateRevision } from './keys';
-import type { Datastore, KVList, KVPair, WatchStream } from './types';
+import { maxBatchOperations, type Datastore, type GuardedBatch, type KVList, type KVPair, type WatchStream } from './types';
 import { PushWatchStream } from './watch-stream';
 
 /** How to reach etcd and where this datastore's keys live. */
@@ -125,6 +125,33 @@ export class EtcdDatastore implements Datastore {
     const current = res.responses[0]?.response_range.kvs[0];
     if (!current) throw new ErrorResourceDoesNotExist(key);
     throw new ErrorResourceUpdateConflict(key, this.pair(current));
+  }
+
+  async writeAll(batch: GuardedBatch): Promise<boolean> {
+    const compares = batch.exists.length + batch.absent.length;
+    const writes = batch.puts.length + batch.deletes.length;
+    if (compares > maxBatchOperations || writes > maxBatchOperations) {
+      throw new ErrorValidation(`a batch holds at most ${maxBatchOperations} guards and ${maxBatchOperations} writes`, 'batch');
+    }
+    for (const k of [...batch.exists, ...batch.absent, ...batch.deletes]) validateKey(k);
+    for (const p of batch.puts) {
+      validateKey(p.key);
+      checkValue(p.value);
+    }
+    if (writes === 0) return true;
+    const res = await this.call('writeAll', batch.puts[0]?.key ?? batch.deletes[0]!, () =>
+      this.client.kv.txn({
+        compare: [
+          ...batch.exists.map((k) => ({ key: this.full(k), target: CompareTarget.Create, result: CompareResult.Greater, create_revision: 0 })),
+          ...batch.absent.map((k) => ({ key: this.full(k), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 })),
+        ],
+        success: [
+          ...batch.puts.map((p) => ({ request_put: { key: this.full(p.key), value: utf8(p.value) } })),
+          ...batch.deletes.map((k) => ({ request_delete_range: { key: this.full(k) } })),
+        ],
+      }),
+    );
+    return res.succeeded;
   }
 
   async apply(key: string, value: string): Promise<KVPair> {

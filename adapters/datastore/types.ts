@@ -56,4 +56,22 @@ export interface Datastore {
   /** Removes all of this datastore's data (tests). */
   clean(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional: several writes as one atomic transaction, applied only if every guard holds (`exists` keys are
+   * present, `absent` keys are not); `puts` are upserts, `deletes` remove the key if present. Resolves true when
+   * applied, false when a guard failed (then nothing was written). Backends without multi-key transactions leave
+   * it out and callers write key by key.
+   */
+  writeAll?(batch: GuardedBatch): Promise<boolean>;
 }
+
+/** The writes of {@link Datastore.writeAll} and the guards they are conditional on. */
+export interface GuardedBatch {
+  exists: string[];
+  absent: string[];
+  puts: Array<{ key: string; value: string }>;
+  deletes: string[];
+}
+
+/** Keys and writes one {@link GuardedBatch} may hold (etcd refuses transactions of more than 128 operations). */
+export const maxBatchOperations = 128;

@@ -23,7 +23,7 @@ import {
   ServiceNotOwnedError,
 } from './errors';
 import { mapLimited } from './concurrency';
-import type { Endpoint, Metadata, MetadataPair, Namespace, Service, ServiceRegistry } from './types';
+import type { Endpoint, EndpointChanges, Metadata, MetadataPair, Namespace, Service, ServiceRegistry } from './types';
 import {
   pathOf,
   validateEndpoint,
@@ -163,7 +163,7 @@ export class ServiceRegistryBroker {
       if (after > limit) throw new EndpointLimitExceededError(pathOf(nsName, servName), limit, after);
     }
     const errors: EndpointErrors = new Map();
-    const steps: Array<{ name: string; run: () => Promise<unknown> }> = [];
+    let changes: EndpointChanges = { create: [], update: [], delete: [] };
     for (const reg of registered) {
       const want = desired.get(reg.name);
       desired.delete(reg.name);
@@ -171,13 +171,22 @@ export class ServiceRegistryBroker {
         errors.set(reg.name, new EndpointNotOwnedError(pathOf(nsName, servName, reg.name)));
         continue;
       }
-      if (!want) {
-        steps.push({ name: reg.name, run: () => ignoreNotFound(this.registry.deleteEndp(nsName, servName, reg.name)) });
-      } else if (want.address !== reg.address || want.port !== reg.port || !this.sameMetadata(want.metadata, reg.metadata)) {
-        steps.push({ name: reg.name, run: () => this.registry.updateEndp(want) });
-      }
+      if (!want) changes.delete.push(reg.name);
+      else if (want.address !== reg.address || want.port !== reg.port || !this.sameMetadata(want.metadata, reg.metadata)) changes.update.push(want);
     }
-    for (const endp of desired.values()) steps.push({ name: endp.name, run: () => this.registry.createEndp(endp) });
+    changes.create.push(...desired.values());
+
+    // A backend that can write them together does (etcd: one transaction instead of three round trips each);
+    // what it could not write goes one by one below, where each change reports its own error.
+    if (this.registry.applyEndpoints && changes.create.length + changes.update.length + changes.delete.length > 1) {
+      const all = changes;
+      changes = await this.registry.applyEndpoints(nsName, servName, all).catch(() => all);
+    }
+    const steps: Array<{ name: string; run: () => Promise<unknown> }> = [
+      ...changes.delete.map((name) => ({ name, run: () => ignoreNotFound(this.registry.deleteEndp(nsName, servName, name)) })),
+      ...changes.update.map((e) => ({ name: e.name, run: () => this.registry.updateEndp(e) })),
+      ...changes.create.map((e) => ({ name: e.name, run: () => this.registry.createEndp(e) })),
+    ];
 
     await mapLimited(steps, this.concurrency, async (step) => {
       try {

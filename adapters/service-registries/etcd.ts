@@ -19,10 +19,10 @@
 // and creating that parent again sweeps them (keys older than the new parent's revision).
 import { AlreadyExistsError, ConflictError, NotFoundError } from '../errors';
 import { EtcdDatastore, type EtcdDatastoreOptions } from '../datastore/etcd';
-import type { Datastore, KVPair } from '../datastore/types';
+import { maxBatchOperations, type Datastore, type KVPair } from '../datastore/types';
 import { mapLimited } from './concurrency';
 import { ServRegAlreadyExistsError, ServRegNotFoundError, type RegistryLevel } from './errors';
-import type { Endpoint, Metadata, Namespace, Service, ServiceRegistry } from './types';
+import type { Endpoint, EndpointChanges, Metadata, Namespace, Service, ServiceRegistry } from './types';
 import { pathOf, validateEndpoint, validateName, validateNamespace, validateService } from './validation';
 
 /** The prefix used when none is given. */
@@ -200,6 +200,45 @@ export class EtcdServiceRegistry implements ServiceRegistry {
     validateName('service', servName);
     validateName('endpoint', endpName);
     await this.remove(endpKey(nsName, servName, endpName), 'endpoint', pathOf(nsName, servName, endpName));
+  }
+
+  /**
+   * The changes of one service in transactions of up to 127 writes, each guarded by the service key (the parent
+   * rule, atomically this time), creates by their key being absent and updates by it being present; deletes are
+   * unconditional. A batch whose guard fails writes nothing and its changes are returned, for the caller to write
+   * one by one (each then reports its own error: already exists, not found, parent gone).
+   */
+  async applyEndpoints(nsName: string, servName: string, changes: EndpointChanges): Promise<EndpointChanges> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    const all = [
+      ...changes.create.map((e) => ({ kind: 'create' as const, e: validateEndpoint({ ...e, namespace: nsName, service: servName }) })),
+      ...changes.update.map((e) => ({ kind: 'update' as const, e: validateEndpoint({ ...e, namespace: nsName, service: servName }) })),
+      ...changes.delete.map((name) => ({ kind: 'delete' as const, name: (validateName('endpoint', name), name) })),
+    ];
+    const left: EndpointChanges = { create: [], update: [], delete: [] };
+    if (!this.ds.writeAll) return { create: [...changes.create], update: [...changes.update], delete: [...changes.delete] };
+    const parent = servKey(nsName, servName);
+    const size = maxBatchOperations - 1; // one guard is the parent's
+    for (let i = 0; i < all.length; i += size) {
+      const chunk = all.slice(i, i + size);
+      const batch = { exists: [parent], absent: [] as string[], puts: [] as Array<{ key: string; value: string }>, deletes: [] as string[] };
+      for (const c of chunk) {
+        if (c.kind === 'delete') {
+          batch.deletes.push(endpKey(nsName, servName, c.name));
+          continue;
+        }
+        const key = endpKey(nsName, servName, c.e.name);
+        (c.kind === 'create' ? batch.absent : batch.exists).push(key);
+        batch.puts.push({ key, value: endpointValue(c.e) });
+      }
+      if (await this.ds.writeAll(batch)) continue;
+      for (const c of chunk) {
+        if (c.kind === 'delete') left.delete.push(c.name);
+        else left[c.kind].push(c.e);
+      }
+    }
+    return left;
   }
 
   async close(): Promise<void> {

@@ -75,6 +75,20 @@ export interface ServiceRegistry {
   updateEndp(endp: Endpoint): Promise<Endpoint>;
   deleteEndp(nsName: string, servName: string, endpName: string): Promise<void>;
 
+  /**
+   * Optional: a service's endpoint changes written together (etcd: in transactions of up to 128 writes, guarded
+   * by the service's existence). Resolves with the changes it did not write (a guard failed, or the backend cannot
+   * batch), which the caller writes one by one so that each reports its own error.
+   */
+  applyEndpoints?(nsName: string, servName: string, changes: EndpointChanges): Promise<EndpointChanges>;
+
   /** Releases connections. */
   close(): Promise<void>;
+}
+
+/** Endpoint writes of one service: creates (must be absent), updates (must exist) and deletes (by name). */
+export interface EndpointChanges {
+  create: Endpoint[];
+  update: Endpoint[];
+  delete: string[];
 }

@@ -144,4 +144,47 @@ describe('etcd service registry specifics', () => {
     await assert.rejects(new EtcdServiceRegistry(racing).createServ({ name: 'web', namespace: 'racy', metadata: {} }), ServRegNotFoundError);
     assert.deepEqual(await raw.getAll().prefix(`${prefix}/namespaces/racy`).keys(), []);
   });
+
+  const endp = (ns: string, service: string, name: string, i: number) => ({ name, namespace: ns, service, address: `10.3.${i >> 8}.${i & 255}`, port: 8080, metadata: {} });
+  const revision = async () => BigInt((await raw.get('/').exec()).header.revision);
+
+  test('a service\'s endpoint changes are written in transactions of up to 127 writes, not one key at a time', async () => {
+    const b = new ServiceRegistryBroker(reg);
+    await b.manageNs({ name: 'bulk', metadata: {} });
+    await b.manageServ({ name: 'web', namespace: 'bulk', metadata: {} });
+    const wanted = Array.from({ length: 300 }, (_, i) => endp('bulk', 'web', `e${i}`, i));
+    const before = await revision();
+    assert.deepEqual([...(await b.manageServEndps('bulk', 'web', wanted)).keys()], []);
+    // etcd's revision grows by one per transaction: 300 creates in 3 (127 + 127 + 46).
+    assert.equal((await revision()) - before, 3n);
+    assert.equal((await reg.listEndp('bulk', 'web')).length, 300);
+    // Updates and deletes together: 10 changed ports, 290 gone.
+    const changed = wanted.slice(0, 10).map((e) => ({ ...e, port: 9090 }));
+    const before2 = await revision();
+    assert.deepEqual([...(await b.manageServEndps('bulk', 'web', changed)).keys()], []);
+    assert.equal((await revision()) - before2, 3n);
+    assert.deepEqual((await reg.listEndp('bulk', 'web')).map((e) => `${e.name}:${e.port}`).sort(), changed.map((e) => `${e.name}:9090`).sort());
+  });
+
+  test('a batch whose guard fails writes nothing and hands its changes back, to be written one by one', async () => {
+    await reg.createNs({ name: 'guard', metadata: {} });
+    await reg.createServ({ name: 'web', namespace: 'guard', metadata: {} });
+    await reg.createEndp(endp('guard', 'web', 'taken', 1));
+    // A create of a key that exists fails the guard of its batch: the other create is not written either.
+    const left = await reg.applyEndpoints('guard', 'web', { create: [endp('guard', 'web', 'taken', 2), endp('guard', 'web', 'fresh', 3)], update: [], delete: [] });
+    assert.deepEqual(left.create.map((e) => e.name), ['taken', 'fresh']);
+    assert.deepEqual((await reg.listEndp('guard', 'web')).map((e) => `${e.name}:${e.address}`), ['taken:10.3.0.1']);
+    // An update of a key that is gone fails too.
+    const gone = await reg.applyEndpoints('guard', 'web', { create: [], update: [endp('guard', 'web', 'ghost', 4)], delete: ['taken'] });
+    assert.deepEqual([gone.update.map((e) => e.name), gone.delete], [['ghost'], ['taken']]);
+    assert.equal((await reg.listEndp('guard', 'web')).length, 1, 'the delete in the failed batch did not happen');
+    // Without its service nothing is written: the parent rule, in the same transaction.
+    const orphan = await reg.applyEndpoints('guard', 'nosuch', { create: [endp('guard', 'nosuch', 'x', 5)], update: [], delete: [] });
+    assert.deepEqual(orphan.create.map((e) => e.name), ['x']);
+    assert.deepEqual(await raw.getAll().prefix(`${prefix}/namespaces/guard/services/nosuch`).keys(), []);
+    // Through the Broker, the leftovers are written one by one and each reports its own error.
+    const errors = await new ServiceRegistryBroker(reg).manageServEndps('guard', 'web', [endp('guard', 'web', 'fresh', 3), { ...endp('guard', 'web', 'taken', 1), metadata: { owner: 'brokerflow' } }]);
+    assert.deepEqual([...errors.keys()], ['taken'], 'the foreign endpoint is reported, the new one written');
+    assert.deepEqual((await reg.listEndp('guard', 'web')).map((e) => e.name).sort(), ['fresh', 'taken']);
+  });
 });
