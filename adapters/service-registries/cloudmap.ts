@@ -44,7 +44,7 @@ import {
   ServRegTimeoutError,
   type RegistryLevel,
 } from './errors';
-import type { Endpoint, Metadata, Namespace, Service, ServiceRegistry } from './types';
+import type { Endpoint, EndpointChanges, Metadata, Namespace, Service, ServiceRegistry } from './types';
 import { pathOf, validateEndpoint, validateName, validateNamespace, validateService } from './validation';
 
 /** How to reach Cloud Map and how long to wait. */
@@ -267,6 +267,48 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     const n = count.get(endpName) ?? 0;
     if (n === 0) throw new ServRegNotFoundError('endpoint', pathOf(nsName, servName, endpName));
     await this.deregister(serv, nsName, servName, endpName, n);
+  }
+
+  /**
+   * A service's endpoint changes with its names resolved and its instances listed once (four calls), then one
+   * RegisterInstance or DeregisterInstance per change (plus the operation polls), instead of resolving everything
+   * again for each endpoint. A create whose instance turns out to exist, an update whose instance is gone and any
+   * change whose call fails are handed back, for the caller to write one by one and report.
+   */
+  async applyEndpoints(nsName: string, servName: string, changes: EndpointChanges): Promise<EndpointChanges> {
+    validateName('namespace', nsName);
+    validateName('service', servName);
+    const creates = changes.create.map((e) => validateEndpoint({ ...e, namespace: nsName, service: servName }));
+    const updates = changes.update.map((e) => validateEndpoint({ ...e, namespace: nsName, service: servName }));
+    for (const name of changes.delete) validateName('endpoint', name);
+    const attributes = new Map([...creates, ...updates].map((e) => [e, toAttributes(e)] as const));
+    const serv = await this.servIds(await this.nsIds(nsName), servName);
+    const { latest, count } = await this.instances(serv, pathOf(nsName, servName));
+    const left: EndpointChanges = { create: [], update: [], delete: [] };
+    const deletes = changes.delete.filter((n) => count.has(n)); // already gone: nothing to do
+    const go: Array<{ kind: 'create' | 'update'; e: Endpoint }> = [];
+    for (const e of creates) {
+      if (latest.has(e.name)) left.create.push(e);
+      else go.push({ kind: 'create', e });
+    }
+    for (const e of updates) {
+      if (latest.has(e.name)) go.push({ kind: 'update', e });
+      else left.update.push(e);
+    }
+    const after = latest.size - deletes.length + go.filter((c) => c.kind === 'create').length;
+    if (after > this.limits.maxEndpointsPerService) {
+      throw new EndpointLimitExceededError(pathOf(nsName, servName), this.limits.maxEndpointsPerService, after);
+    }
+    await mapLimited([...go, ...deletes.map((name) => ({ kind: 'delete' as const, name }))], this.concurrency, async (c) => {
+      try {
+        if (c.kind === 'delete') await this.deregister(serv, nsName, servName, c.name, count.get(c.name) ?? 1);
+        else await this.register(serv, c.e, attributes.get(c.e)!);
+      } catch {
+        if (c.kind === 'delete') left.delete.push(c.name);
+        else left[c.kind].push(c.e);
+      }
+    });
+    return left;
   }
 
   async close(): Promise<void> {
