@@ -47,7 +47,11 @@ export async function waitingForReadiness(core: CoreV1Api, client: Client, workf
  * of the activity that recorded the operation's end (the compensation is then done and on the record).
  */
 export async function recordedCancelToCleanMs(client: Client, workflowId: string, runId?: string): Promise<number> {
-  const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+  const handle = client.workflow.getHandle(workflowId, runId);
+  // The platform sees the end as soon as recordComplete wrote the registry, a moment before Temporal records that
+  // activity's completion: read the history once the run has closed (a cancelled run's result rejects).
+  await handle.result().catch(() => undefined);
+  const history = await handle.fetchHistory();
   const at = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => (t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0);
   const types = new Map<string, string>();
   let requested: number | undefined;
