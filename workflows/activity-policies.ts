@@ -114,7 +114,7 @@ export const fleetListOptions: ActivityOptions = {
  * Temporal or the registry is unreachable: the step finds the update it may already have started by its step key.
  */
 export const fleetStartOptions: ActivityOptions = {
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '15 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
 };
 
