@@ -21,7 +21,7 @@ export interface FleetDeps {
 }
 
 /** How often a waiting step reads its update's state (and heartbeats). */
-const POLL_MS = 500;
+const POLL_MS = 250;
 
 /** The listing the fleet upgrade works from (the CLI's dry run plans from the same registry read). */
 async function fleetListing(registry: Registry, ref: { serviceId: string; planId: string; targetVersion: string }): Promise<FleetListing> {

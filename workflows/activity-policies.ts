@@ -118,9 +118,12 @@ export const fleetStartOptions: ActivityOptions = {
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
 };
 
-/** Waiting for one instance's update to end: heartbeats while it polls, so a dead worker's wait moves on in 20 s. */
+/**
+ * Waiting for one instance's update to end: heartbeats while it polls (every 250 ms), so the wait of a dead worker
+ * moves to another after 10 s, as a reconcile apply does; until then the fleet's slot stays taken.
+ */
 export const fleetAwaitOptions: ActivityOptions = {
   startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '20 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
 };
