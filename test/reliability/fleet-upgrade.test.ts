@@ -184,7 +184,7 @@ scenario.test(`${INSTANCES} instances upgraded exactly once, ${MAX_IN_FLIGHT} at
   scenario.figure('paused: instances at 2.0.0 when drained / 2 s later', `${whilePaused} / ${afterPause}`);
   scenario.figure('pause to in-flight updates drained', drainedAt - pausedAt, 'ms');
   scenario.note(
-    'The wait for one instance\'s update is an activity that heartbeats; when its worker is killed, it is retried elsewhere after its 10 s heartbeat timeout (the fleet's slot stays taken until then), and the step that asks for an update (15 s start-to-close) finds the update it had already started in the instance\'s audit trail (its step key), so a retried step never starts a second update.',
+    'The wait for one instance\'s update is an activity that heartbeats; when its worker is killed, it is retried elsewhere after its 10 s heartbeat timeout (the fleet\'s slot stays taken until then), and the step that asks for an update (15 s start-to-close) finds the update it had already started in the instance\'s audit trail (its step key), so a retried step never starts a second update.',
   );
 
   assert.deepEqual(notUpgraded, [], 'every instance at 2.0.0');
