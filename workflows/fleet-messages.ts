@@ -51,7 +51,7 @@ export interface FleetUpgradeInput {
   requestedBy?: string;
   /** How long to wait before asking again for an instance busy with another operation (default 30 s). */
   busyRetrySeconds?: number;
-  /** History length after which the run drains its updates and continues as new (default 2,000 events). */
+  /** History length after which the run drains its updates and continues as new (default 1,000 events, about 100 instances). */
   continueAsNewAfterEvents?: number;
   /** Retry overrides handed to each instance update (tests and slow environments). */
   stepRetry?: { initialInterval?: string; maximumAttempts?: number; backoffCoefficient?: number };

@@ -34,7 +34,7 @@ const { startFleetUpdate } = proxyActivities<FleetActivities>(fleetStartOptions)
 const { awaitFleetUpdate } = proxyActivities<FleetActivities>(fleetAwaitOptions);
 
 const DEFAULT_BUSY_RETRY_SECONDS = 30;
-const DEFAULT_CONTINUE_AS_NEW_EVENTS = 2_000;
+const DEFAULT_CONTINUE_AS_NEW_EVENTS = 1_000;
 
 export async function fleetUpgrade(input: FleetUpgradeInput): Promise<FleetResult> {
   const st: FleetState = input.state ?? { queue: [], busy: [], upgraded: 0, current: 0, failed: [], skipped: [], total: 0, paused: false, startedAt: Date.now(), runs: 1 };
