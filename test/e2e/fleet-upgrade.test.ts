@@ -123,6 +123,17 @@ test('the upgrade brings every instance to the new version N at a time, through 
   assert.equal(status.code, EXIT.ok);
   assert.equal(status.json.paused, true);
   assert.equal(status.json.total, INSTANCES);
+  // What the Web UI shows: the run found by its search attributes, with its progress as current details.
+  // (Visibility is eventually consistent: it is asked until it lists the run.)
+  let listed: string[] = [];
+  for (let i = 0; i < 40 && listed.length === 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 250));
+    listed = [];
+    for await (const w of stack.client.workflow.list({ query: `OperationType = 'fleet-upgrade' AND PlanId = '${plan.planId}'` })) listed.push(w.workflowId);
+  }
+  assert.deepEqual(listed, [`fleet-upgrade/${plan.planId}`]);
+  const metadata = (await stack.client.workflow.getHandle(`fleet-upgrade/${plan.planId}`).query('__temporal_workflow_metadata')) as { currentDetails?: string };
+  assert.match(metadata.currentDetails ?? '', new RegExp(`\\*\\*paused\\*\\*: \\d+/${INSTANCES} done`));
 
   const watch = startCli(['upgrade', 'resume', '--plan', plan.planId, '--watch']);
   const run = await watch.done;
