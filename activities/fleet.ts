@@ -35,7 +35,15 @@ export function createFleetActivities(deps: FleetDeps) {
   const services = (stepRetry?: FleetStepInput['stepRetry']) => {
     const ctx = Context.current();
     const operations = new OperationsClient(ctx.client, ctx.info.taskQueue, registry);
-    const osb = new OsbService({ catalog: deps.catalog, registry, operations, syncTimeoutMs: 0, ...(stepRetry ? { stepRetry } : {}) });
+    const osb = new OsbService({
+      catalog: deps.catalog,
+      registry,
+      operations,
+      syncTimeoutMs: 0,
+      // A failed audit write is logged (the update's first activity writes the record in its place).
+      auditWarnings: { warn: (fields, message) => ctx.log.warn(message, fields) },
+      ...(stepRetry ? { stepRetry } : {}),
+    });
     return { operations, osb };
   };
 
