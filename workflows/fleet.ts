@@ -177,7 +177,8 @@ export async function fleetUpgrade(input: FleetUpgradeInput): Promise<FleetResul
       // The updates running now cannot move to the next run: let them end, then carry the rest over.
       phase = 'finishing';
       while (inFlight.size > 0) await waitForWake();
-      if (st.abortedBy || failuresReached()) continue;
+      // Stopped meanwhile, or nothing left to carry over: end here (the top of the loop says how).
+      if (st.abortedBy || failuresReached() || (st.queue.length === 0 && st.busy.length === 0)) continue;
       return continueAsNew<typeof fleetUpgrade>({ ...input, state: { ...st, runs: st.runs + 1 } });
     }
     if (st.paused) {

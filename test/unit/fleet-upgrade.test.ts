@@ -1,5 +1,6 @@
 // The pure rules of fleet upgrades (domain/fleet.ts): the maintenance window as `--window` writes it (clear errors on
-// bad input), when the window is open and how long until it opens, and which instances of a plan an upgrade changes.
+// bad input), when the window is open and how long until it opens, which instances of a plan an upgrade changes, and
+// the CLI's plan lookup and progress line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -10,6 +11,8 @@ import {
   parseMaintenanceWindow,
   planFleetUpgrade,
 } from '../../domain/fleet';
+import { progressLine, resolveFleetPlan, UpgradeRefused } from '../../client/cli/upgrade';
+import type { Catalog } from '../../config/catalog';
 
 const at = (iso: string) => Date.parse(iso);
 const MIN = 60_000;
@@ -94,4 +97,50 @@ test('an upgrade changes the provisioned instances not at the target, in ID orde
     current: ['a'],
     skipped: [{ instanceId: 'd', reason: 'not provisioned (its provision failed or runs)' }],
   });
+});
+
+test('the CLI finds the plan by ID, or by name when only one service has it, and says what to do otherwise', () => {
+  const plan = (id: string, name: string) => ({ id, name, description: '', brokerflow: { resourceSet: 'x' } });
+  const catalog = {
+    services: [
+      { id: 's1', name: 'one', description: '', bindable: false, plans: [plan('p1', 'standard'), plan('p2', 'large')] },
+      { id: 's2', name: 'two', description: '', bindable: false, plans: [plan('p3', 'standard')] },
+    ],
+  } as unknown as Catalog;
+  assert.equal(resolveFleetPlan(catalog, 'p3', undefined, 2).plan.id, 'p3');
+  assert.equal(resolveFleetPlan(catalog, 'large', undefined, 2).service.id, 's1');
+  assert.equal(resolveFleetPlan(catalog, 'standard', 'two', 2).plan.id, 'p3');
+  assert.throws(() => resolveFleetPlan(catalog, 'standard', undefined, 2), (err: UpgradeRefused) => {
+    assert.match(err.message, /plan name "standard" is in several services \(one, two\): name one with --service, or give the plan ID/);
+    assert.equal(err.exitCode, 2);
+    return true;
+  });
+  assert.throws(() => resolveFleetPlan(catalog, 'tiny', undefined, 2), /no plan "tiny" in the catalog/);
+  assert.throws(() => resolveFleetPlan(catalog, 'standard', 'three', 2), /no service "three" in the catalog/);
+});
+
+test('a progress line says done, failed, waiting, in flight and remaining, and why it stopped', () => {
+  const line = progressLine({
+    planId: 'p1',
+    targetVersion: '2.0.0',
+    phase: 'stopped',
+    total: 10,
+    done: 5,
+    upgraded: 4,
+    current: 1,
+    failed: 2,
+    waiting: 1,
+    inFlight: [],
+    remaining: 1,
+    skipped: [{ instanceId: 'x', reason: 'gone' }],
+    failures: [],
+    paused: false,
+    stoppedBecause: 'stopped after 2 failed updates (--stop-after-failures 2)',
+    startedAt: 0,
+    runs: 1,
+  });
+  assert.equal(
+    line,
+    'fleet upgrade of plan p1 to 2.0.0: stopped: 5/10 done (4 upgraded, 1 already current), 2 failed, 1 waiting, 0 in flight, 1 remaining, 1 skipped (stopped after 2 failed updates (--stop-after-failures 2))',
+  );
 });
