@@ -17,7 +17,7 @@ import { newFleetPlan, writeFleetCatalog } from '../support/fleet';
 import { startWorkerProcess, type ChildProcessHandle } from '../support/reliability/processes';
 import { sharedTenantEtcd } from '../support/reliability/servers';
 import { deleteTenantKeys, duplicatedRuns, settledRuns, waitFor } from '../support/reliability/inspect';
-import { Scenario, mapConcurrently, seconds } from '../support/reliability/scenario';
+import { Scenario, mapConcurrently, percentile, seconds } from '../support/reliability/scenario';
 import { BrokerflowKey } from '../../adapters/registry';
 import type { RuntimeConfigFile } from '../../config/runtime';
 import { fleetProgressQuery, fleetUpgradeWorkflowId, type FleetResult } from '../../workflows/fleet-messages';
@@ -146,10 +146,12 @@ scenario.test(`${INSTANCES} instances upgraded exactly once, ${MAX_IN_FLIGHT} at
   const upgradeMs = Date.now() - t0;
 
   // What a platform sees, per instance.
+  const durations: number[] = [];
   const seen = await mapConcurrently(ids, 20, async (id) => {
     const get = await s.osb('GET', instancePath(id));
     const last = await s.osb('GET', `${instancePath(id)}/last_operation`);
     const trail = (await registry.audit.read(id)) ?? [];
+    durations.push(...trail.filter((r) => r.operation === 'update' && r.outcome).map((r) => r.outcome!.durationMs));
     return {
       id,
       version: get.statusCode === 200 ? ((get.json().maintenance_info as { version?: string } | undefined)?.version ?? 'none') : `HTTP ${get.statusCode}`,
@@ -179,12 +181,21 @@ scenario.test(`${INSTANCES} instances upgraded exactly once, ${MAX_IN_FLIGHT} at
   scenario.figure('fleet result: phase / upgraded / current / failed / skipped', `${result.phase} / ${result.upgraded} / ${result.current} / ${result.failed} / ${result.skipped.length}`);
   scenario.figure('fleet workflow runs (continue-as-new generations)', result.runs);
   scenario.figure('update workflow runs', updateRuns.length);
+  scenario.figure('one update, accepted to completed (audit trail; p50 / p95 / max)', `${seconds(percentile(durations, 50))} / ${seconds(percentile(durations, 95))} / ${seconds(Math.max(...durations))}`);
   scenario.figure('instances with more than one update run / audit update records ≠ 1', `${duplicated.size} / ${auditDuplicates.length}`);
   scenario.figure('events (instances at 2.0.0 then)', events.map((e) => `${e.what} at ${seconds(e.at - t0)} (${e.upgraded})`).join('; '));
   scenario.figure('paused: instances at 2.0.0 when drained / 2 s later', `${whilePaused} / ${afterPause}`);
   scenario.figure('pause to in-flight updates drained', drainedAt - pausedAt, 'ms');
   scenario.note(
     'The wait for one instance\'s update is an activity that heartbeats; when its worker is killed, it is retried elsewhere after its 10 s heartbeat timeout (the fleet\'s slot stays taken until then), and the step that asks for an update (15 s start-to-close) finds the update it had already started in the instance\'s audit trail (its step key), so a retried step never starts a second update.',
+  );
+
+  scenario.note(
+    'Where the time goes (2 CPUs shared by the Temporal dev server, etcd, the Kubernetes control plane, the worker and the test): ' +
+      'with 10 updates at a time one update takes about 4 s from acceptance to its recorded end (about 1.5 s when few run), ' +
+      'so the worker completes some 2.5-3 updates a second, as it completes about 3 provisions a second in the worker-crash scenario; ' +
+      'each kill adds the new worker\'s start (3-5 s) and the 10 s heartbeat timeout of the waits that died with the old one; ' +
+      'the pause adds the drain of the running updates, a 2 s look and two CLI runs. Provisioning the fleet first is set-up, outside the upgrade time.',
   );
 
   assert.deepEqual(notUpgraded, [], 'every instance at 2.0.0');
