@@ -1,8 +1,10 @@
 // `brokerflow upgrade --plan <id>` over the CLI and what platforms see over HTTP, against the test run's servers: a
 // plan of this file's own (test/support/fleet.ts) whose instances were provisioned at maintenance version 1.0.0 is
 // served with a catalog at 2.0.0, as after an operator shipped a release. A dry run lists every instance's change
-// and touches nothing; the upgrade (N at a time, paused and resumed, a second start refused) brings every instance
-// to 2.0.0 through ordinary OSB updates, which last_operation, GET instance and the audit trail report as usual.
+// and touches nothing; the upgrade (N at a time, paused and resumed, a second start refused, an instance busy with
+// a platform's PATCH asked again later) brings every instance to 2.0.0 through ordinary OSB updates, which
+// last_operation, GET instance and the audit trail report as usual. Beside the real keyspace, the plan has a
+// resource of a test driver in this file's worker (`switch`), which can hold a parameters update.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -16,7 +18,45 @@ import { instancePath, ORG_SPACE } from '../support/osb';
 import { cliRunner, EXIT, type Json } from '../support/cli';
 import { newFleetPlan, writeFleetCatalog } from '../support/fleet';
 import type { RuntimeConfigFile } from '../../config/runtime';
-import { fleetUpgradeWorkflowId, type FleetProgress } from '../../workflows/fleet-messages';
+import { fleetProgressQuery, fleetUpgradeWorkflowId, type FleetProgress } from '../../workflows/fleet-messages';
+import type { ResourceState } from '../../domain/reconcile';
+import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
+import { TraceDriver } from '../support/trace-driver';
+import { deferred } from '../support/deferred';
+
+/** A trace driver whose updates can be held: while armed, an applyUpdateChange waits until released. */
+class HoldingDriver extends TraceDriver {
+  private held: { entered: (id: string) => void; released: Promise<void> } | undefined;
+
+  arm(): { entered: Promise<string>; release: () => void } {
+    const entered = deferred<string>();
+    const released = deferred();
+    this.held = { entered: entered.resolve, released: released.promise };
+    return {
+      entered: entered.promise,
+      release: () => {
+        this.held = undefined;
+        released.resolve();
+      },
+    };
+  }
+
+  override async applyUpdateChange(state: ResourceState, ctx: DriverContext): Promise<void> {
+    const held = this.held;
+    if (held) {
+      held.entered(ctx.object.instanceId);
+      await held.released;
+    }
+    return super.applyUpdateChange(state, ctx);
+  }
+}
+const holding = new HoldingDriver();
+const drivers = () => new Map<string, ResourceDriver>([['holding', holding]]);
+const switchResource = {
+  name: 'switch',
+  driver: 'holding',
+  spec: { id: '${instance.id}', desired: { quotaKeys: { $if: "'quotaKeys' in instance.parameters", then: { $eval: 'instance.parameters.quotaKeys' }, else: 1000 } } },
+};
 
 const INSTANCES = 8;
 const tag = `fl${randomBytes(4).toString('hex')}`;
@@ -36,7 +76,7 @@ before(async () => {
   });
   tenant = new Etcd3({ hosts: requireTestEnv('tenantEtcdEndpoint'), auth: { username: 'root', password: requireTestEnv('tenantEtcdRootPassword') } });
   // The instances are provisioned by a broker whose catalog has the plan at 1.0.0 ...
-  const old = await startTestStack({ overrides: config(writeFleetCatalog(dir, plan, '1.0.0')) });
+  const old = await startTestStack({ overrides: config(writeFleetCatalog(dir, plan, '1.0.0', [switchResource])), extraDrivers: drivers() });
   try {
     await Promise.all(
       ids.map(async (id) => {
@@ -50,7 +90,7 @@ before(async () => {
     await old.close();
   }
   // ... and served from now on by one whose catalog has it at 2.0.0 (same registry and task queue).
-  stack = await startTestStack({ overrides: config(writeFleetCatalog(dir, plan, '2.0.0')) });
+  stack = await startTestStack({ overrides: config(writeFleetCatalog(dir, plan, '2.0.0', [switchResource])), extraDrivers: drivers() });
 });
 after(async () => {
   await stack?.close();
@@ -109,20 +149,36 @@ test('bad options are refused with exit 2 and say what is wrong, starting nothin
 });
 
 test('the upgrade brings every instance to the new version N at a time, through ordinary updates platforms see', async () => {
+  // A platform's parameters update holds the first instance when the upgrade starts.
+  const busy = ids[0]!;
+  const gate = holding.arm();
+  const patch = await stack.osb('PATCH', `${instancePath(busy)}?accepts_incomplete=true`, { service_id: plan.serviceId, parameters: { quotaKeys: 7 } });
+  assert.equal(patch.statusCode, 202, patch.body);
+  assert.equal(await gate.entered, busy);
+
   const started = await cli(['upgrade', '--plan', plan.planId, '--max-in-flight', '3', '--busy-retry-seconds', '2']);
   assert.equal(started.code, EXIT.ok, started.stderr);
   assert.equal(started.json.workflowId, `fleet-upgrade/${plan.planId}`);
-  // Paused at once: the running updates finish, no other starts, and the upgrade stays open.
-  const paused = await cli(['upgrade', 'pause', '--plan', plan.planId]);
-  assert.equal(paused.code, EXIT.ok, paused.stderr);
   // A second start while it runs is refused, saying so.
   const again = await cli(['upgrade', '--plan', plan.planId, '--max-in-flight', '3']);
   assert.equal(again.code, EXIT.conflict);
   assert.match(String(again.json.error), /a fleet upgrade of plan .* is already running/);
+  // The busy instance waits (asked again every 2 s), the others go on.
+  const handle = stack.client.workflow.getHandle(fleetUpgradeWorkflowId(plan.planId));
+  for (let i = 0; ; i++) {
+    const p = await handle.query(fleetProgressQuery);
+    if (p.waiting === 1 && p.done === INSTANCES - 1) break;
+    assert.ok(i < 600, `the busy instance waiting while the others are done: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Paused: nothing new starts, and the upgrade stays open.
+  const paused = await cli(['upgrade', 'pause', '--plan', plan.planId]);
+  assert.equal(paused.code, EXIT.ok, paused.stderr);
   const status = await cli(['upgrade', 'status', '--plan', plan.planId]);
   assert.equal(status.code, EXIT.ok);
   assert.equal(status.json.paused, true);
   assert.equal(status.json.total, INSTANCES);
+  assert.equal(status.json.waiting, 1);
   // What the Web UI shows: the run found by its search attributes, with its progress as current details.
   // (Visibility is eventually consistent: it is asked until it lists the run.)
   let listed: string[] = [];
@@ -132,9 +188,13 @@ test('the upgrade brings every instance to the new version N at a time, through 
     for await (const w of stack.client.workflow.list({ query: `OperationType = 'fleet-upgrade' AND PlanId = '${plan.planId}'` })) listed.push(w.workflowId);
   }
   assert.deepEqual(listed, [`fleet-upgrade/${plan.planId}`]);
-  const metadata = (await stack.client.workflow.getHandle(`fleet-upgrade/${plan.planId}`).query('__temporal_workflow_metadata')) as { currentDetails?: string };
-  assert.match(metadata.currentDetails ?? '', new RegExp(`\\*\\*paused\\*\\*: \\d+/${INSTANCES} done`));
+  const metadata = (await handle.query('__temporal_workflow_metadata')) as { currentDetails?: string };
+  assert.match(metadata.currentDetails ?? '', new RegExp(`\\*\\*paused\\*\\*: ${INSTANCES - 1}/${INSTANCES} done .*1 waiting \\(busy\\)`));
 
+  // The platform's update ends; resumed, the upgrade asks again and upgrades the instance too.
+  gate.release();
+  const patched = await pollLastOperation(stack, instancePath(busy), patch.json().operation as string);
+  assert.equal(patched.body.state, 'succeeded');
   const watch = startCli(['upgrade', 'resume', '--plan', plan.planId, '--watch']);
   const run = await watch.done;
   assert.equal(run.code, EXIT.ok, run.stderr + run.stdout);
@@ -159,12 +219,15 @@ test('the upgrade brings every instance to the new version N at a time, through 
     assert.equal(lastOp.json().state, 'succeeded');
     const history = await cli(['history', id]);
     const updates = (history.json.items as Json[]).filter((i) => i.operation === 'update');
-    assert.equal(updates.length, 1, `${id}: one update`);
-    assert.match(String(updates[0]!.requestedBy), new RegExp(`^brokerflow-fleet/${plan.planId}@`));
-    const trail = (await stack.worker.registry.registry.audit.read(id))!.find((r) => r.operation === 'update')!;
+    const byFleet = updates.filter((u) => String(u.requestedBy).startsWith(`brokerflow-fleet/${plan.planId}@`));
+    assert.equal(byFleet.length, 1, `${id}: one update by the fleet`);
+    assert.equal(updates.length, id === busy ? 2 : 1, `${id}: updates`);
+    const trail = (await stack.worker.registry.registry.audit.read(id))!.find((r) => r.operation === 'update' && r.origin?.platform === 'brokerflow-fleet')!;
     assert.deepEqual(trail.changes.maintenanceVersion, { from: '1.0.0', to: '2.0.0' });
     spans.push([Date.parse(trail.acceptedAt), Date.parse(trail.outcome!.completedAt)]);
   }
+  // The busy instance kept the platform's parameters.
+  assert.equal(((await stack.osb('GET', instancePath(busy))).json().parameters as Json).quotaKeys, 7);
   // Each update was accepted only after the one it waited for had recorded its end: at most 3 overlap.
   const overlap = Math.max(...spans.map(([start]) => spans.filter(([s, e]) => s <= start && start < e).length));
   assert.ok(overlap <= 3, `at most 3 updates ran at once (${overlap})`);
@@ -178,6 +241,7 @@ test('an upgrade of a plan whose instances are all current changes nothing and e
   assert.deepEqual({ done: last.done, upgraded: last.upgraded, current: last.current }, { done: INSTANCES, upgraded: 0, current: INSTANCES });
   for (const id of ids) {
     const history = await cli(['history', id]);
-    assert.equal((history.json.items as Json[]).filter((i) => i.operation === 'update').length, 1, `${id}: still one update`);
+    const byFleet = (history.json.items as Json[]).filter((i) => i.operation === 'update' && String(i.requestedBy).startsWith('brokerflow-fleet/'));
+    assert.equal(byFleet.length, 1, `${id}: still one update by a fleet upgrade`);
   }
 });

@@ -22,8 +22,16 @@ export function newFleetPlan(tag: string): FleetPlanIds {
   return { serviceId: `svc-${randomUUID()}`, planId: `plan-${randomUUID()}`, planName: `fleet-${tag}` };
 }
 
-/** Writes the catalog (the plan at `version`) and the resource sets into `dir`; returns both paths. */
-export function writeFleetCatalog(dir: string, ids: FleetPlanIds, version: string): { catalog: string; resourceSets: string } {
+/**
+ * Writes the catalog (the plan at `version`) and the resource sets into `dir`; returns both paths. `extraResources`
+ * come before the keyspace in the plan's instance resources (a test driver the test controls from its worker).
+ */
+export function writeFleetCatalog(
+  dir: string,
+  ids: FleetPlanIds,
+  version: string,
+  extraResources: Array<Record<string, unknown>> = [],
+): { catalog: string; resourceSets: string } {
   const example = parse(readFileSync(join(config, 'catalog.example.yaml'), 'utf8')) as { services: Array<Record<string, unknown> & { plans: Array<Record<string, unknown>> }> };
   const service = example.services.find((s) => s.name === 'etcd-keyspace')!;
   const standard = service.plans.find((p) => p.name === 'standard')!;
@@ -44,7 +52,7 @@ export function writeFleetCatalog(dir: string, ids: FleetPlanIds, version: strin
         {
           name: 'fleet-keyspace',
           maintenanceVersions: ['1.0.0', '2.0.0'],
-          instance: [{ name: 'keyspace', driver: 'etcd-prefix', spec: { prefix: '/tenants/${instance.id}' } }],
+          instance: [...extraResources, { name: 'keyspace', driver: 'etcd-prefix', spec: { prefix: '/tenants/${instance.id}' } }],
           binding: [],
         },
       ],
