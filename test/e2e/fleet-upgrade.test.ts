@@ -18,10 +18,12 @@ import { instancePath, ORG_SPACE } from '../support/osb';
 import { cliRunner, EXIT, type Json } from '../support/cli';
 import { newFleetPlan, writeFleetCatalog } from '../support/fleet';
 import type { RuntimeConfigFile } from '../../config/runtime';
-import { fleetProgressQuery, fleetUpgradeWorkflowId, type FleetProgress } from '../../workflows/fleet-messages';
+import { fleetProgressQuery, fleetUpgradeWorkflowId, type FleetProgress, type FleetStepStart } from '../../workflows/fleet-messages';
 import type { ResourceState } from '../../domain/reconcile';
 import type { DriverContext, ResourceDriver } from '../../adapters/resources/types';
 import { TraceDriver } from '../support/trace-driver';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createFleetActivities } from '../../activities/fleet';
 import { deferred } from '../support/deferred';
 
 /** A trace driver whose updates can be held: while armed, an applyUpdateChange waits until released. */
@@ -61,6 +63,8 @@ const switchResource = {
 const INSTANCES = 8;
 const tag = `fl${randomBytes(4).toString('hex')}`;
 const ids = Array.from({ length: INSTANCES }, (_, i) => `${tag}-${i}`);
+/** An instance of the plan the first test upgrades with the fleet's own step activity, retried. */
+const stepped = `${tag}-step`;
 const plan = newFleetPlan(tag);
 const taskQueue = `tq-fleet-${randomBytes(5).toString('hex')}`;
 
@@ -79,7 +83,7 @@ before(async () => {
   const old = await startTestStack({ overrides: config(writeFleetCatalog(dir, plan, '1.0.0', [switchResource])), extraDrivers: drivers() });
   try {
     await Promise.all(
-      ids.map(async (id) => {
+      [...ids, stepped].map(async (id) => {
         const res = await old.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: plan.serviceId, plan_id: plan.planId, ...ORG_SPACE });
         assert.equal(res.statusCode, 202, res.body);
         const done = await pollLastOperation(old, instancePath(id), res.json().operation as string);
@@ -94,7 +98,7 @@ before(async () => {
 });
 after(async () => {
   await stack?.close();
-  for (const id of ids) await tenant.delete().prefix(`/tenants/${id}`).catch(() => undefined);
+  for (const id of [...ids, stepped]) await tenant.delete().prefix(`/tenants/${id}`).catch(() => undefined);
   tenant?.close();
 });
 
@@ -117,15 +121,38 @@ async function fleetWorkflowExists(): Promise<boolean> {
   }
 }
 
+test('a fleet step retried after it started an update joins that update and never starts another', async () => {
+  // The step activity as a worker runs it, twice for one step: as when its worker died after the update started.
+  const env = new MockActivityEnvironment({ taskQueue }, { client: stack.client });
+  const acts = createFleetActivities({ registry: stack.worker.registry.registry, catalog: stack.config.catalogData });
+  const step = { instanceId: stepped, serviceId: plan.serviceId, planId: plan.planId, targetVersion: '2.0.0', stepKey: `${plan.planId}@test-step` };
+  const first = (await env.run(acts.startFleetUpdate, step)) as FleetStepStart;
+  assert.equal(first.kind, 'started');
+  const operationId = (first as { operationId: string }).operationId;
+  assert.deepEqual(await env.run(acts.startFleetUpdate, step), { kind: 'joined', operationId });
+  assert.deepEqual(await env.run(acts.awaitFleetUpdate, { instanceId: stepped, operationId }), { state: 'succeeded' });
+  // Even once the update has ended, the same step finds it rather than counting the instance as current.
+  assert.deepEqual(await env.run(acts.startFleetUpdate, step), { kind: 'joined', operationId });
+  // Another step (another upgrade) finds the instance current, and nothing runs.
+  assert.deepEqual(await env.run(acts.startFleetUpdate, { ...step, stepKey: `${plan.planId}@another` }), { kind: 'current' });
+  assert.equal(await versionOf(stepped), '2.0.0');
+  const updates = (await stack.worker.registry.registry.audit.read(stepped))!.filter((r) => r.operation === 'update');
+  assert.deepEqual(
+    updates.map((r) => [r.operationId, r.requestedBy, r.outcome?.state]),
+    [[operationId, `brokerflow-fleet/${plan.planId}@test-step`, 'succeeded']],
+  );
+});
+
 test('a dry run lists each instance that would change, from its version to the target, and changes nothing', async () => {
   const run = await cli(['upgrade', '--plan', plan.planId, '--dry-run']);
   assert.equal(run.code, EXIT.ok, run.stderr);
   assert.equal(run.json.dryRun, true);
   assert.equal(run.json.targetVersion, '2.0.0');
   assert.deepEqual(run.json.changes, ids.map((instanceId) => ({ instanceId, from: '1.0.0', to: '2.0.0' })).sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1)));
+  assert.deepEqual(run.json.current, [stepped]);
   const human = await cli(['upgrade', '--plan', plan.planName, '--dry-run'], { json: false });
   assert.equal(human.code, EXIT.ok, human.stderr);
-  assert.match(human.stdout, new RegExp(`${INSTANCES} to update, 0 already current, 0 skipped; nothing was changed`));
+  assert.match(human.stdout, new RegExp(`${INSTANCES} to update, 1 already current, 0 skipped; nothing was changed`));
   assert.match(human.stdout, new RegExp(`${ids[0]}: 1\\.0\\.0 -> 2\\.0\\.0`));
   for (const id of ids) assert.equal(await versionOf(id), '1.0.0', `${id} is untouched`);
   assert.equal(await fleetWorkflowExists(), false, 'no fleet upgrade started');
@@ -167,7 +194,7 @@ test('the upgrade brings every instance to the new version N at a time, through 
   const handle = stack.client.workflow.getHandle(fleetUpgradeWorkflowId(plan.planId));
   for (let i = 0; ; i++) {
     const p = await handle.query(fleetProgressQuery);
-    if (p.waiting === 1 && p.done === INSTANCES - 1) break;
+    if (p.waiting === 1 && p.done === INSTANCES) break;
     assert.ok(i < 600, `the busy instance waiting while the others are done: ${JSON.stringify(p)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -177,7 +204,7 @@ test('the upgrade brings every instance to the new version N at a time, through 
   const status = await cli(['upgrade', 'status', '--plan', plan.planId]);
   assert.equal(status.code, EXIT.ok);
   assert.equal(status.json.paused, true);
-  assert.equal(status.json.total, INSTANCES);
+  assert.equal(status.json.total, INSTANCES + 1);
   assert.equal(status.json.waiting, 1);
   // What the Web UI shows: the run found by its search attributes, with its progress as current details.
   // (Visibility is eventually consistent: it is asked until it lists the run.)
@@ -189,7 +216,7 @@ test('the upgrade brings every instance to the new version N at a time, through 
   }
   assert.deepEqual(listed, [`fleet-upgrade/${plan.planId}`]);
   const metadata = (await handle.query('__temporal_workflow_metadata')) as { currentDetails?: string };
-  assert.match(metadata.currentDetails ?? '', new RegExp(`\\*\\*paused\\*\\*: ${INSTANCES - 1}/${INSTANCES} done .*1 waiting \\(busy\\)`));
+  assert.match(metadata.currentDetails ?? '', new RegExp(`\\*\\*paused\\*\\*: ${INSTANCES}/${INSTANCES + 1} done .*1 waiting \\(busy\\)`));
 
   // The platform's update ends; resumed, the upgrade asks again and upgrades the instance too.
   gate.release();
@@ -202,8 +229,8 @@ test('the upgrade brings every instance to the new version N at a time, through 
   const last = progress[progress.length - 1]!;
   assert.equal(last.phase, 'succeeded');
   assert.deepEqual({ total: last.total, done: last.done, upgraded: last.upgraded, failed: last.failed, waiting: last.waiting, remaining: last.remaining }, {
-    total: INSTANCES,
-    done: INSTANCES,
+    total: INSTANCES + 1,
+    done: INSTANCES + 1,
     upgraded: INSTANCES,
     failed: 0,
     waiting: 0,
@@ -238,7 +265,7 @@ test('an upgrade of a plan whose instances are all current changes nothing and e
   assert.equal(run.code, EXIT.ok, run.stderr);
   const last = run.json as unknown as FleetProgress;
   assert.equal(last.phase, 'succeeded');
-  assert.deepEqual({ done: last.done, upgraded: last.upgraded, current: last.current }, { done: INSTANCES, upgraded: 0, current: INSTANCES });
+  assert.deepEqual({ done: last.done, upgraded: last.upgraded, current: last.current }, { done: INSTANCES + 1, upgraded: 0, current: INSTANCES + 1 });
   for (const id of ids) {
     const history = await cli(['history', id]);
     const byFleet = (history.json.items as Json[]).filter((i) => i.operation === 'update' && String(i.requestedBy).startsWith('brokerflow-fleet/'));
