@@ -30,6 +30,7 @@ export interface UpgradeExitCodes {
   usage: number;
   notFound: number;
   conflict: number;
+  unreachable: number;
 }
 
 /** An error `upgrade` reports with its exit code (client/cli/main.ts turns it into output). */
@@ -97,6 +98,12 @@ function endLines(p: FleetProgress): string[] {
 
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
+/** How long a query waits for a worker to answer (a running upgrade is only read through a worker). */
+const QUERY_DEADLINE_MS = 10_000;
+
+/** No worker answered the upgrade's query in time (all workers down, or busy restarting). */
+class NoWorkerAnswered extends Error {}
+
 /** The plan's fleet upgrade as it stands: the query while it runs, its result once closed; undefined when none ever ran. */
 async function readProgress(handle: WorkflowHandle): Promise<{ progress: FleetProgress; running: boolean } | undefined> {
   let status: string;
@@ -106,7 +113,14 @@ async function readProgress(handle: WorkflowHandle): Promise<{ progress: FleetPr
     if (err instanceof WorkflowNotFoundError) return undefined;
     throw err;
   }
-  if (status === 'RUNNING') return { progress: await handle.query(fleetProgressQuery), running: true };
+  if (status === 'RUNNING') {
+    try {
+      return { progress: await handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(fleetProgressQuery)), running: true };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw new NoWorkerAnswered(`the fleet upgrade runs, but no worker answered its progress query within ${QUERY_DEADLINE_MS / 1000} s (is a worker running?): ${(err as Error).message}`);
+    }
+  }
   try {
     return { progress: (await handle.result()) as FleetProgress, running: false };
   } catch (err) {
@@ -118,7 +132,15 @@ async function readProgress(handle: WorkflowHandle): Promise<{ progress: FleetPr
 async function watch(handle: WorkflowHandle, opts: UpgradeOptions, exit: UpgradeExitCodes): Promise<number> {
   let last = '';
   for (;;) {
-    const read = await readProgress(handle);
+    let read: Awaited<ReturnType<typeof readProgress>>;
+    try {
+      read = await readProgress(handle);
+    } catch (err) {
+      // A worker restarting (or all down for a while): the upgrade waits for one, and so does the watch.
+      if (!(err instanceof NoWorkerAnswered)) throw err;
+      await new Promise((r) => setTimeout(r, opts.watchIntervalMs ?? 1000));
+      continue;
+    }
     if (!read) throw new UpgradeRefused('the fleet upgrade is gone', exit.notFound);
     const { progress } = read;
     const line = progressLine(progress);
@@ -134,8 +156,16 @@ async function watch(handle: WorkflowHandle, opts: UpgradeOptions, exit: Upgrade
   }
 }
 
-/** Runs one `upgrade` action; returns the exit code. */
+/** Runs one `upgrade` action; returns the exit code (5 when no worker answers the running upgrade's query). */
 export async function runUpgrade(ctx: CliContext, action: string, opts: UpgradeOptions, exit: UpgradeExitCodes): Promise<number> {
+  try {
+    return await runAction(ctx, action, opts, exit);
+  } catch (err) {
+    throw err instanceof NoWorkerAnswered ? new UpgradeRefused(err.message, exit.unreachable) : err;
+  }
+}
+
+async function runAction(ctx: CliContext, action: string, opts: UpgradeOptions, exit: UpgradeExitCodes): Promise<number> {
   const { service, plan } = resolveFleetPlan(ctx.config.catalogData, opts.plan, opts.service, exit.usage);
   const handle = ctx.client.workflow.getHandle(fleetUpgradeWorkflowId(plan.id));
   const identity = cliCancelIdentity();
