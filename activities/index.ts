@@ -2,6 +2,7 @@
 // retryable or non-retryable failures. `createActivities(deps)` builds them from real adapters.
 import type { ResourceDriver } from '../adapters/resources/types';
 import { createCancellationActivities } from './cancellation';
+import { createFleetActivities } from './fleet';
 import { createProbeActivities } from './probe';
 import { createReconcileActivities } from './reconcile';
 import type { ReconcileMetrics } from './metrics';
@@ -24,7 +25,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createProbeActivities(deps),
     ...createReconcileActivities({ drivers: deps.drivers ?? new Map(), ...(deps.reconcileMetrics ? { metrics: deps.reconcileMetrics } : {}) }),
-    ...(deps.operations ? { ...createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }), ...createCancellationActivities() } : {}),
+    ...(deps.operations ? { ...createOperationActivities({ ...deps.operations, drivers: deps.drivers ?? new Map() }), ...createCancellationActivities(), ...createFleetActivities(deps.operations) } : {}),
     // Loaded only when endpoint reconciliation is configured: it pulls in @kubernetes/client-node (~75 MB RSS).
     ...(deps.endpoints ? (require('./endpoints') as typeof import('./endpoints')).createEndpointActivities(deps.endpoints) : {}),
   };

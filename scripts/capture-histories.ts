@@ -5,6 +5,9 @@
 // test/replay/histories/<name>.json in the format of `temporal workflow show --output json`.
 //
 //   npm run replay:capture        (node --import tsx scripts/capture-histories.ts)
+//   npm run replay:capture -- --only fleet-upgrade
+//                                 only the named histories (comma-separated), written beside the committed ones,
+//                                 which stay as they are: for a new workflow type, without re-capturing the rest
 //
 // The servers are the test run's (Temporal, etcd, a tenant etcd with auth, moto, the Kubernetes control plane),
 // started through scripts/lib exactly as test/run.ts and `npm run bench` start them, and stopped at the end.
@@ -31,6 +34,10 @@ import { createCliContext } from '../client/cli/context';
 import { connectClient } from '../platform/temporal';
 import { endpointWatcherWorkflowId, kubeServiceWorkflowId } from '../workflows/endpoints-messages';
 import { instanceWorkflowId, bindingWorkflowId } from '../workflows/messages';
+import { FLEET_UPGRADE_WORKFLOW, fleetPauseSignal, fleetResumeSignal, fleetUpgradeWorkflowId, type FleetUpgradeInput } from '../workflows/fleet-messages';
+import { parseMaintenanceWindow } from '../domain/fleet';
+import { newFleetPlan, writeFleetCatalog } from '../test/support/fleet';
+import { ORG_SPACE } from '../test/support/osb';
 import type { reconcileWorkflow } from '../workflows/reconcile';
 import * as workflows from '../workflows';
 
@@ -317,6 +324,58 @@ async function captureTools(stack: TestStack): Promise<void> {
   await capture(client, 'reconcile', handle.workflowId, handle.firstExecutionRunId, 'reconcileWorkflow');
 }
 
+/**
+ * A fleet upgrade (`brokerflow upgrade`) of a plan of its own: three instances provisioned at 1.0.0, served at 2.0.0,
+ * one of them busy with a PATCH when its turn comes (asked again after a durable timer), paused and resumed, inside
+ * an always-open window.
+ */
+async function captureFleetUpgrade(workDir: string, encryption: typeof replayTestEncryption, stacks: TestStack[]): Promise<void> {
+  const dir = mkdtempSync(join(workDir, 'fleet-'));
+  const plan = newFleetPlan('replay');
+  const taskQueue = `replay-fleet-${Date.now()}`;
+  const overrides = (version: string) => {
+    const files = writeFleetCatalog(dir, plan, version);
+    return {
+      catalog: files.catalog,
+      resourceSets: files.resourceSets,
+      encryption,
+      temporal: { address: requireTestEnv('temporalAddress'), namespace: 'default', taskQueue },
+      registry: { backend: 'file' as const, file: { dirs: [join(dir, 'registry')] } },
+    };
+  };
+  const ids = [0, 1, 2].map((i) => newId(`replay-fleet${i}`));
+  const old = await startTestStack({ overrides: overrides('1.0.0') });
+  try {
+    for (const id of ids) {
+      const op = await startOperation(old, 'PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: plan.serviceId, plan_id: plan.planId, ...ORG_SPACE });
+      await expectEnd(old, instancePath(id), op, 'succeeded');
+    }
+  } finally {
+    await old.close();
+  }
+  const stack = await startTestStack({ overrides: overrides('2.0.0') });
+  stacks.push(stack);
+  // The first instance is busy with a parameters update when the upgrade reaches it.
+  const busyOp = await startOperation(stack, 'PATCH', `${instancePath(ids[0]!)}?accepts_incomplete=true`, { service_id: plan.serviceId, parameters: { quotaKeys: 7 } });
+  const input: FleetUpgradeInput = {
+    serviceId: plan.serviceId,
+    planId: plan.planId,
+    targetVersion: '2.0.0',
+    maxInFlight: 2,
+    window: parseMaintenanceWindow('daily 00:00-24:00 UTC'),
+    busyRetrySeconds: 1,
+    requestedBy: 'replay capture',
+  };
+  const handle = await stack.client.workflow.start(FLEET_UPGRADE_WORKFLOW, { taskQueue, workflowId: fleetUpgradeWorkflowId(plan.planId), args: [input] });
+  await handle.signal(fleetPauseSignal, { by: 'replay capture' });
+  await handle.signal(fleetResumeSignal, { by: 'replay capture' });
+  await expectEnd(stack, instancePath(ids[0]!), busyOp, 'succeeded');
+  await capture(stack.client, 'fleet-upgrade', handle.workflowId, handle.firstExecutionRunId, FLEET_UPGRADE_WORKFLOW);
+  const result = (await handle.result()) as { phase: string; upgraded: number };
+  assert.equal(result.phase, 'succeeded', JSON.stringify(result));
+  assert.equal(result.upgraded, ids.length);
+}
+
 /** The resource set of the stack whose provisions wait: the OSB one, with a ConfigMap that never gets ready. */
 function waitingResourceSets(dir: string): string {
   const file = join(dir, 'resource-sets.waiting.yaml');
@@ -356,6 +415,9 @@ function checkNoSecrets(name: string, json: string): void {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const onlyArg = process.argv.indexOf('--only');
+  const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',').filter(Boolean)) : undefined;
+  if (only && only.size === 0) throw new Error('--only needs the names of the histories to capture, e.g. --only fleet-upgrade');
   const workDir = mkdtempSync(join(tmpdir(), 'brokerflow-replay-capture-'));
   console.log(`# capture work dir: ${workDir} (server logs in ${join(workDir, 'logs')})`);
   let servers: BenchStack | undefined;
@@ -368,6 +430,17 @@ async function main(): Promise<void> {
     secrets.add(requireTestEnv('tenantEtcdRootPassword'));
     secrets.add(testBrokerUser.password);
     const encryption = replayTestEncryption;
+    if (only) {
+      // Only what is asked for, beside the committed histories (which stay as they are).
+      if (only.has('fleet-upgrade')) await captureFleetUpgrade(workDir, encryption, stacks);
+      const missing = [...only].filter((n) => !captured.has(n));
+      assert.deepEqual(missing, [], `--only names histories no scenario captures in this mode (fleet-upgrade only)`);
+      for (const [name, json] of captured) checkNoSecrets(name, json);
+      for (const [name, json] of captured) writeFileSync(join(historiesDir, `${name}.json`), `${json}\n`);
+      console.log(`# wrote ${[...captured.keys()].join(', ')} to ${historiesDir} in ${Math.round((Date.now() - t0) / 1000)} s`);
+      ok = true;
+      return;
+    }
     const osbStack = await startTestStack({ overrides: { resourceSets: osbResourceSets, encryption, endpoints: testEndpointConfig({ debounceMs: 300 }) } });
     stacks.push(osbStack);
     const waiting = await startTestStack({ overrides: { resourceSets: waitingResourceSets(workDir), encryption } });
@@ -384,6 +457,7 @@ async function main(): Promise<void> {
     await capturePollingBounds(bounded);
     await captureEndpoints(osbStack);
     await captureTools(osbStack);
+    await captureFleetUpgrade(workDir, encryption, stacks);
 
     // Every exported workflow type has at least one history (the replay test checks the same).
     const types = new Set([...captured.values()].map((j) => historyWorkflowType(JSON.parse(j) as { events: Array<Record<string, unknown>> })));

@@ -102,3 +102,28 @@ export function describeFailure(err: unknown): string {
   }
   return e instanceof Error ? e.message : String(e);
 }
+
+/** The fleet upgrade's listing of a plan's instances: one registry listing. */
+export const fleetListOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 12, nonRetryableErrorTypes },
+};
+
+/**
+ * Asking for one instance's update, as a PATCH does (read the facts, decide, start). Retried without a limit while
+ * Temporal or the registry is unreachable: the step finds the update it may already have started by its step key.
+ */
+export const fleetStartOptions: ActivityOptions = {
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
+};
+
+/**
+ * Waiting for one instance's update to end: heartbeats while it polls (every 250 ms), so the wait of a dead worker
+ * moves to another after 10 s, as a reconcile apply does; until then the fleet's slot stays taken.
+ */
+export const fleetAwaitOptions: ActivityOptions = {
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
+};

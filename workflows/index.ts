@@ -4,3 +4,4 @@ export { probeWorkflow } from './probe';
 export { reconcileWorkflow } from './reconcile';
 export { provision, update, deprovision, bind, unbind } from './operations';
 export { kubeServiceWorkflow, endpointWatcherWorkflow, endpointResyncWorkflow } from './endpoints';
+export { fleetUpgrade } from './fleet';

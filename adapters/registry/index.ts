@@ -16,3 +16,4 @@ export {
   type OperationType,
 } from './keys';
 export { AuditTrails, appliedState } from './audit';
+export { planInstances } from './plan-instances';

@@ -20,6 +20,7 @@ import { formatHistory, readHistory } from './history';
 import { createRegistry } from '../../adapters/factory';
 import type { RequestOrigin } from '../../domain/audit';
 import { CancelRefused, cancelOperation } from './cancel';
+import { UpgradeRefused, runUpgrade, type UpgradeOptions } from './upgrade';
 import { OPERATION_STATES } from '../../domain/operations';
 
 /** Exit codes scripts can rely on. */
@@ -328,6 +329,30 @@ export function buildProgram(): Command {
           return await cancelOperation(ctx, { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}) }, { json: g().json === true, wait: o.wait === true }, EXIT);
         } catch (err) {
           throw err instanceof CancelRefused ? new CliError(err.message, err.exitCode) : err;
+        }
+      });
+    });
+
+  program
+    .command('upgrade [action]')
+    .description(
+      'fleet upgrade: update every instance of a plan to the catalog\'s maintenance version, as one durable operation; ' +
+        'action: start (default), status, pause, resume or abort',
+    )
+    .requiredOption('--plan <id|name>', 'the plan whose instances to upgrade')
+    .option('--service <id|name>', 'the service, when the plan is named and several services have a plan of that name')
+    .option('--max-in-flight <n>', 'how many instance updates run at a time (start)', '1')
+    .option('--stop-after-failures <k>', 'stop starting updates once this many failed (start; default: never)')
+    .option('--window <window>', 'start updates only in this window, "<days> HH:MM-HH:MM UTC", e.g. "Mon-Fri 22:00-04:00 UTC" (start)')
+    .option('--busy-retry-seconds <s>', 'how long to wait before asking again for an instance busy with another operation (start; default 30)')
+    .addOption(new Option('--dry-run', 'list the instances that would change (current -> target maintenance version) and change nothing (start)').conflicts('watch'))
+    .option('--watch', 'follow the upgrade, one line whenever its progress changes, until it ends')
+    .action(async (action: string | undefined, o: Omit<UpgradeOptions, 'json'>) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        try {
+          return await runUpgrade(ctx, action ?? 'start', { ...o, json: g().json === true }, EXIT);
+        } catch (err) {
+          throw err instanceof UpgradeRefused ? new CliError(err.message, err.exitCode) : err;
         }
       });
     });
