@@ -256,7 +256,7 @@ export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts)
     case 'bound':
       return f.fingerprint === req.fingerprint ? { kind: 'answer', status: 200, body: 'binding' } : err(409, 'the binding already exists with different attributes');
     case 'expired':
-      return err(409, `the binding exists, but its credentials expired at ${f.expiredAt} and were revoked: delete it, or rotate it under a new binding ID`);
+      return err(409, `the binding exists, but its credentials expired at ${f.expiredAt} and were revoked: delete it and bind anew`);
     case 'binding': {
       const same = (f.running?.fingerprint ?? f.fingerprint) === req.fingerprint;
       if (!same) return err(409, 'the binding is being created with different attributes');
