@@ -145,8 +145,9 @@ async function runOperation(
   }
   const final = await watchStatus(ctx, { ...ref, operationId: operation }, { json: g.json === true });
   if (final?.state === 'succeeded' && binding) {
+    // The last line stays the operation's final state, now with where the credentials are.
     const summary = await credentialsSummary(ctx, binding, credentials!.show);
-    if (summary) emit(g.json, { instanceId: binding.instanceId, bindingId: binding.bindingId, credentials: summary }, () => formatCredentials(summary));
+    if (summary) emit(g.json, { ...final, credentials: summary }, () => formatCredentials(summary));
   }
   return final?.state === 'succeeded' ? EXIT.ok : final ? EXIT.failed : EXIT.notFound;
 }
@@ -377,11 +378,21 @@ export function buildProgram(): Command {
     .action(async (instance: string, o: { binding?: string; operation?: string; watch?: boolean; showCredentials?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const ref = { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}), ...(o.operation ? { operationId: o.operation } : {}) };
-        const s = o.watch ? await watchStatus(ctx, ref, { json: g().json === true }) : await currentStatus(ctx, ref, { json: g().json === true });
-        if (!s) throw new CliError(`no operation known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
         // A binding's status also says where its credentials are and when they expire (or expired).
-        const summary = o.binding ? await credentialsSummary(ctx, { instanceId: instance, bindingId: o.binding }, o.showCredentials === true) : undefined;
-        if (summary) emit(g().json, { instanceId: instance, bindingId: o.binding, credentials: summary }, () => formatCredentials(summary));
+        const binding = o.binding;
+        const credentials = binding ? async () => credentialsSummary(ctx, { instanceId: instance, bindingId: binding }, o.showCredentials === true) : undefined;
+        const extra = credentials
+          ? async () => {
+              const summary = await credentials();
+              return summary ? { json: { credentials: summary }, text: formatCredentials(summary) } : undefined;
+            }
+          : undefined;
+        const s = o.watch ? await watchStatus(ctx, ref, { json: g().json === true }) : await currentStatus(ctx, ref, { json: g().json === true, ...(extra ? { extra } : {}) });
+        if (!s) throw new CliError(`no operation known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
+        if (o.watch && credentials) {
+          const summary = await credentials();
+          if (summary) emit(g().json, { ...s, credentials: summary }, () => formatCredentials(summary));
+        }
         return s.state === 'failed' ? EXIT.failed : EXIT.ok;
       });
     });

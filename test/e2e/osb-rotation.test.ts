@@ -205,7 +205,7 @@ test('brokerflow rotate --wait --json: the new binding, where its credentials ar
 
   const status = await cli(['status', id, '--binding', next, '--show-credentials']);
   assert.equal(status.code, EXIT.ok, status.stdout + status.stderr);
-  assert.equal(status.lines[0]!.state, 'succeeded');
+  assert.equal(status.json.state, 'succeeded');
   assert.deepEqual((status.json.credentials as { values: EtcdCredentials }).values, fetched.credentials);
 
   const human = await cli(['status', id, '--binding', next], { json: false });
