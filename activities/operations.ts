@@ -50,6 +50,14 @@ export interface BeginOutcome {
   refused?: string;
 }
 
+/** A bind's credential lifetime, written with its success (docs/design/osb-semantics.md#credential-expiry). */
+export interface CredentialExpiry {
+  expiresAt: string;
+  renewBefore: string;
+  /** The workflow that revokes the credentials at expiresAt. */
+  workflowId: string;
+}
+
 /** The target of an update, kept on the instance while it runs and applied only when it succeeds. */
 interface PendingUpdate {
   planId: string;
@@ -173,6 +181,10 @@ export function createOperationActivities(deps: OperationDeps) {
             entry.set(ExtraKeys.Fingerprint, input.fingerprint);
             if (input.bindResource) entry.set(ExtraKeys.BindResource, input.bindResource);
             else entry.unset(ExtraKeys.BindResource);
+            if (input.predecessorBindingId) entry.set(ExtraKeys.PredecessorBindingID, input.predecessorBindingId);
+            else entry.unset(ExtraKeys.PredecessorBindingID);
+            // A bind again after a failed one starts a new credential lifetime, written when it succeeds.
+            for (const k of [ExtraKeys.ExpiresAt, ExtraKeys.RenewBefore, ExtraKeys.ExpiryWorkflowID, ExtraKeys.ExpiredAt]) entry.unset(k);
           }
         }
         await registry.beginOperation(entry, { operation: input.operation, operationId: input.operationId });
@@ -188,7 +200,7 @@ export function createOperationActivities(deps: OperationDeps) {
      * A successful update applies its target in the same write; a binding operation gives back its share of the
      * instance's lock.
      */
-    async recordComplete(input: EntryRef & { error?: string }): Promise<void> {
+    async recordComplete(input: EntryRef & { error?: string; expiry?: CredentialExpiry }): Promise<void> {
       return asActivity(`completing ${input.operation} ${input.operationId}`, () => onFreshCopies(async () => {
         const entry = await open(input);
         if (input.operation === 'bind' && !entry.exists()) {
@@ -218,11 +230,51 @@ export function createOperationActivities(deps: OperationDeps) {
           // (docs/design/contracts/operations.md#cancellation-and-compensation). Same write as the failure.
           entry.unset(RegistryKey.Credentials);
         }
+        if (input.operation === 'bind' && input.error === undefined && input.expiry && entry.exists() && operationOf(entry)?.operationId === input.operationId) {
+          // The credentials' lifetime starts with the bind's success, in the same write (docs/design/osb-semantics.md#credential-expiry).
+          entry.set(ExtraKeys.ExpiresAt, input.expiry.expiresAt);
+          entry.set(ExtraKeys.RenewBefore, input.expiry.renewBefore);
+          entry.set(ExtraKeys.ExpiryWorkflowID, input.expiry.workflowId);
+        }
         await registry.completeOperation(entry, { operationId: input.operationId, ...(input.error !== undefined ? { error: input.error } : {}) });
         if (input.bindingId && (input.operation === 'bind' || input.operation === 'unbind')) {
           await registry.releaseBindingShare(input.instanceId, input.bindingId, input.operationId);
         }
         await audit.ended(input.instanceId, input.operationId, input.error !== undefined ? { error: input.error } : {});
+      }));
+    },
+
+    /**
+     * Whether a binding's credentials are due for revocation at their expiry: the binding still exists under its
+     * instance, its last operation is the bind that created them (succeeded), and they were not revoked yet. Else the
+     * reason there is nothing to revoke (unbound, deprovisioned, bound again, an unbind runs).
+     */
+    async expiryDue(input: { instanceId: string; bindingId: string; bindOperationId: string }): Promise<
+      { due: true; parameters: Record<string, unknown>; context: Record<string, unknown> } | { due: false; reason: string }
+    > {
+      return asActivity(`checking the expiry of binding ${input.bindingId}`, async () => {
+        const entry = await registry.open('service-binding', input.bindingId, { instanceId: input.instanceId });
+        if (!entry.exists() || entry.get(RegistryKey.InstanceID) !== input.instanceId) return { due: false, reason: 'the binding no longer exists' };
+        const cur = operationOf(entry);
+        if (cur?.operationId !== input.bindOperationId) return { due: false, reason: `the binding's last operation is ${cur?.operation ?? 'none'} ${cur?.operationId ?? ''}`.trim() };
+        if (cur.state !== 'succeeded') return { due: false, reason: `bind ${cur.operationId} did not succeed` };
+        if (entry.get(ExtraKeys.ExpiredAt) !== undefined) return { due: false, reason: 'already revoked' };
+        return { due: true, parameters: entry.get<Record<string, unknown>>(RegistryKey.Parameters) ?? {}, context: entry.get<Record<string, unknown>>(RegistryKey.Context) ?? {} };
+      });
+    },
+
+    /**
+     * Records a binding's credentials as expired once its resources are gone: the credentials leave the entry and
+     * `expired-at` says when, only while the entry is still the bind's (an unbind or deprovision meanwhile wins).
+     */
+    async recordExpired(input: { instanceId: string; bindingId: string; bindOperationId: string; expiredAt: string }): Promise<void> {
+      return asActivity(`recording the expiry of binding ${input.bindingId}`, () => onFreshCopies(async () => {
+        const entry = await registry.open('service-binding', input.bindingId, { instanceId: input.instanceId });
+        if (!entry.exists() || operationOf(entry)?.operationId !== input.bindOperationId) return;
+        if (entry.get(ExtraKeys.ExpiredAt) !== undefined) return;
+        entry.unset(RegistryKey.Credentials);
+        entry.set(ExtraKeys.ExpiredAt, input.expiredAt);
+        await entry.commit();
       }));
     },
 

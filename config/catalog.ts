@@ -58,6 +58,40 @@ export interface PlanBehaviour {
   bindingsAsync?: BindingsAsync;
   /** True when bindings must name an application (`bind_resource.app_guid`), else 422 RequiresApp. */
   requiresApp?: boolean;
+  /**
+   * The credential policy of the plan's bindings: they expire `ttl` after their bind succeeded and are revoked then
+   * (docs/design/osb-semantics.md#credential-expiry); the platform is told to rotate `renewBefore` ahead of that.
+   */
+  credentials?: CredentialPolicyDef;
+}
+
+/** A plan's credential policy as written: durations such as `90s`, `15m`, `24h`, `7d`. */
+export interface CredentialPolicyDef {
+  ttl: string;
+  renewBefore?: string;
+}
+
+/** A credential policy resolved to seconds. */
+export interface CredentialPolicy {
+  ttlSeconds: number;
+  renewBeforeSeconds: number;
+}
+
+const DURATION = /^(\d+)(s|m|h|d)$/;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** Parses `90s`, `15m`, `24h`, `7d` into seconds; undefined when the text is not such a duration. */
+export function durationSeconds(text: string): number | undefined {
+  const m = DURATION.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
+}
+
+/** The plan's credential policy in seconds (validated at start-up), or undefined when its credentials never expire. */
+export function credentialPolicy(plan: Pick<Plan, 'brokerflow'>): CredentialPolicy | undefined {
+  const c = plan.brokerflow.credentials;
+  if (!c) return undefined;
+  return { ttlSeconds: durationSeconds(c.ttl) ?? 0, renewBeforeSeconds: c.renewBefore !== undefined ? (durationSeconds(c.renewBefore) ?? 0) : 0 };
 }
 
 /** An OSB service plan. */
@@ -71,6 +105,8 @@ export interface Plan {
   metadata?: Record<string, unknown>;
   maintenance_info?: MaintenanceInfo;
   maximum_polling_duration?: number;
+  /** OSB v2.17: bindings of the plan can be rotated (a bind naming `predecessor_binding_id`). */
+  binding_rotatable?: boolean;
   schemas?: {
     service_instance?: { create?: { parameters?: JsonSchema }; update?: { parameters?: JsonSchema } };
     service_binding?: { create?: { parameters?: JsonSchema } };
@@ -124,6 +160,7 @@ const planSchema = {
       },
     },
     maximum_polling_duration: { type: 'integer', minimum: 1 },
+    binding_rotatable: { type: 'boolean' },
     schemas: {
       type: 'object',
       additionalProperties: false,
@@ -153,6 +190,12 @@ const planSchema = {
         instancesAsync: { enum: ['required', 'optional'] },
         bindingsAsync: { enum: ['required', 'optional', 'never'] },
         requiresApp: { type: 'boolean' },
+        credentials: {
+          type: 'object',
+          required: ['ttl'],
+          additionalProperties: false,
+          properties: { ttl: { type: 'string' }, renewBefore: { type: 'string' } },
+        },
       },
     },
   },
@@ -283,6 +326,8 @@ export function validateCatalog(raw: unknown, source = 'catalog'): Catalog {
           `${where}.brokerflow.asyncOnly: cannot be combined with instancesAsync or bindingsAsync (asyncOnly: true is shorthand for both "required"; give one or the other)`,
         );
       }
+      if (b.credentials) problems.push(...credentialPolicyProblems(b.credentials, `${where}.brokerflow.credentials`));
+      if (plan.binding_rotatable && !(plan.bindable ?? svc.bindable)) problems.push(`${where}.binding_rotatable: the plan is not bindable`);
       // OSB: a broker that may answer a bind 202 must let the platform fetch the binding once it is done.
       if ((plan.bindable ?? svc.bindable) && planAsynchrony(plan).bindings !== 'never' && svc.bindings_retrievable !== true) {
         problems.push(
@@ -293,6 +338,21 @@ export function validateCatalog(raw: unknown, source = 'catalog'): Catalog {
   });
   if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`, problems[0]);
   return catalog;
+}
+
+/** What is wrong with a credential policy: durations that do not parse, a zero TTL, a margin longer than the TTL. */
+function credentialPolicyProblems(c: CredentialPolicyDef, where: string): string[] {
+  const problems: string[] = [];
+  const ttl = durationSeconds(c.ttl);
+  const renew = c.renewBefore !== undefined ? durationSeconds(c.renewBefore) : 0;
+  const form = 'a whole number followed by s, m, h or d (for example "90s", "15m", "24h", "7d")';
+  if (ttl === undefined) problems.push(`${where}.ttl: "${c.ttl}" is not a duration: write ${form}`);
+  else if (ttl <= 0) problems.push(`${where}.ttl: must be longer than 0`);
+  if (renew === undefined) problems.push(`${where}.renewBefore: "${c.renewBefore}" is not a duration: write ${form}`);
+  if (ttl !== undefined && ttl > 0 && renew !== undefined && renew > ttl) {
+    problems.push(`${where}.renewBefore: "${c.renewBefore}" is longer than the ttl "${c.ttl}" (renew_before must not come before the bind)`);
+  }
+  return problems;
 }
 
 /**

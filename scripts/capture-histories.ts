@@ -24,7 +24,22 @@ import { startBenchStack, type BenchStack } from '../bench/stack-support';
 import { requireTestEnv } from '../test/support/env';
 import { testBrokerUser } from '../test/support/config';
 import { pollLastOperation, startTestStack, type TestStack } from '../test/support/stack';
-import { BOUNDED_1H_PLAN, BOUNDED_5S_PLAN, PLAN, SERVICE, bindingPath, deleteQuery, instancePath, newId, osbResourceSets, pollingCatalog, provisionBody } from '../test/support/osb';
+import {
+  BOUNDED_1H_PLAN,
+  BOUNDED_5S_PLAN,
+  PLAN,
+  ROTATING_PLAN,
+  ROTATING_SHORT_PLAN,
+  SERVICE,
+  bindingPath,
+  deleteQuery,
+  instancePath,
+  newId,
+  osbResourceSets,
+  pollingCatalog,
+  provisionBody,
+  rotationCatalog,
+} from '../test/support/osb';
 import { allowed, eventually, kube, serviceBody, patchService, testEndpointConfig, uid } from '../test/support/endpoints-fixtures';
 import { cancelResourceSets, markReady, waitingForReadiness } from '../test/support/cancel-fixtures';
 import { historiesDir, historyFromJson, historyToJson, historyWorkflowType, loadHistories, replayTestEncryption, unencryptedPayloads } from '../test/replay/support';
@@ -243,6 +258,53 @@ async function capturePollingBounds(stack: TestStack): Promise<void> {
   await expectEnd(stack, instancePath(within), op, 'gone');
 }
 
+/**
+ * Credential lifecycle (docs/design/osb-semantics.md#credential-expiry): a bind on a plan with a credential policy
+ * (it starts the binding's expiry workflow), an unbind that cancels that workflow, a rotation, and an expiry that
+ * fires and revokes (TTL 4 s).
+ */
+async function captureCredentialLifecycle(stack: TestStack): Promise<void> {
+  const { client } = stack;
+  const timerOf = async (id: string, bid: string) => (await stack.worker.registry.registry.open('service-binding', bid, { instanceId: id })).get<string>('expiry-workflow-id')!;
+  const password = async (id: string, bid: string) => ((await stack.osb('GET', bindingPath(id, bid))).json() as { credentials: { password: string } }).credentials.password;
+
+  // A day's credentials, unbound before they expire: the unbind cancels the timer.
+  const daily = newId('replay-rot');
+  let op = await startOperation(stack, 'PUT', `${instancePath(daily)}?accepts_incomplete=true`, provisionBody({ plan_id: ROTATING_PLAN }));
+  await expectEnd(stack, instancePath(daily), op, 'succeeded');
+  const kept = newId('replay-rot-b');
+  op = await startOperation(stack, 'PUT', `${bindingPath(daily, kept)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: ROTATING_PLAN });
+  let run = await latestRunId(client, bindingWorkflowId(kept));
+  await expectEnd(stack, bindingPath(daily, kept), op, 'succeeded');
+  await capture(client, 'bind-with-expiry', bindingWorkflowId(kept), run, 'bind');
+  secrets.add(await password(daily, kept));
+  const dailyTimer = await timerOf(daily, kept);
+  op = await startOperation(stack, 'DELETE', `${bindingPath(daily, kept)}?accepts_incomplete=true&${deleteQuery(ROTATING_PLAN)}`);
+  run = await latestRunId(client, bindingWorkflowId(kept));
+  await expectEnd(stack, bindingPath(daily, kept), op, 'gone');
+  await capture(client, 'unbind-cancels-expiry', bindingWorkflowId(kept), run, 'unbind');
+  await capture(client, 'binding-expiry-cancelled', dailyTimer, await latestRunId(client, dailyTimer), 'bindingExpiry');
+
+  // Credentials of 4 s, rotated, then expired.
+  const short = newId('replay-exp');
+  op = await startOperation(stack, 'PUT', `${instancePath(short)}?accepts_incomplete=true`, provisionBody({ plan_id: ROTATING_SHORT_PLAN }));
+  await expectEnd(stack, instancePath(short), op, 'succeeded');
+  const old = newId('replay-exp-old');
+  op = await startOperation(stack, 'PUT', `${bindingPath(short, old)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: ROTATING_SHORT_PLAN, parameters: { readOnly: true } });
+  await expectEnd(stack, bindingPath(short, old), op, 'succeeded');
+  secrets.add(await password(short, old));
+  const next = newId('replay-exp-new');
+  op = await startOperation(stack, 'PUT', `${bindingPath(short, next)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: ROTATING_SHORT_PLAN, predecessor_binding_id: old });
+  run = await latestRunId(client, bindingWorkflowId(next));
+  await expectEnd(stack, bindingPath(short, next), op, 'succeeded');
+  await capture(client, 'bind-rotation', bindingWorkflowId(next), run, 'bind');
+  secrets.add(await password(short, next));
+  const oldTimer = await timerOf(short, old);
+  await capture(client, 'binding-expiry', oldTimer, await latestRunId(client, oldTimer), 'bindingExpiry');
+  const expired = await stack.osb('GET', bindingPath(short, old));
+  assert.equal(expired.statusCode, 404, expired.body);
+}
+
 /** Endpoint reconciliation: the watcher, per-service workflows (local activity and activity), the resync. */
 async function captureEndpoints(stack: TestStack): Promise<void> {
   const { client } = stack;
@@ -399,6 +461,15 @@ function waitingResourceSets(dir: string): string {
         spec:
           prefix: /tenants/\${instance.id}
     binding: []
+  # The example catalog's registered plan needs a set of this name (as in test/support/fixtures); nothing here uses it.
+  - name: etcd-keyspace-registered
+    maintenanceVersions: ["1.0.0"]
+    instance:
+      - name: keyspace
+        driver: etcd-prefix
+        spec:
+          prefix: /tenants/\${instance.id}
+    binding: []
 `,
   );
   return file;
@@ -450,11 +521,14 @@ async function main(): Promise<void> {
     stacks.push(cancelling);
     const bounded = await startTestStack({ overrides: { catalog: pollingCatalog, resourceSets: cancelResourceSets, encryption } });
     stacks.push(bounded);
+    const rotating = await startTestStack({ overrides: { catalog: rotationCatalog, resourceSets: osbResourceSets, encryption } });
+    stacks.push(rotating);
 
     await captureOperations(osbStack);
     await captureInterruptedProvision(waiting);
     await captureCancellations(cancelling);
     await capturePollingBounds(bounded);
+    await captureCredentialLifecycle(rotating);
     await captureEndpoints(osbStack);
     await captureTools(osbStack);
     await captureFleetUpgrade(workDir, encryption, stacks);

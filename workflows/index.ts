@@ -2,6 +2,6 @@
 // every workflow the worker runs is exported here. No Node built-ins, no adapters, no I/O.
 export { probeWorkflow } from './probe';
 export { reconcileWorkflow } from './reconcile';
-export { provision, update, deprovision, bind, unbind } from './operations';
+export { provision, update, deprovision, bind, unbind, bindingExpiry } from './operations';
 export { kubeServiceWorkflow, endpointWatcherWorkflow, endpointResyncWorkflow } from './endpoints';
 export { fleetUpgrade } from './fleet';

@@ -32,6 +32,15 @@ export interface OperationInput {
    * undone and recorded as failed (docs/design/contracts/operations.md#polling-bounds).
    */
   maximumPollingSeconds?: number;
+  /** For a rotating bind: the binding it rotates (recorded on the new binding; docs/design/osb-semantics.md#binding-rotation). */
+  predecessorBindingId?: string;
+  /**
+   * For a bind on a plan with a credential policy: the credentials expire `ttlSeconds` after the bind succeeded, and
+   * a timer per binding revokes them then (docs/design/osb-semantics.md#credential-expiry).
+   */
+  credentialPolicy?: { ttlSeconds: number; renewBeforeSeconds: number };
+  /** For an unbind of a binding with an expiry timer: that timer's workflow, which the unbind cancels once it succeeded. */
+  expiryWorkflowId?: string;
   /** Retry overrides for reconcile steps (tests and slow environments). */
   stepRetry?: { initialInterval?: string; maximumAttempts?: number; backoffCoefficient?: number };
 }
@@ -116,6 +125,42 @@ export function instanceWorkflowId(instanceId: string): string {
  */
 export function bindingWorkflowId(bindingId: string): string {
   return `binding/${bindingId}`;
+}
+
+/**
+ * The workflow that keeps one binding's expiry: a durable timer until expires_at, then the revocation. Named after
+ * the bind that created the credentials, so a binding ID bound again after an unbind gets a timer of its own.
+ */
+export function bindingExpiryWorkflowId(bindingId: string, bindOperationId: string): string {
+  return `binding-expiry/${bindingId}/${bindOperationId}`;
+}
+
+/** What the expiry workflow of one binding needs: which credentials, and when they expire. */
+export interface BindingExpiryInput {
+  instanceId: string;
+  bindingId: string;
+  serviceId: string;
+  planId: string;
+  /** The bind that created the credentials: only its credentials are revoked (a later bind of the ID is not). */
+  bindOperationId: string;
+  /** ISO 8601, as the platform was told. */
+  expiresAt: string;
+  stepRetry?: OperationInput['stepRetry'];
+}
+
+/** How an expiry ended: the credentials were revoked, or there was nothing left to revoke (unbound, deprovisioned). */
+export interface BindingExpiryResult {
+  bindingId: string;
+  revoked: boolean;
+  /** Workflow time at which the revocation was recorded (epoch ms). */
+  revokedAt?: number;
+  reason?: string;
+}
+
+/** When credentials granted at `grantedAtMs` expire, and from when the platform should rotate them (OSB format). */
+export function credentialTimes(grantedAtMs: number, policy: { ttlSeconds: number; renewBeforeSeconds: number }): { expiresAt: string; renewBefore: string } {
+  const expires = grantedAtMs + policy.ttlSeconds * 1000;
+  return { expiresAt: new Date(expires).toISOString(), renewBefore: new Date(expires - policy.renewBeforeSeconds * 1000).toISOString() };
 }
 
 /** The workflow that runs (or ran) the operations of an instance, or of a binding when one is named. */

@@ -5,17 +5,20 @@
 // (docs/design/osb-semantics.md). The registry is the record that last_operation reads.
 import {
   CancellationScope,
+  getExternalWorkflowHandle,
   isCancellation,
+  ParentClosePolicy,
   makeContinueAsNewFunc,
   patched,
   proxyActivities,
   setHandler,
   sleep,
+  startChild,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { OperationActivities } from '../activities/operations';
+import type { CredentialExpiry, OperationActivities } from '../activities/operations';
 import type { CancellationActivities } from '../activities/cancellation';
 import type { ResourceDef } from '../config/resource-sets';
 import type { TemplateContext } from '../domain/reconcile';
@@ -24,7 +27,9 @@ import { describeFailure, recordOptions } from './activity-policies';
 import { OperationStateKey, OperationTypeKey, OriginatingUserKey } from './searchAttributes';
 import { requesterLabel } from '../domain/audit';
 import {
+  bindingExpiryWorkflowId,
   cancelledDescription,
+  credentialTimes,
   cancelledUndoFailedDescription,
   undoFailedDescription,
   deprovisionAfterProvisionId,
@@ -34,6 +39,8 @@ import {
   progressQuery,
   reconcileObject,
   templateContext,
+  type BindingExpiryInput,
+  type BindingExpiryResult,
   type OperationInput,
   type OperationMemo,
   type OperationProgress,
@@ -155,6 +162,8 @@ class OperationRun {
   began?: { alreadySucceeded: boolean; refused?: string };
   /** The registry entry's owner reference (Kubernetes registry backend), for templates. */
   owner: TemplateContext['owner'] = null;
+  /** A bind's credential lifetime, written with its success (plans with a credential policy). */
+  expiry?: CredentialExpiry;
 
   /**
    * Records the operation as begun. `refused`: the state moved since the broker decided (instance or binding
@@ -203,6 +212,7 @@ class OperationRun {
         instanceId: this.input.instanceId,
         ...(this.input.bindingId ? { bindingId: this.input.bindingId } : {}),
         ...(error !== undefined ? { error } : {}),
+        ...(error === undefined && this.expiry ? { expiry: this.expiry } : {}),
       }),
     );
     const state = error === undefined ? 'succeeded' : 'failed';
@@ -460,9 +470,15 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
   });
 }
 
-/** Bind: reconcile the binding resources; their outputs become credentials, written straight to the registry. */
+/**
+ * Bind: reconcile the binding resources; their outputs become credentials, written straight to the registry. On a
+ * plan with a credential policy the credentials expire a TTL after the bind succeeded: the success records
+ * expires_at, and a workflow of the binding's own keeps the timer and revokes them then
+ * (docs/design/osb-semantics.md#credential-expiry).
+ */
 export async function bind(input: OperationInput): Promise<OperationResult> {
-  return runOperation(
+  let expiry: CredentialExpiry | undefined;
+  const result = await runOperation(
     input,
     async (run) => {
       const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
@@ -476,9 +492,78 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
           template: templateContext(input, instance, run.owner),
         });
       }
+      if (input.credentialPolicy && input.bindingId) {
+        // Workflow time: the same on replay. The lifetime starts when the credentials are there.
+        expiry = { ...credentialTimes(Date.now(), input.credentialPolicy), workflowId: bindingExpiryWorkflowId(input.bindingId, input.operationId) };
+        run.expiry = expiry;
+      }
     },
     undoBind,
   );
+  // Only binds on plans with a credential policy (all started after this rule) reach the marker.
+  if (expiry && result.state === 'succeeded' && input.bindingId && patched('binding-expiry-timer')) {
+    const expiryInput: BindingExpiryInput = {
+      instanceId: input.instanceId,
+      bindingId: input.bindingId,
+      serviceId: input.serviceId,
+      planId: input.planId,
+      bindOperationId: input.operationId,
+      expiresAt: expiry.expiresAt,
+      ...(input.stepRetry ? { stepRetry: input.stepRetry } : {}),
+    };
+    // Abandoned, not tied to this run: the bind is over for the platform, the timer lives until expires_at.
+    await CancellationScope.nonCancellable(() =>
+      startChild(bindingExpiry, {
+        workflowId: expiry!.workflowId,
+        args: [expiryInput],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        memo: { summary: `expiry of binding ${input.bindingId} of instance ${input.instanceId} at ${expiry!.expiresAt}` },
+      }),
+    );
+  }
+  return result;
+}
+
+/**
+ * The expiry of one binding's credentials: a durable timer until expires_at (it survives worker and Temporal
+ * restarts, and shows in the Web UI as `binding-expiry/<binding>/<bind operation>`), then the revocation: the binding
+ * resources are deleted (for an etcd-user resource the user and its role) and the registry records the binding as
+ * expired, without credentials. An unbind cancels the timer; a binding unbound or deprovisioned meanwhile has
+ * nothing left to revoke. A rotation's new binding has a timer of its own; the predecessor keeps its own.
+ */
+export async function bindingExpiry(input: BindingExpiryInput): Promise<BindingExpiryResult> {
+  const wait = Date.parse(input.expiresAt) - Date.now();
+  if (wait > 0) await sleep(wait);
+  // From here on the revocation runs to its end: stopped halfway it would leave credentials neither valid nor gone.
+  return CancellationScope.nonCancellable(async () => {
+    const due = await records.expiryDue({ instanceId: input.instanceId, bindingId: input.bindingId, bindOperationId: input.bindOperationId });
+    if (!due.due) return { bindingId: input.bindingId, revoked: false, reason: due.reason };
+    const as: OperationInput = {
+      operation: 'unbind',
+      operationId: `expire-${input.bindOperationId}`,
+      instanceId: input.instanceId,
+      bindingId: input.bindingId,
+      serviceId: input.serviceId,
+      planId: input.planId,
+      parameters: due.parameters,
+      context: due.context,
+      fingerprint: '',
+      ...(input.stepRetry ? { stepRetry: input.stepRetry } : {}),
+    };
+    const run = new OperationRun(as);
+    run.progress.phase = 'reconciling';
+    const resources = await run.resources('binding');
+    if (Array.isArray(resources) && resources.length > 0) {
+      const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
+      await run.reconcile(resources, 'delete', instance);
+    }
+    const revokedAt = Date.now();
+    // They expired at expires_at, as the platform was told; the revocation follows it by the steps above.
+    await records.recordExpired({ instanceId: input.instanceId, bindingId: input.bindingId, bindOperationId: input.bindOperationId, expiredAt: input.expiresAt });
+    run.progress.phase = 'done';
+    run.progress.state = 'succeeded';
+    return { bindingId: input.bindingId, revoked: true, revokedAt };
+  });
 }
 
 /**
@@ -493,9 +578,22 @@ async function undoBind(run: OperationRun): Promise<void> {
 
 /** Unbind: delete the binding resources; the binding entry goes (a tombstone keeps the last operation). */
 export async function unbind(input: OperationInput): Promise<OperationResult> {
-  return runToCompletion(input, async (run) => {
+  const result = await runToCompletion(input, async (run) => {
     const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
   });
+  // The binding is gone: its expiry timer has nothing left to do. Only unbinds of bindings with a timer (all started
+  // after this rule) reach the marker.
+  if (input.expiryWorkflowId && result.state === 'succeeded' && patched('unbind-cancels-expiry-timer')) {
+    const timer = input.expiryWorkflowId;
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await getExternalWorkflowHandle(timer).cancel();
+      } catch {
+        // Already closed (it fired, or was cancelled before): nothing to stop.
+      }
+    });
+  }
+  return result;
 }

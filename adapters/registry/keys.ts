@@ -50,6 +50,16 @@ export const BrokerflowKey = {
    * succeeds; an entry without it (written before this key existed) counts as provisioned.
    */
   ProvisionPending: 'provision-pending',
+  /** On a binding created by a rotation: the binding it rotated (docs/design/osb-semantics.md#binding-rotation). */
+  PredecessorBindingID: 'predecessor-binding-id',
+  /** On a binding whose plan has a credential policy: when its credentials expire (ISO 8601, OSB `expires_at`). */
+  ExpiresAt: 'expires-at',
+  /** With `expires-at`: from when the platform should rotate (ISO 8601, OSB `renew_before`). */
+  RenewBefore: 'renew-before',
+  /** The Temporal workflow ID of the binding's expiry timer (unbind cancels it). */
+  ExpiryWorkflowID: 'expiry-workflow-id',
+  /** When the binding's credentials were revoked at their expiry (ISO 8601); absent while they are valid. */
+  ExpiredAt: 'expired-at',
 } as const;
 
 /** Keys templates may read but not write. */

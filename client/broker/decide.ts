@@ -45,10 +45,13 @@ export interface BindingFacts {
   record?: OperationFact;
   running?: OperationFact & { fingerprint: string };
   fingerprint?: string;
+  /** When the binding's credentials expired and were revoked (ISO 8601); absent while they are valid. */
+  expiredAt?: string;
 }
 
 export type InstanceState = 'absent' | 'provisioning' | 'provision-failed' | 'ready' | 'updating' | 'deprovisioning';
-export type BindingState = 'absent' | 'binding' | 'bind-failed' | 'bound' | 'unbinding';
+/** `expired`: bound, but its credentials reached their expires_at and were revoked (docs/design/osb-semantics.md#credential-expiry). */
+export type BindingState = 'absent' | 'binding' | 'bind-failed' | 'bound' | 'expired' | 'unbinding';
 
 /** What to do. `start`: start the operation; `join`: answer with the running operation; `interrupt`: stop the
  *  running provision and continue it as a deprovision. */
@@ -90,7 +93,7 @@ export function bindingState(f: BindingFacts): BindingState {
   if (op) return op.operation === 'bind' ? 'binding' : 'unbinding';
   if (!f.exists || !f.record) return 'absent';
   if (f.record.operation === 'bind' && f.record.state !== 'succeeded') return 'bind-failed';
-  return 'bound';
+  return f.expiredAt !== undefined ? 'expired' : 'bound';
 }
 
 /** The request facts every instance and binding decision needs. */
@@ -196,10 +199,54 @@ export function decideFetchInstance(f: InstanceFacts): Decision {
 export interface BindFacts extends RequestFacts {
   /** service_id and plan_id are the instance's. */
   matchesInstance: boolean;
+  /** A rotation: the request names `predecessor_binding_id` (docs/design/osb-semantics.md#binding-rotation). */
+  rotation?: RotationFacts;
+}
+
+/** What a rotating bind needs to know: whether the plan allows it, and the predecessor as seen from this instance. */
+export interface RotationFacts {
+  /** The plan's `binding_rotatable`. */
+  rotatable: boolean;
+  /** The new binding (the successor). */
+  bindingId: string;
+  predecessorId: string;
+  /** The predecessor binding, seen from the instance's path (another instance's binding is absent from it). */
+  predecessor: BindingFacts;
+}
+
+/**
+ * The rows of a rotation that come before any state of the new binding: a plan that is not rotatable, or a binding
+ * that names itself. Undefined: go on.
+ */
+export function decideRotationRequest(r: Pick<RotationFacts, 'rotatable' | 'bindingId' | 'predecessorId'>): Decision | undefined {
+  if (!r.rotatable) return err(400, 'bindings of this plan cannot be rotated (the plan is not binding_rotatable): create a new binding instead');
+  if (r.predecessorId === r.bindingId) return err(400, `predecessor_binding_id "${r.predecessorId}" names the binding itself`);
+  return undefined;
+}
+
+/** Whether the predecessor of a rotation can be rotated: it must be bound under this instance and not expired. */
+export function decidePredecessor(r: RotationFacts): Decision | undefined {
+  const p = r.predecessor;
+  if (p.ownedByAnotherInstance) return err(400, `predecessor binding "${r.predecessorId}" belongs to another service instance`);
+  switch (bindingState(p)) {
+    case 'bound':
+      return undefined;
+    case 'expired':
+      return err(400, `predecessor binding "${r.predecessorId}" expired at ${p.expiredAt} and its credentials were revoked: create a new binding instead`);
+    case 'binding':
+      return err(400, `predecessor binding "${r.predecessorId}" is still being created: rotate it once its bind has succeeded`);
+    case 'unbinding':
+      return err(400, `predecessor binding "${r.predecessorId}" is being deleted`);
+    case 'absent':
+    case 'bind-failed':
+      return err(400, `predecessor binding "${r.predecessorId}" does not exist under this service instance`);
+  }
 }
 
 /** PUT .../service_bindings/:id, after the body, plan (bindable, RequiresApp) and parameters were checked. */
 export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts): Decision {
+  const rotation = req.rotation ? decideRotationRequest(req.rotation) : undefined;
+  if (rotation) return rotation;
   const state = instanceState(inst);
   if (state === 'absent' || state === 'provision-failed') return err(404, 'the instance does not exist');
   if (state !== 'ready') return busy(`the instance is busy (${state})`);
@@ -208,6 +255,8 @@ export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts)
   switch (bindingState(f)) {
     case 'bound':
       return f.fingerprint === req.fingerprint ? { kind: 'answer', status: 200, body: 'binding' } : err(409, 'the binding already exists with different attributes');
+    case 'expired':
+      return err(409, `the binding exists, but its credentials expired at ${f.expiredAt} and were revoked: delete it and bind anew`);
     case 'binding': {
       const same = (f.running?.fingerprint ?? f.fingerprint) === req.fingerprint;
       if (!same) return err(409, 'the binding is being created with different attributes');
@@ -216,8 +265,12 @@ export function decideBind(req: BindFacts, inst: InstanceFacts, f: BindingFacts)
     case 'unbinding':
       return busy('the binding is being deleted');
     case 'absent':
-    case 'bind-failed':
-      return req.asyncOnly && !req.accepts ? asyncRequired('binding') : { kind: 'start' };
+    case 'bind-failed': {
+      if (req.asyncOnly && !req.accepts) return asyncRequired('binding');
+      // The predecessor counts only for a bind that starts: a repeated rotation that already succeeded is answered
+      // above even when the platform has deleted the predecessor since.
+      return (req.rotation && decidePredecessor(req.rotation)) || { kind: 'start' };
+    }
   }
 }
 
@@ -231,12 +284,15 @@ export function decideUnbind(req: RequestFacts, f: BindingFacts): Decision {
     case 'unbinding':
       return { kind: 'join', operationId: (f.running ?? f.record!).operationId };
     case 'bound':
+    case 'expired':
     case 'bind-failed':
       return req.asyncOnly && !req.accepts ? asyncRequired('binding') : { kind: 'start' };
   }
 }
 
-/** GET .../service_bindings/:id. */
+/** GET .../service_bindings/:id. An expired binding has no credentials left to hand out: 404, saying why. */
 export function decideFetchBinding(f: BindingFacts): Decision {
-  return bindingState(f) === 'bound' ? { kind: 'answer', status: 200, body: 'binding' } : err(404, 'the binding does not exist or is still being created');
+  const state = bindingState(f);
+  if (state === 'expired') return err(404, `the binding's credentials expired at ${f.expiredAt} and were revoked`);
+  return state === 'bound' ? { kind: 'answer', status: 200, body: 'binding' } : err(404, 'the binding does not exist or is still being created');
 }

@@ -72,6 +72,8 @@ export const BindRequest = Type.Object({
   app_guid: Type.Optional(Type.String({ maxLength: 255 })),
   bind_resource: Type.Optional(JsonObject),
   parameters: Type.Optional(JsonObject),
+  /** OSB v2.17 binding rotation: the binding whose parameters the new one takes, with new credentials. */
+  predecessor_binding_id: Type.Optional(Id),
 });
 export type BindRequest = Static<typeof BindRequest>;
 
@@ -126,6 +128,10 @@ export type InstanceBody = Static<typeof InstanceBody>;
 export const BindingBody = Type.Object({
   credentials: Type.Optional(OpenObject),
   parameters: Type.Optional(OpenObject),
+  /** OSB v2.17: when the credentials expire and from when the platform should rotate them. */
+  metadata: Type.Optional(
+    Type.Object({ expires_at: Type.Optional(Type.String()), renew_before: Type.Optional(Type.String()) }),
+  ),
   operation: Type.Optional(Type.String()),
 });
 export type BindingBody = Static<typeof BindingBody>;

@@ -5,7 +5,7 @@
 // workflow-ID rule makes concurrent requests on one instance resolve atomically.
 import { BrokerflowKey, RegistryKey, operationOf, type Registry } from '../../adapters/registry';
 import type { Entry } from '../../adapters/registry/entry';
-import { findPlan, planAsynchrony, type Catalog } from '../../config/catalog';
+import { credentialPolicy, findPlan, planAsynchrony, type Catalog } from '../../config/catalog';
 import { PlanChecks } from './plan-checks';
 import { operationIdFor, requestFingerprint, STEP_LOOKUP_DEADLINE_MS, type OperationsClient, type OperationStatus } from '../operations';
 import type { OperationInput, OperationResult } from '../../workflows/messages';
@@ -17,6 +17,7 @@ import {
   decideFetchBinding,
   decideFetchInstance,
   decideProvision,
+  decideRotationRequest,
   decideUnbind,
   decideUpdate,
   decideUpdateInstance,
@@ -189,6 +190,7 @@ export class OsbService {
         ...(record ? { record } : {}),
         ...(running ? { running } : {}),
         ...optional('fingerprint', exists ? entry.get<string>(BrokerflowKey.Fingerprint) : undefined),
+        ...optional('expiredAt', exists ? entry.get<string>(BrokerflowKey.ExpiredAt) : undefined),
       },
       ...(runs.unrecorded && !ownedByAnotherInstance ? { unrecorded: runs.unrecorded } : {}),
     };
@@ -476,6 +478,13 @@ export class OsbService {
     );
     const what = ref.bindingId ? `binding ${ref.bindingId}` : `instance ${ref.instanceId}`;
     if (!status) throw notFound(`${what} has no operation`);
+    if (ref.bindingId && status.operation === 'bind' && status.state === 'succeeded' && !status.gone) {
+      // The bind succeeded; its credentials' expiry is not an operation of the platform's, only said in the description
+      // (docs/design/osb-semantics.md#credential-expiry).
+      const entry = await this.deps.registry.open('service-binding', ref.bindingId, { instanceId: ref.instanceId });
+      const expiredAt = entry.exists() && entry.get<string>(RegistryKey.InstanceID) === ref.instanceId ? entry.get<string>(BrokerflowKey.ExpiredAt) : undefined;
+      if (expiredAt) return answerLastOperation({ ...status, description: expiredDescription(expiredAt) }, String(this.deps.retryAfterSeconds ?? 2));
+    }
     return answerLastOperation(status, String(this.deps.retryAfterSeconds ?? 2));
   }
 
@@ -498,17 +507,43 @@ export class OsbService {
   private bindRequest(instanceId: string, bindingId: string, b: BindRequest, accepts: boolean): CheckedRequest<BindingBody> {
     const { service, plan } = this.plans.planOf(b.service_id, b.plan_id);
     if (!(plan.bindable ?? service.bindable)) throw badRequest(`plan "${plan.name}" is not bindable`);
+    const predecessorId = b.predecessor_binding_id;
+    // A rotation takes the predecessor's parameters and application (docs/design/osb-semantics.md#binding-rotation).
+    const rotatable = plan.binding_rotatable ?? false;
+    if (predecessorId !== undefined) {
+      const refused = decideRotationRequest({ rotatable, bindingId, predecessorId });
+      if (refused) throw refusal(refused as Extract<Decision, { kind: 'error' }>);
+    }
     const appGuid = b.app_guid ?? (typeof b.bind_resource?.app_guid === 'string' ? b.bind_resource.app_guid : undefined);
-    if (plan.brokerflow.requiresApp && !appGuid) throw unprocessable('RequiresApp', 'this plan binds to applications only: send bind_resource.app_guid');
+    if (predecessorId === undefined && plan.brokerflow.requiresApp && !appGuid) throw unprocessable('RequiresApp', 'this plan binds to applications only: send bind_resource.app_guid');
     this.plans.checkParameters(plan, 'bind', b.parameters);
-    const fingerprint = requestFingerprint({ instance: instanceId, parameters: b.parameters ?? {}, app_guid: appGuid, bind_resource: b.bind_resource });
+    const fingerprint =
+      predecessorId !== undefined
+        ? requestFingerprint({ instance: instanceId, predecessor_binding_id: predecessorId })
+        : requestFingerprint({ instance: instanceId, parameters: b.parameters ?? {}, app_guid: appGuid, bind_resource: b.bind_resource });
+    const policy = credentialPolicy(plan);
     const view = async () => bindingView(await this.deps.registry.open('service-binding', bindingId, { instanceId }));
     const decideNow: DecideNow<BindingBody> = async () => {
       const inst = await this.instanceFacts(instanceId);
       const { entry, facts, unrecorded } = await this.bindingFacts(instanceId, bindingId);
+      const predecessor = predecessorId !== undefined ? await this.bindingFacts(instanceId, predecessorId) : undefined;
+      const inherited = predecessor
+        ? {
+            parameters: predecessor.entry.get<Json>(RegistryKey.Parameters) ?? {},
+            bindResource: predecessor.entry.get<Json>(BrokerflowKey.BindResource),
+            context: predecessor.entry.get<Json>(RegistryKey.Context) ?? {},
+          }
+        : undefined;
+      const bindResource = inherited ? inherited.bindResource : b.bind_resource || appGuid ? { ...(b.bind_resource ?? {}), ...(appGuid ? { app_guid: appGuid } : {}) } : undefined;
       return {
         decision: decideBind(
-          { accepts, asyncOnly: planAsynchrony(plan).bindings === 'required', fingerprint, matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id },
+          {
+            accepts,
+            asyncOnly: planAsynchrony(plan).bindings === 'required',
+            fingerprint,
+            matchesInstance: inst.facts.serviceId === b.service_id && inst.facts.planId === b.plan_id,
+            ...(predecessor && predecessorId !== undefined ? { rotation: { rotatable, bindingId, predecessorId, predecessor: predecessor.facts } } : {}),
+          },
           inst.facts,
           facts,
         ),
@@ -523,10 +558,12 @@ export class OsbService {
             bindingId,
             serviceId: b.service_id,
             planId: b.plan_id,
-            parameters: b.parameters ?? {},
-            context: { ...(b.context ?? {}) },
+            parameters: inherited ? inherited.parameters : (b.parameters ?? {}),
+            context: { ...(inherited?.context ?? {}), ...(b.context ?? {}) },
             fingerprint,
-            ...(b.bind_resource || appGuid ? { bindResource: { ...(b.bind_resource ?? {}), ...(appGuid ? { app_guid: appGuid } : {}) } } : {}),
+            ...(bindResource ? { bindResource } : {}),
+            ...(predecessorId !== undefined ? { predecessorBindingId: predecessorId } : {}),
+            ...(policy ? { credentialPolicy: policy } : {}),
           }),
         },
       };
@@ -554,6 +591,7 @@ export class OsbService {
             parameters: entry.get<Json>(RegistryKey.Parameters) ?? {},
             context: entry.get<Json>(RegistryKey.Context) ?? {},
             fingerprint,
+            ...optional('expiryWorkflowId', entry.get<string>(BrokerflowKey.ExpiryWorkflowID)),
           }),
         },
       };
@@ -563,7 +601,7 @@ export class OsbService {
   async fetchBinding(instanceId: string, bindingId: string): Promise<OsbAnswer<BindingBody>> {
     const { entry, facts } = await this.bindingFacts(instanceId, bindingId);
     const decision = decideFetchBinding(facts);
-    if (decision.kind === 'error') throw new OsbError(decision.status, decision.description);
+    if (decision.kind === 'error') throw refusal(decision);
     const found = findPlan(this.deps.catalog, entry.get<string>(RegistryKey.ServiceID) ?? '', entry.get<string>(RegistryKey.PlanID) ?? '');
     if (found && !found.service.bindings_retrievable) throw badRequest('bindings of this service are not retrievable');
     return answer(200, bindingView(entry));
@@ -625,7 +663,18 @@ function dashboard(e: Entry): OperationBody {
 }
 
 function bindingView(e: Entry): BindingBody {
-  return { credentials: e.get<Json>('credentials') ?? {}, parameters: e.get<Json>('parameters') ?? {} };
+  const expiresAt = e.get<string>(BrokerflowKey.ExpiresAt);
+  const renewBefore = e.get<string>(BrokerflowKey.RenewBefore);
+  return {
+    credentials: e.get<Json>('credentials') ?? {},
+    parameters: e.get<Json>('parameters') ?? {},
+    ...(expiresAt ? { metadata: { expires_at: expiresAt, ...(renewBefore ? { renew_before: renewBefore } : {}) } } : {}),
+  };
+}
+
+/** What last_operation says of a bind whose credentials have since expired. */
+function expiredDescription(expiredAt: string): string {
+  return `the binding's credentials expired at ${expiredAt} and were revoked`;
 }
 
 /** The plan's maximum_polling_duration, which the workflow keeps (docs/design/contracts/operations.md#polling-bounds). */

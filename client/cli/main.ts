@@ -22,6 +22,7 @@ import type { RequestOrigin } from '../../domain/audit';
 import { CancelRefused, cancelOperation } from './cancel';
 import { UpgradeRefused, runUpgrade, type UpgradeOptions } from './upgrade';
 import { OPERATION_STATES } from '../../domain/operations';
+import { credentialsSummary, formatCredentials } from './credentials';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -117,6 +118,8 @@ async function runOperation(
   ref: { instanceId: string; bindingId?: string },
   call: () => Promise<{ status: number; body: Record<string, unknown> }>,
   wait: boolean,
+  /** A bind or rotation: once the binding exists, say where its credentials are (their values only when `show`). */
+  credentials?: { show: boolean },
 ): Promise<number> {
   let answer: { status: number; body: Record<string, unknown> };
   try {
@@ -129,13 +132,24 @@ async function runOperation(
     throw err;
   }
   const operation = typeof answer.body.operation === 'string' ? answer.body.operation : undefined;
+  const binding = credentials && ref.bindingId ? { instanceId: ref.instanceId, bindingId: ref.bindingId } : undefined;
   if (!wait || !operation) {
-    emit(g.json, { status: answer.status, ...answer.body }, () =>
-      operation ? `accepted: operation ${operation}\n  follow it with: brokerflow status ${ref.instanceId}${ref.bindingId ? ` --binding ${ref.bindingId}` : ''} --operation ${operation} --watch` : `done (${answer.status})`,
+    // A synchronous bind answers with the credentials: printed only when asked for, like everywhere else.
+    const { credentials: _secret, metadata: _metadata, ...body } = answer.body;
+    const summary = binding && !operation && answer.status < 300 ? await credentialsSummary(ctx, binding, credentials!.show) : undefined;
+    emit(g.json, { status: answer.status, ...(binding ? body : answer.body), ...(summary ? { credentials: summary } : {}) }, () =>
+      operation
+        ? `accepted: operation ${operation}\n  follow it with: brokerflow status ${ref.instanceId}${ref.bindingId ? ` --binding ${ref.bindingId}` : ''} --operation ${operation} --watch`
+        : `done (${answer.status})${summary ? `\n${formatCredentials(summary)}` : ''}`,
     );
     return exitCodeForStatus(answer.status);
   }
   const final = await watchStatus(ctx, { ...ref, operationId: operation }, { json: g.json === true });
+  if (final?.state === 'succeeded' && binding) {
+    // The last line stays the operation's final state, now with where the credentials are.
+    const summary = await credentialsSummary(ctx, binding, credentials!.show);
+    if (summary) emit(g.json, { ...final, credentials: summary }, () => formatCredentials(summary));
+  }
   return final?.state === 'succeeded' ? EXIT.ok : final ? EXIT.failed : EXIT.notFound;
 }
 
@@ -209,6 +223,7 @@ export function buildProgram(): Command {
   const g = () => program.opts<GlobalOpts>();
   const paramsOpt = new Option('--params <json>', 'parameters as JSON, or @file');
   const waitOpt = new Option('--wait', 'wait for the operation to finish, showing progress');
+  const showCredentialsOpt = () => new Option('--show-credentials', "print the binding's credentials themselves (by default only where they are and when they expire)");
   const dryRunOpt = () =>
     new Option('--dry-run', 'show what the operation would change, per resource against the current state, and change nothing').conflicts('wait');
 
@@ -287,8 +302,9 @@ export function buildProgram(): Command {
     .addOption(paramsOpt)
     .option('--app-guid <guid>', 'the application to bind')
     .addOption(waitOpt)
+    .addOption(showCredentialsOpt())
     .addOption(dryRunOpt())
-    .action(async (instance: string, binding: string, o: { params?: string; appGuid?: string; wait?: boolean; dryRun?: boolean }) => {
+    .action(async (instance: string, binding: string, o: { params?: string; appGuid?: string; wait?: boolean; dryRun?: boolean; showCredentials?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const entry = await ctx.registry.open('service-instance', instance);
         if (!entry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
@@ -300,7 +316,27 @@ export function buildProgram(): Command {
           ...(o.appGuid ? { bind_resource: { app_guid: o.appGuid } } : {}),
         };
         if (o.dryRun) return runDryRun(g(), ctx, { operation: 'bind', instanceId: instance, bindingId: binding }, () => ctx.osb.previewBind(instance, binding, request));
-        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () => ctx.osb.bind(instance, binding, request, true, cliOrigin()), o.wait === true);
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: binding }, () => ctx.osb.bind(instance, binding, request, true, cliOrigin()), o.wait === true, {
+          show: o.showCredentials === true,
+        });
+      });
+    });
+
+  program
+    .command('rotate <instance> <binding> <new-binding>')
+    .description('rotate a binding (OSB binding rotation): create <new-binding> with new credentials and the parameters of <binding>; both stay valid until they expire or are deleted')
+    .addOption(waitOpt)
+    .addOption(showCredentialsOpt())
+    .action(async (instance: string, binding: string, newBinding: string, o: { wait?: boolean; showCredentials?: boolean }) => {
+      process.exitCode = await withContext(g(), async (ctx) => {
+        const instanceEntry = await ctx.registry.open('service-instance', instance);
+        if (!instanceEntry.exists()) throw new CliError(`instance ${instance} does not exist`, EXIT.notFound);
+        // The predecessor's checks (exists, this instance's, not expired; the plan rotatable) are the broker's, so the
+        // CLI answers exactly what a platform gets.
+        const request = { service_id: instanceEntry.get<string>('service-id')!, plan_id: instanceEntry.get<string>('plan-id')!, predecessor_binding_id: binding };
+        return runOperation(g(), ctx, { instanceId: instance, bindingId: newBinding }, () => ctx.osb.bind(instance, newBinding, request, true, cliOrigin()), o.wait === true, {
+          show: o.showCredentials === true,
+        });
       });
     });
 
@@ -363,11 +399,25 @@ export function buildProgram(): Command {
     .option('--binding <id>', 'a binding of the instance')
     .option('--operation <id>', 'a specific operation')
     .option('--watch', 'follow live progress until the operation ends')
-    .action(async (instance: string, o: { binding?: string; operation?: string; watch?: boolean }) => {
+    .addOption(showCredentialsOpt())
+    .action(async (instance: string, o: { binding?: string; operation?: string; watch?: boolean; showCredentials?: boolean }) => {
       process.exitCode = await withContext(g(), async (ctx) => {
         const ref = { instanceId: instance, ...(o.binding ? { bindingId: o.binding } : {}), ...(o.operation ? { operationId: o.operation } : {}) };
-        const s = o.watch ? await watchStatus(ctx, ref, { json: g().json === true }) : await currentStatus(ctx, ref, { json: g().json === true });
+        // A binding's status also says where its credentials are and when they expire (or expired).
+        const binding = o.binding;
+        const credentials = binding ? async () => credentialsSummary(ctx, { instanceId: instance, bindingId: binding }, o.showCredentials === true) : undefined;
+        const extra = credentials
+          ? async () => {
+              const summary = await credentials();
+              return summary ? { json: { credentials: summary }, text: formatCredentials(summary) } : undefined;
+            }
+          : undefined;
+        const s = o.watch ? await watchStatus(ctx, ref, { json: g().json === true }) : await currentStatus(ctx, ref, { json: g().json === true, ...(extra ? { extra } : {}) });
         if (!s) throw new CliError(`no operation known for ${o.binding ? `binding ${o.binding} of ` : ''}instance ${instance}`, EXIT.notFound);
+        if (o.watch && credentials) {
+          const summary = await credentials();
+          if (summary) emit(g().json, { ...s, credentials: summary }, () => formatCredentials(summary));
+        }
         return s.state === 'failed' ? EXIT.failed : EXIT.ok;
       });
     });

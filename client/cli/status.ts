@@ -54,9 +54,16 @@ function line(s: StatusSnapshot): string {
 }
 
 /** Prints the current state once. */
-export async function currentStatus(ctx: CliContext, ref: { instanceId: string; bindingId?: string; operationId?: string }, opts: { json: boolean }): Promise<StatusSnapshot | undefined> {
+export async function currentStatus(
+  ctx: CliContext,
+  ref: { instanceId: string; bindingId?: string; operationId?: string },
+  opts: { json: boolean; extra?: (s: StatusSnapshot) => Promise<{ json: Record<string, unknown>; text: string } | undefined> },
+): Promise<StatusSnapshot | undefined> {
   const s = await snapshot(ctx, ref);
-  if (s) process.stdout.write(opts.json ? `${JSON.stringify(s)}\n` : `${line(s)}\n`);
+  if (!s) return s;
+  // `extra`: more about the entry (a binding's credentials), in the same JSON line, or as lines after it.
+  const more = opts.extra ? await opts.extra(s) : undefined;
+  process.stdout.write(opts.json ? `${JSON.stringify({ ...s, ...(more?.json ?? {}) })}\n` : `${line(s)}${more ? `\n${more.text}` : ''}\n`);
   return s;
 }
 

@@ -21,6 +21,16 @@ export const ORG_SPACE = { organization_guid: 'org-brokerflow-test', space_guid:
 export const pollingCatalog = resolve(__dirname, 'fixtures', 'catalog.polling.yaml');
 export const BOUNDED_5S_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b05';
 export const BOUNDED_1H_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2b06';
+/** The example catalog's rotating plan: rotatable bindings whose credentials live a day. */
+export const ROTATING_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a06';
+/** The catalog of the rotation and expiry tests: standard, rotating, and the two plans below. */
+export const rotationCatalog = resolve(__dirname, 'fixtures', 'catalog.rotation.yaml');
+/** Rotatable bindings whose credentials expire 4 s after the bind (renew_before 2 s ahead). */
+export const ROTATING_SHORT_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2c01';
+/** Rotatable bindings created and deleted asynchronously only (`bindingsAsync: required`), a day's credentials. */
+export const ROTATING_ASYNC_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2c02';
+/** Rotatable bindings whose credentials live 45 s: longer than a restart of the Temporal dev server. */
+export const ROTATING_RESTART_PLAN = '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2c03';
 /** The resource sets the OSB tests use: a ConfigMap, then the etcd keyspace. */
 export const osbResourceSets = resolve(__dirname, 'fixtures', 'resource-sets.osb.yaml');
 

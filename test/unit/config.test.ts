@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadCatalog, planAsynchrony, publicCatalog, validateCatalog } from '../../config/catalog';
+import { ConfigError, credentialPolicy, loadCatalog, planAsynchrony, publicCatalog, validateCatalog } from '../../config/catalog';
 import { validateRuntimeConfig, resolveSecret } from '../../config/runtime';
 
 const examplePath = resolve(__dirname, '..', '..', 'config', 'catalog.example.yaml');
@@ -146,4 +146,40 @@ test('the cloud registries\' quota settings are checked at start-up, each error 
     '/',
   );
   assert.deepEqual(cfg.drivers?.serviceRegistry?.cloudmap, { region: 'us-east-1', callsPerSecond: 20, maxInstancesPerService: 500 });
+});
+
+test('the example rotating plan is binding_rotatable (served) with a credential policy (not served)', () => {
+  const catalog = loadCatalog(examplePath);
+  const plan = catalog.services[0]!.plans.find((p) => p.name === 'rotating')!;
+  assert.equal(plan.id, '0f3e7c7e-1c1b-4a0e-8a56-1b9c4d1f2a06');
+  assert.deepEqual(credentialPolicy(plan), { ttlSeconds: 86_400, renewBeforeSeconds: 7_200 });
+  const served = publicCatalog(catalog).services[0]!.plans.find((p) => p.name === 'rotating')!;
+  assert.equal(served.binding_rotatable, true);
+  assert.ok(!JSON.stringify(served).includes('ttl'));
+  assert.equal(credentialPolicy(catalog.services[0]!.plans.find((p) => p.name === 'standard')!), undefined);
+});
+
+test('a credential policy is checked at start-up, each error naming its field', () => {
+  const withPolicy = (credentials: unknown) => {
+    const raw = example();
+    raw.services[0].plans[0].brokerflow.credentials = credentials;
+    return () => validateCatalog(raw);
+  };
+  assert.throws(withPolicy({ ttl: 'a day' }), /services\[0\]\.plans\[0\]\.brokerflow\.credentials\.ttl: "a day" is not a duration: write a whole number followed by s, m, h or d/);
+  assert.throws(withPolicy({ ttl: '0s' }), /credentials\.ttl: must be longer than 0/);
+  assert.throws(withPolicy({ ttl: '1h', renewBefore: '2h' }), /credentials\.renewBefore: "2h" is longer than the ttl "1h"/);
+  assert.throws(withPolicy({ ttl: '1h', renewBefore: 'soon' }), /credentials\.renewBefore: "soon" is not a duration/);
+  assert.throws(withPolicy({ renewBefore: '1h' }), /credentials: missing required field "ttl"/);
+  assert.throws(withPolicy({ ttl: '1h', grace: '1h' }), /credentials: unknown field "grace"/);
+  const raw = example();
+  raw.services[0].plans[0].brokerflow.credentials = { ttl: '7d', renewBefore: '7d' };
+  assert.deepEqual(credentialPolicy(validateCatalog(raw).services[0]!.plans[0]!), { ttlSeconds: 604_800, renewBeforeSeconds: 604_800 });
+});
+
+test('binding_rotatable on a plan that is not bindable is refused', () => {
+  const raw = example();
+  raw.services[0].plans[0].bindable = false;
+  delete raw.services[0].plans[0].schemas.service_binding;
+  raw.services[0].plans[0].binding_rotatable = true;
+  assert.throws(() => validateCatalog(raw), /services\[0\]\.plans\[0\]\.binding_rotatable: the plan is not bindable/);
 });

@@ -8,6 +8,7 @@ import {
   decideFetchBinding,
   decideFetchInstance,
   decideProvision,
+  decideRotationRequest,
   decideUnbind,
   decideUpdate,
   instanceState,
@@ -50,6 +51,7 @@ const binding: Record<string, BindingFacts> = {
   bindFailed: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'failed'), fingerprint: 'fp-bind' },
   bound: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'succeeded'), fingerprint: 'fp-bind' },
   unbinding: { exists: true, ownedByAnotherInstance: false, record: op('unbind', 'in progress'), running: running('unbind', 'fp-unbind'), fingerprint: 'fp-bind' },
+  expired: { exists: true, ownedByAnotherInstance: false, record: op('bind', 'succeeded'), fingerprint: 'fp-bind', expiredAt: '2026-12-08T12:00:00.000Z' },
 };
 
 const req = (fingerprint = FP, accepts = true, asyncOnly = false) => ({ accepts, asyncOnly, fingerprint });
@@ -79,6 +81,7 @@ test('instance and binding states derive from the record and the running operati
     bindFailed: 'bind-failed',
     bound: 'bound',
     unbinding: 'unbinding',
+    expired: 'expired',
   });
 });
 
@@ -169,6 +172,7 @@ test('PUT binding: every row', () => {
     ['absent', instance.ready!, binding.absent!, b(), 'start'],
     ['gone', instance.ready!, binding.gone!, b(), 'start'],
     ['bind failed: a retry starts again', instance.ready!, binding.bindFailed!, b(), 'start'],
+    ['expired, identical: its credentials are gone', instance.ready!, binding.expired!, b(), '409'],
     ['other bindings run on the instance: binds run concurrently', instance.readyWithBinds!, binding.absent!, b(), 'start'],
   ];
   for (const [name, inst, facts, r, want] of rows) assert.equal(brief(decideBind(r, inst, facts)), want, name);
@@ -184,6 +188,7 @@ test('DELETE binding: every row; existence comes before asynchrony', () => {
     ['bound, async-only plan, sync request', binding.bound!, req('u', false, true), '422 AsyncRequired'],
     ['bound', binding.bound!, req('u'), 'start'],
     ['bind failed', binding.bindFailed!, req('u'), 'start'],
+    ['expired: the platform still has it, so it is deleted like a bound one', binding.expired!, req('u'), 'start'],
   ];
   for (const [name, facts, r, want] of rows) assert.equal(brief(decideUnbind(r, facts)), want, name);
 });
@@ -197,6 +202,49 @@ test('GET binding: only a bound binding under its own instance is served', () =>
     ['gone', binding.gone!, '404'],
     ['bound', binding.bound!, '200 binding'],
     ['unbinding', binding.unbinding!, '404'],
+    ['expired', binding.expired!, '404'],
   ];
   for (const [name, facts, want] of rows) assert.equal(brief(decideFetchBinding(facts)), want, name);
+});
+
+test('GET binding of an expired binding says when its credentials expired', () => {
+  const d = decideFetchBinding(binding.expired!);
+  assert.equal(d.kind, 'error');
+  assert.match((d as { description: string }).description, /expired at 2026-12-08T12:00:00.000Z and were revoked/);
+});
+
+test('PUT binding with predecessor_binding_id (rotation): every row', () => {
+  const rotation = (predecessor: BindingFacts, over: { rotatable?: boolean; predecessorId?: string } = {}) => ({
+    rotatable: true,
+    bindingId: 'new',
+    predecessorId: 'old',
+    predecessor,
+    ...over,
+  });
+  const b = (r: ReturnType<typeof rotation>, over: Partial<Parameters<typeof decideBind>[0]> = {}) => ({ ...req('fp-bind'), matchesInstance: true, rotation: r, ...over });
+  const rows: Array<[string, BindingFacts, ReturnType<typeof b>, string, RegExp?]> = [
+    ['plan not rotatable', binding.absent!, b(rotation(binding.bound!, { rotatable: false })), '400', /not binding_rotatable/],
+    ['predecessor is the binding itself', binding.absent!, b(rotation(binding.bound!, { predecessorId: 'new' })), '400', /names the binding itself/],
+    ['predecessor does not exist', binding.absent!, b(rotation(binding.absent!)), '400', /"old" does not exist under this service instance/],
+    ['predecessor deleted', binding.absent!, b(rotation(binding.gone!)), '400', /does not exist/],
+    ['predecessor bind failed', binding.absent!, b(rotation(binding.bindFailed!)), '400', /does not exist/],
+    ['predecessor belongs to another instance', binding.absent!, b(rotation(binding.elsewhere!)), '400', /belongs to another service instance/],
+    ['predecessor expired', binding.absent!, b(rotation(binding.expired!)), '400', /expired at 2026-12-08T12:00:00.000Z/],
+    ['predecessor still being bound', binding.absent!, b(rotation(binding.binding!)), '400', /still being created/],
+    ['predecessor being unbound', binding.absent!, b(rotation(binding.unbinding!)), '400', /being deleted/],
+    ['predecessor bound: the successor is created', binding.absent!, b(rotation(binding.bound!)), 'start'],
+    ['async-only plan, sync request', binding.absent!, b(rotation(binding.bound!), { accepts: false, asyncOnly: true }), '422 AsyncRequired'],
+    // A repeated rotation is answered from the successor, even after the platform deleted the predecessor.
+    ['successor bound by the same rotation, predecessor deleted since', binding.bound!, b(rotation(binding.gone!)), '200 binding'],
+    ['successor being bound by the same rotation', binding.binding!, b(rotation(binding.bound!)), 'join bind-run'],
+    ['successor ID bound by another request', binding.bound!, b(rotation(binding.bound!), { fingerprint: 'x' }), '409'],
+  ];
+  for (const [name, facts, r, want, says] of rows) {
+    const d = decideBind(r, instance.ready!, facts);
+    assert.equal(brief(d), want, name);
+    if (says) assert.match((d as { description: string }).description, says, name);
+  }
+  // The request-level rows need no state at all.
+  assert.equal(decideRotationRequest({ rotatable: true, bindingId: 'new', predecessorId: 'old' }), undefined);
+  assert.equal(brief(decideRotationRequest({ rotatable: false, bindingId: 'new', predecessorId: 'old' })!), '400');
 });

@@ -78,6 +78,10 @@ export interface FakeEntry {
   pendingUpdate?: { planId: string; parameters: Record<string, unknown>; fingerprint: string };
   credentials?: Record<string, unknown>;
   gone?: boolean;
+  /** A bind's credential lifetime and the workflow that keeps it (plans with a credential policy). */
+  expiry?: { expiresAt: string; renewBefore: string; workflowId: string };
+  /** When the expiry revoked the credentials. */
+  expiredAt?: string;
 }
 
 /** Which resources a plan's resource set names; a plan missing here is not in the catalog. */
@@ -168,6 +172,7 @@ export class FakeRegistry {
         if (!entry) throw notFound(`no entry for ${input.operation} ${input.operationId}`);
         const failed = input.error !== undefined;
         if (failed && input.operation === 'bind') delete entry.credentials;
+        if (!failed && input.operation === 'bind' && input.expiry) entry.expiry = input.expiry;
         entry.operation = { operation: input.operation, operationId: input.operationId, state: failed ? 'failed' : 'succeeded', ...(failed ? { description: input.error } : {}) };
         if (input.operation === 'update' && entry.pendingUpdate) {
           if (!failed) Object.assign(entry, { planId: entry.pendingUpdate.planId, parameters: entry.pendingUpdate.parameters, fingerprint: entry.pendingUpdate.fingerprint });
@@ -208,6 +213,23 @@ export class FakeRegistry {
       },
 
       cancellationRequester: async () => ({ identity: this.cancelIdentity }),
+
+      expiryDue: async (input) => {
+        const e = live({ instanceId: input.instanceId, bindingId: input.bindingId });
+        if (!e) return { due: false as const, reason: 'the binding no longer exists' };
+        if (e.operation?.operationId !== input.bindOperationId || e.operation.state !== 'succeeded') return { due: false as const, reason: 'bound again or being deleted' };
+        if (e.expiredAt) return { due: false as const, reason: 'already revoked' };
+        return { due: true as const, parameters: e.parameters, context: e.context };
+      },
+
+      recordExpired: async (input) => {
+        await gates.pass('recordExpired', input);
+        const e = live({ instanceId: input.instanceId, bindingId: input.bindingId });
+        if (!e || e.operation?.operationId !== input.bindOperationId || e.expiredAt) return;
+        delete e.credentials;
+        e.expiredAt = input.expiredAt;
+        this.journal.push(`expire binding ${input.bindingId} at ${input.expiredAt}`);
+      },
 
       readInstanceInputs: async (input) => {
         const e = live({ instanceId: input.instanceId });
