@@ -4,6 +4,7 @@
 // timer, a rotation's new binding gets one of its own, and a binding deprovisioned meanwhile has nothing to revoke.
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Client } from '@temporalio/client';
 import type { ResourceDef } from '../../config/resource-sets';
 import type { BindingExpiryResult, OperationInput, OperationResult } from '../../workflows/messages';
 import type { FakeCatalog } from './stubs';
@@ -17,19 +18,30 @@ const DAY = 86_400;
 const policy = { ttlSeconds: 3 * DAY, renewBeforeSeconds: 6 * 3600 };
 /** An hour, renewed ten minutes ahead: enough for the scenarios that are not about the length of the TTL. */
 const hourly = { ttlSeconds: 3600, renewBeforeSeconds: 600 };
+/** Seconds of real time: for the scenario with two timers, which does not skip time (see the rotation test). */
+const seconds = (ttlSeconds: number) => ({ ttlSeconds, renewBeforeSeconds: 1 });
 
-// A test server per test: on one server, a second scenario's wait for an expiry timer after a first one's did not
-// skip time (the timer stayed pending with the clock still), so each scenario gets a fresh server.
+// A test server per test: on one server, a second wait for an expiry timer after a first one's did not skip time
+// (the timer stayed pending with the clock still), so each scenario gets a fresh server.
 let bed: WorkflowTestBed;
+/**
+ * A client that never unlocks time skipping. The operations run with the server's clock at real speed, so a timer of
+ * an hour cannot fire while an unbind or a deprovision is still running; time is skipped only where a test waits for
+ * an expiry with the time-skipping client (`bed.env.client`).
+ */
+let realTime: Client;
 beforeEach(async () => {
   bed = await WorkflowTestBed.start();
+  realTime = new Client({ connection: bed.env.connection, namespace: bed.env.namespace ?? 'default' });
 });
 afterEach(async () => {
   await bed?.stop();
 });
 
+/** Runs an operation to its end in real time. */
 async function runToEnd(s: Scenario, input: OperationInput): Promise<OperationResult> {
-  return (await s.start(input)).result() as Promise<OperationResult>;
+  const started = await s.start(input);
+  return realTime.workflow.getHandle(started.workflowId, started.firstExecutionRunId).result() as Promise<OperationResult>;
 }
 
 /** Binds `name` on the scenario's provisioned instance with the credential policy; returns the bind input and its timer. */
@@ -41,8 +53,14 @@ async function boundWithPolicy(s: Scenario, name: string, over: Partial<Operatio
   return { bind, workflowId: expiry.workflowId, expiresAt: expiry.expiresAt };
 }
 
+/**
+ * For the scenarios that wait for a skipped timer: a test server that stopped skipping time would otherwise wait out
+ * the hour (or the three days) in real time; it fails instead, naming the scenario.
+ */
+const skipsTime = { timeout: 120_000 };
+
 describe('credential expiry', () => {
-  test('a bind records expires_at a TTL of days after its success and renew_before ahead of it; at expires_at the credentials are revoked', async () => {
+  test('a bind records expires_at a TTL of days after its success and renew_before ahead of it; at expires_at the credentials are revoked', skipsTime, async () => {
     const s = bed.scenario(catalog);
     await runToEnd(s, s.input('provision'));
     const before = await bed.env.currentTimeMs();
@@ -75,32 +93,37 @@ describe('credential expiry', () => {
     const { bind, workflowId } = await boundWithPolicy(s, 'app');
     const unbind = s.input('unbind', { bindingId: bind.bindingId, expiryWorkflowId: workflowId });
     assert.equal((await runToEnd(s, unbind)).state, 'succeeded');
-    const handle = bed.env.client.workflow.getHandle(workflowId);
+    const handle = realTime.workflow.getHandle(workflowId);
     await assert.rejects(handle.result(), /cancel/i);
     assert.equal((await handle.describe()).status.name, 'CANCELLED');
     assert.ok(!s.registry.journal.some((line) => line.startsWith('expire ')), s.registry.journal.join('\n'));
   });
 
   test('a rotation gives the new binding a timer of its own; the predecessor keeps its own and is revoked first, at its own expires_at', async () => {
+    // In real time, with TTLs of seconds: on the test server, once the first expiry workflow had run, waiting for the
+    // second one did not skip time (a CI run waited out the whole hour), so this scenario does not skip time at all.
     const s = bed.scenario(catalog);
     await runToEnd(s, s.input('provision'));
-    const old = await boundWithPolicy(s, 'old', { parameters: { readOnly: true } });
-    const next = await boundWithPolicy(s, 'new', { parameters: { readOnly: true }, predecessorBindingId: old.bind.bindingId });
+    const old = await boundWithPolicy(s, 'old', { parameters: { readOnly: true }, credentialPolicy: seconds(2) });
+    const next = await boundWithPolicy(s, 'new', { parameters: { readOnly: true }, predecessorBindingId: old.bind.bindingId, credentialPolicy: seconds(5) });
     assert.notEqual(next.workflowId, old.workflowId);
     assert.ok(Date.parse(next.expiresAt) > Date.parse(old.expiresAt), 'the successor lives a TTL from its own bind');
-    // (The test server skips time whenever every workflow waits, so what holds at a given instant is asserted on the
-    // real server, test/e2e/osb-rotation.test.ts; here: each timer revokes its own binding, at its own time.)
-    const first = (await bed.env.client.workflow.getHandle(old.workflowId).result()) as BindingExpiryResult;
-    const second = (await bed.env.client.workflow.getHandle(next.workflowId).result()) as BindingExpiryResult;
+    assert.ok(s.world.resources.has(`account@${old.bind.bindingId}`), 'the predecessor keeps its credentials after the rotation');
+    // (What holds at a given instant over HTTP is asserted on the real server, test/e2e/osb-rotation.test.ts; here:
+    // each timer revokes its own binding, not before its own expires_at, the predecessor's first.)
+    const [first, second] = (await Promise.all([
+      realTime.workflow.getHandle(old.workflowId).result(),
+      realTime.workflow.getHandle(next.workflowId).result(),
+    ])) as [BindingExpiryResult, BindingExpiryResult];
     assert.equal(first.revoked && second.revoked, true);
-    assert.ok(first.revokedAt! - Date.parse(old.expiresAt) < 2000 && first.revokedAt! < Date.parse(next.expiresAt));
-    assert.ok(second.revokedAt! >= Date.parse(next.expiresAt) && second.revokedAt! - Date.parse(next.expiresAt) < 2000);
+    assert.ok(first.revokedAt! >= Date.parse(old.expiresAt), `the predecessor was revoked at ${first.revokedAt}, not before ${old.expiresAt}`);
+    assert.ok(second.revokedAt! >= Date.parse(next.expiresAt), `the successor was revoked at ${second.revokedAt}, not before ${next.expiresAt}`);
     const order = s.registry.journal.filter((line) => line.startsWith('expire '));
     assert.deepEqual(order, [`expire binding ${old.bind.bindingId} at ${old.expiresAt}`, `expire binding ${next.bind.bindingId} at ${next.expiresAt}`]);
     assert.equal(s.world.resources.has(`account@${old.bind.bindingId}`) || s.world.resources.has(`account@${next.bind.bindingId}`), false);
   });
 
-  test('a binding its instance\'s deprovision removed has nothing left to revoke when the timer fires', async () => {
+  test('a binding its instance\'s deprovision removed has nothing left to revoke when the timer fires', skipsTime, async () => {
     const s = bed.scenario(catalog);
     await runToEnd(s, s.input('provision'));
     const { workflowId } = await boundWithPolicy(s, 'app');
