@@ -83,7 +83,8 @@ const POLL_DEADLINE_MS = 3_000;
 /**
  * How long a last_operation poll waits for the workflow's progress query (a worker must answer it) before it
  * answers without the resource and step: the poll's target is p99 ≤ 20 ms, and the query runs beside Temporal's
- * description of the run, which the poll waits for anyway, so at most this much is added
+ * description of the run, which the poll waits for anyway (for an operation this process knows to be running, beside
+ * the registry read too), so at most this much is added
  * (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
  * `broker.lastOperationStepDeadlineMs` overrides it.
  */
@@ -150,13 +151,31 @@ export interface LiveLookup {
   deadlineMs: number;
 }
 
+/** How many operations {@link OperationsClient} remembers as running (a bound on its memory; the oldest go first). */
+const RUNNING_HINTS = 10_000;
+
 /** Starts, inspects and waits for operations. */
 export class OperationsClient {
+  /**
+   * Operations this process started or last reported as in progress (by workflow ID, the operation ID as value): a
+   * poll of one of these asks for its step at once, beside the registry read, instead of after it. Only a hint: a
+   * poll of an operation not in it (started by another broker process) asks the same things one after the other.
+   */
+  private readonly runningHints = new Map<string, string>();
+
   constructor(
     readonly client: Client,
     readonly taskQueue: string,
     readonly registry: Registry,
   ) {}
+
+  private hintRunning(ref: { instanceId: string; bindingId?: string | undefined }, operationId: string | undefined): void {
+    const id = operationWorkflowId(ref);
+    this.runningHints.delete(id);
+    if (operationId === undefined) return;
+    this.runningHints.set(id, operationId);
+    if (this.runningHints.size > RUNNING_HINTS) this.runningHints.delete(this.runningHints.keys().next().value!);
+  }
 
   /** The memo of the operation running on an instance (or, with `bindingId`, on that binding), if one runs. */
   async running(ref: { instanceId: string; bindingId?: string | undefined }): Promise<OperationMemo | undefined> {
@@ -228,6 +247,7 @@ export class OperationsClient {
           typedSearchAttributes,
         };
         await this.client.workflow.start(input.operation, options);
+        this.hintRunning(input, input.operationId);
         return { kind: 'started', operationId: input.operationId };
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -347,11 +367,16 @@ export class OperationsClient {
    * Undefined when nothing is known.
    */
   async status(ref: { instanceId: string; bindingId?: string; operationId?: string }, opts: { live?: LiveLookup } = {}): Promise<OperationStatus | undefined> {
-    let progress: Promise<OperationProgress | undefined> | undefined;
-    // Asked together with Temporal's description of the run, so that a poll waits for the slower of the two only.
-    const askProgress = opts.live && opts.live.deadlineMs > 0 ? () => (progress = this.progress(ref, opts.live!.deadlineMs)) : undefined;
+    const lookup = opts.live && opts.live.deadlineMs > 0 ? opts.live : undefined;
+    // An operation this process knows to be running: its step is asked for together with the registry read and the
+    // description, so the poll waits for the slowest of the three, not for their sum (its target is p99 ≤ 20 ms).
+    const hinted = this.runningHints.get(operationWorkflowId(ref));
+    const expectRunning = hinted !== undefined && (!ref.operationId || ref.operationId === hinted);
+    let progress: Promise<OperationProgress | undefined> | undefined = lookup && expectRunning ? this.progress(ref, lookup.deadlineMs) : undefined;
+    const askProgress = lookup && !expectRunning ? () => (progress = this.progress(ref, lookup.deadlineMs)) : undefined;
     const seen: { described?: WorkflowExecutionDescription } = {};
-    const s = await this.recordedStatus(ref, seen, askProgress);
+    const s = await this.recordedStatus(ref, seen, askProgress, expectRunning);
+    this.hintRunning(ref, s?.state === 'in progress' ? s.operationId : undefined);
     const described = seen.described;
     if (!s || s.state !== 'in progress' || !opts.live) return s;
     // Only what the run holding this very operation reports (not a provision a DELETE is turning into a deprovision).
@@ -380,6 +405,7 @@ export class OperationsClient {
     ref: { instanceId: string; bindingId?: string; operationId?: string },
     seen: { described?: WorkflowExecutionDescription },
     whileDescribing?: () => void,
+    describeFirst = false,
   ): Promise<OperationStatus | undefined> {
     const [type, id] = ref.bindingId ? (['service-binding', ref.bindingId] as const) : (['service-instance', ref.instanceId] as const);
     const read = async (): Promise<OperationRecord | undefined> => {
@@ -387,6 +413,9 @@ export class OperationsClient {
       // A binding is only ever seen under its own instance's path.
       return r && ref.bindingId && r.instanceId !== undefined && r.instanceId !== ref.instanceId ? undefined : r;
     };
+    // Described beside the registry read when the operation is expected to run (the poll needs both then); else after.
+    const early = describeFirst ? this.describe(ref, POLL_DEADLINE_MS) : undefined;
+    early?.catch(() => undefined);
     const record = await read();
     const wanted = ref.operationId;
     const recordMatches = record && (!wanted || record.operationId === wanted);
@@ -396,7 +425,7 @@ export class OperationsClient {
     // In progress per the registry, or not recorded yet: ask Temporal whether a run holds this operation.
     let d: WorkflowExecutionDescription | undefined;
     try {
-      const describing = this.describe(ref, POLL_DEADLINE_MS);
+      const describing = early ?? this.describe(ref, POLL_DEADLINE_MS);
       if (recordMatches && record.state === 'in progress') whileDescribing?.();
       d = seen.described = await describing;
     } catch (err) {
@@ -416,6 +445,15 @@ export class OperationsClient {
     }
     if (recordMatches) {
       if (record.state !== 'in progress' || running?.operationId === record.operationId) return fromRecord(record);
+      // Described before the read, the run may have started after the description: describe it again, in order.
+      if (early) {
+        const after = await this.describe(ref, POLL_DEADLINE_MS).catch(() => undefined);
+        const m = after?.memo as unknown as OperationMemo | undefined;
+        if (after?.status.name === 'RUNNING' && m?.operationId === record.operationId) {
+          seen.described = after;
+          return fromRecord(record);
+        }
+      }
       // The run is gone: it may have recorded its end between our two reads — read the registry again.
       const again = await read();
       if (again && again.operationId === record.operationId && again.state !== 'in progress') return fromRecord(again);
