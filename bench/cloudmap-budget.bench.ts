@@ -13,20 +13,12 @@ import {
   type Endpoint,
 } from '../adapters/service-registries';
 import { startThrottlingProxy } from '../test/support/aws-throttling-proxy';
+import { mapLimited } from '../adapters/service-registries/concurrency';
 import { row, type BenchContext, type BenchRow, type Benchmark } from './harness';
 
 /** The API limit the proxy keeps, a little above the default budget as a real account's would be. */
 export const API_CALLS_PER_SECOND = 60;
 export const CASE = `register N services × 10 endpoints, API limit ${API_CALLS_PER_SECOND} calls/s`;
-
-async function mapLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
 
 async function registerAll(motoEndpoint: string, services: number, callsPerSecond: number): Promise<{ throttled: number; failed: number; seconds: number; calls: number }> {
   const proxy = await startThrottlingProxy(motoEndpoint, { perSecond: API_CALLS_PER_SECOND, burst: API_CALLS_PER_SECOND });

@@ -17,6 +17,7 @@ import { endpointName } from '../adapters/kubernetes';
 import { connectClient } from '../platform/temporal';
 import { validateRuntimeConfig, type RuntimeConfig } from '../config/runtime';
 import { bundleWorkflows, createWorker } from '../worker/worker';
+import { mapLimited } from '../adapters/service-registries/concurrency';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';
 
 const PORTS = [80, 443, 8080, 8443, 9090];
@@ -24,19 +25,6 @@ const IPS = (i: number) => [`10.${20 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
 const ALLOWED = 'bench.brokerflow.io';
 const CHANGE_SPACING_MS = 250;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs fn over items with `limit` in flight. */
-async function eachLimited<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
-}
 
 /** Polls the number of keys under an etcd prefix until it reaches `count`; returns when it did (performance.now()). */
 async function waitForKeys(etcd: Etcd3, prefix: string, count: number, timeoutMs: number): Promise<number> {
@@ -130,7 +118,7 @@ export const benchmark: Benchmark = {
     try {
       await core.createNamespace({ body: { metadata: { name: ns } } });
       const names = Array.from({ length: services }, (_, i) => `svc-${String(i).padStart(5, '0')}`);
-      await eachLimited(names, 8, (name, i) =>
+      await mapLimited(names.map((name, i) => [name, i] as const), 8, ([name, i]) =>
         core.createNamespacedService({
           namespace: ns,
           body: {
@@ -168,7 +156,7 @@ export const benchmark: Benchmark = {
         await watch(dcfg);
         const acts = createEndpointActivities(ddeps);
         const d0 = performance.now();
-        await eachLimited(names, 8, (name) => acts.reconcileKubeService({ sync: ddeps.settings.name, namespace: ns, service: name }));
+        await mapLimited(names, 8, (name) => acts.reconcileKubeService({ sync: ddeps.settings.name, namespace: ns, service: name }));
         samples.direct.push(performance.now() - d0);
         cleanups.push(() => etcd.delete().prefix(dcfg.etcd!.prefix!).exec());
 
@@ -179,7 +167,7 @@ export const benchmark: Benchmark = {
         const batches: (typeof pairs)[] = [];
         for (let i = 0; i < pairs.length; i += 128) batches.push(pairs.slice(i, i + 128));
         const w0 = performance.now();
-        await eachLimited(batches, 8, (batch) => etcd.kv.txn({ success: batch.map((p) => ({ request_put: { key: Buffer.from(p.key), value: p.value } })) }));
+        await mapLimited(batches, 8, (batch) => etcd.kv.txn({ success: batch.map((p) => ({ request_put: { key: Buffer.from(p.key), value: p.value } })) }));
         samples.raw.push(performance.now() - w0);
         cleanups.push(() => etcd.delete().prefix(rawPrefix).exec());
 
