@@ -89,6 +89,11 @@ interface Ids {
   name: string;
 }
 
+/** How many resolved names (namespaces and services) the adapter remembers; the oldest go first. */
+const REMEMBERED_NAMES = 10_000;
+const nsKey = (name: string) => `ns/${name}`;
+const servKey = (nsName: string, servName: string) => `serv/${nsName}/${servName}`;
+
 /** A ServiceRegistry on AWS Cloud Map. */
 export class CloudMapServiceRegistry implements ServiceRegistry {
   private readonly client: ServiceDiscoveryClient;
@@ -100,6 +105,14 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
   private readonly budget: CallBudget;
   private readonly observer: CallObserver;
   readonly limits: { maxEndpointsPerService: number };
+  /**
+   * Names already resolved to IDs. Resolving a service's name costs a ListNamespaces, a page of ListServices per 100
+   * services of its namespace and a GetService: more calls than most changes themselves, on the same rate budget.
+   * An ID never changes while its resource lives; one deleted and created again under the same name (by anyone) has
+   * a new ID, so a call on a remembered ID that Cloud Map no longer knows forgets it and resolves the name again,
+   * once (see `onNs`, `onServ`).
+   */
+  private readonly remembered = new Map<string, Ids>();
 
   constructor(opts: CloudMapServiceRegistryOptions) {
     this.ownsClient = !opts.client;
@@ -117,8 +130,7 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
 
   async getNs(name: string): Promise<Namespace> {
     validateName('namespace', name);
-    const ids = await this.nsIds(name);
-    return { name, metadata: await this.tags(ids.arn, 'namespace', name) };
+    return this.onNs(name, async (ids) => ({ name, metadata: await this.tags(ids.arn, 'namespace', name) }));
   }
 
   async listNs(): Promise<Namespace[]> {
@@ -148,8 +160,7 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
 
   async updateNs(ns: Namespace): Promise<Namespace> {
     const v = validateNamespace(ns);
-    const ids = await this.nsIds(v.name);
-    await this.replaceTags(ids.arn, v.metadata, 'namespace', v.name);
+    await this.onNs(v.name, (ids) => this.replaceTags(ids.arn, v.metadata, 'namespace', v.name));
     return v;
   }
 
@@ -160,6 +171,7 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     const services = await this.servicesIn(ns);
     await mapLimited(services, this.concurrency, (s) => this.deleteServiceTree(name, s));
     const ctx = { level: 'namespace' as const, path: name };
+    this.forget(name);
     const out = await this.call(ctx, (o) => this.client.send(new DeleteNamespaceCommand({ Id: ns.id }), o));
     await this.waitFor(out.OperationId, `DeleteNamespace ${name}`, ctx);
   }
@@ -169,13 +181,16 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
   async getServ(nsName: string, servName: string): Promise<Service> {
     validateName('namespace', nsName);
     validateName('service', servName);
-    const ids = await this.servIds(await this.nsIds(nsName), servName);
-    return { name: servName, namespace: nsName, metadata: await this.tags(ids.arn, 'service', pathOf(nsName, servName)) };
+    return this.onServ(nsName, servName, async (ids) => ({
+      name: servName,
+      namespace: nsName,
+      metadata: await this.tags(ids.arn, 'service', pathOf(nsName, servName)),
+    }));
   }
 
   async listServ(nsName: string): Promise<Service[]> {
     validateName('namespace', nsName);
-    const services = await this.servicesIn(await this.nsIds(nsName));
+    const services = await this.onNs(nsName, (ns) => this.servicesIn(ns));
     return mapLimited(services, this.concurrency, async (s) => ({
       name: s.name,
       namespace: nsName,
@@ -185,30 +200,30 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
 
   async createServ(serv: Service): Promise<Service> {
     const v = validateService(serv);
-    const ns = await this.nsIds(v.namespace);
     const path = pathOf(v.namespace, v.name);
-    if ((await this.servicesIn(ns, v.name)).length > 0) throw new ServRegAlreadyExistsError('service', path);
-    await this.call({ level: 'service', path }, (o) =>
-      this.client.send(
-        new CreateServiceCommand({ Name: v.name, NamespaceId: ns.id, Type: 'HTTP', Tags: toTags(v.metadata) }),
-        o,
-      ),
-    );
+    await this.onNs(v.namespace, async (ns) => {
+      if ((await this.servicesIn(ns, v.name)).length > 0) throw new ServRegAlreadyExistsError('service', path);
+      await this.call({ level: 'service', path }, (o) =>
+        this.client.send(
+          new CreateServiceCommand({ Name: v.name, NamespaceId: ns.id, Type: 'HTTP', Tags: toTags(v.metadata) }),
+          o,
+        ),
+      );
+    });
     return v;
   }
 
   async updateServ(serv: Service): Promise<Service> {
     const v = validateService(serv);
-    const ids = await this.servIds(await this.nsIds(v.namespace), v.name);
-    await this.replaceTags(ids.arn, v.metadata, 'service', pathOf(v.namespace, v.name));
+    await this.onServ(v.namespace, v.name, (ids) => this.replaceTags(ids.arn, v.metadata, 'service', pathOf(v.namespace, v.name)));
     return v;
   }
 
   async deleteServ(nsName: string, servName: string): Promise<void> {
     validateName('namespace', nsName);
     validateName('service', servName);
-    const ids = await this.servIds(await this.nsIds(nsName), servName);
-    await this.deleteServiceTree(nsName, ids);
+    await this.onServ(nsName, servName, (ids) => this.deleteServiceTree(nsName, ids));
+    this.forget(nsName, servName);
   }
 
   // ---- endpoints
@@ -217,9 +232,8 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     validateName('namespace', nsName);
     validateName('service', servName);
     validateName('endpoint', endpName);
-    const serv = await this.servIds(await this.nsIds(nsName), servName);
     // ListInstances rather than GetInstance: see `instances` for why the newest registration must win.
-    const inst = (await this.instances(serv, pathOf(nsName, servName))).latest.get(endpName);
+    const inst = (await this.onServ(nsName, servName, (serv) => this.instances(serv, pathOf(nsName, servName)))).latest.get(endpName);
     if (!inst) throw new ServRegNotFoundError('endpoint', pathOf(nsName, servName, endpName));
     return toEndpoint(nsName, servName, inst);
   }
@@ -227,34 +241,35 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
   async listEndp(nsName: string, servName: string): Promise<Endpoint[]> {
     validateName('namespace', nsName);
     validateName('service', servName);
-    const serv = await this.servIds(await this.nsIds(nsName), servName);
-    const { latest } = await this.instances(serv, pathOf(nsName, servName));
+    const { latest } = await this.onServ(nsName, servName, (serv) => this.instances(serv, pathOf(nsName, servName)));
     return [...latest.values()].map((i) => toEndpoint(nsName, servName, i));
   }
 
   async createEndp(endp: Endpoint): Promise<Endpoint> {
     const v = validateEndpoint(endp);
     const attributes = toAttributes(v);
-    const serv = await this.servIds(await this.nsIds(v.namespace), v.service);
     const path = pathOf(v.namespace, v.service, v.name);
-    const { latest } = await this.instances(serv, pathOf(v.namespace, v.service));
-    if (latest.has(v.name)) throw new ServRegAlreadyExistsError('endpoint', path);
-    if (latest.size >= this.limits.maxEndpointsPerService) {
-      throw new EndpointLimitExceededError(pathOf(v.namespace, v.service), this.limits.maxEndpointsPerService, latest.size + 1);
-    }
-    await this.register(serv, v, attributes);
+    await this.onServ(v.namespace, v.service, async (serv) => {
+      const { latest } = await this.instances(serv, pathOf(v.namespace, v.service));
+      if (latest.has(v.name)) throw new ServRegAlreadyExistsError('endpoint', path);
+      if (latest.size >= this.limits.maxEndpointsPerService) {
+        throw new EndpointLimitExceededError(pathOf(v.namespace, v.service), this.limits.maxEndpointsPerService, latest.size + 1);
+      }
+      await this.register(serv, v, attributes);
+    });
     return v;
   }
 
   async updateEndp(endp: Endpoint): Promise<Endpoint> {
     const v = validateEndpoint(endp);
     const attributes = toAttributes(v);
-    const serv = await this.servIds(await this.nsIds(v.namespace), v.service);
-    if (!(await this.instances(serv, pathOf(v.namespace, v.service))).latest.has(v.name)) {
-      throw new ServRegNotFoundError('endpoint', pathOf(v.namespace, v.service, v.name));
-    }
-    // RegisterInstance with an existing ID replaces its attributes: AWS's own update.
-    await this.register(serv, v, attributes);
+    await this.onServ(v.namespace, v.service, async (serv) => {
+      if (!(await this.instances(serv, pathOf(v.namespace, v.service))).latest.has(v.name)) {
+        throw new ServRegNotFoundError('endpoint', pathOf(v.namespace, v.service, v.name));
+      }
+      // RegisterInstance with an existing ID replaces its attributes: AWS's own update.
+      await this.register(serv, v, attributes);
+    });
     return v;
   }
 
@@ -262,15 +277,17 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     validateName('namespace', nsName);
     validateName('service', servName);
     validateName('endpoint', endpName);
-    const serv = await this.servIds(await this.nsIds(nsName), servName);
-    const { count } = await this.instances(serv, pathOf(nsName, servName));
-    const n = count.get(endpName) ?? 0;
-    if (n === 0) throw new ServRegNotFoundError('endpoint', pathOf(nsName, servName, endpName));
-    await this.deregister(serv, nsName, servName, endpName, n);
+    await this.onServ(nsName, servName, async (serv) => {
+      const { count } = await this.instances(serv, pathOf(nsName, servName));
+      const n = count.get(endpName) ?? 0;
+      if (n === 0) throw new ServRegNotFoundError('endpoint', pathOf(nsName, servName, endpName));
+      await this.deregister(serv, nsName, servName, endpName, n);
+    });
   }
 
   /**
-   * A service's endpoint changes with its names resolved and its instances listed once (four calls), then one
+   * A service's endpoint changes with its names resolved (remembered after the first time) and its instances listed
+   * once, then one
    * RegisterInstance or DeregisterInstance per change (plus the operation polls), instead of resolving everything
    * again for each endpoint. A create whose instance turns out to exist, an update whose instance is gone and any
    * change whose call fails are handed back, for the caller to write one by one and report.
@@ -282,8 +299,7 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     const updates = changes.update.map((e) => validateEndpoint({ ...e, namespace: nsName, service: servName }));
     for (const name of changes.delete) validateName('endpoint', name);
     const attributes = new Map([...creates, ...updates].map((e) => [e, toAttributes(e)] as const));
-    const serv = await this.servIds(await this.nsIds(nsName), servName);
-    const { latest, count } = await this.instances(serv, pathOf(nsName, servName));
+    const { serv, latest, count } = await this.onServ(nsName, servName, async (serv) => ({ serv, ...(await this.instances(serv, pathOf(nsName, servName))) }));
     const left: EndpointChanges = { create: [], update: [], delete: [] };
     const deletes = changes.delete.filter((n) => count.has(n)); // already gone: nothing to do
     const go: Array<{ kind: 'create' | 'update'; e: Endpoint }> = [];
@@ -362,16 +378,74 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
     return ns ? { id: ns.Id!, arn: ns.Arn!, name } : undefined;
   }
 
+  /** A namespace's IDs, resolved now (and remembered). */
   private async nsIds(name: string): Promise<Ids> {
     const ids = await this.findNs(name);
     if (!ids) throw new ServRegNotFoundError('namespace', name);
+    this.remember(nsKey(name), ids);
     return ids;
   }
 
+  /** A service's IDs, resolved now (and remembered). */
   private async servIds(ns: Ids, servName: string): Promise<Ids> {
     const [ids] = await this.servicesIn(ns, servName);
     if (!ids) throw new ServRegNotFoundError('service', pathOf(ns.name, servName));
+    this.remember(servKey(ns.name, servName), ids);
     return ids;
+  }
+
+  /**
+   * Runs `fn` on a namespace's IDs: remembered ones, else resolved. When Cloud Map no longer knows a remembered
+   * namespace or service, the name is forgotten and resolved again, and `fn` runs once more on what that finds
+   * (or the NotFound of the resolution is the answer). `fn` must fail before it writes when the ID is unknown,
+   * as every first call on an ID does.
+   */
+  private async onNs<T>(name: string, fn: (ns: Ids) => Promise<T>): Promise<T> {
+    const known = this.remembered.get(nsKey(name));
+    if (known) {
+      try {
+        return await fn(known);
+      } catch (err) {
+        if (!goneId(err)) throw err;
+        this.remembered.delete(nsKey(name));
+      }
+    }
+    return fn(await this.nsIds(name));
+  }
+
+  /** As {@link onNs}, on a service's IDs (the namespace's, when only they are remembered, save a ListNamespaces). */
+  private async onServ<T>(nsName: string, servName: string, fn: (serv: Ids) => Promise<T>): Promise<T> {
+    const known = this.remembered.get(servKey(nsName, servName));
+    const ns = this.remembered.get(nsKey(nsName));
+    if (known || ns) {
+      try {
+        return await fn(known ?? (await this.servIds(ns!, servName)));
+      } catch (err) {
+        if (!goneId(err)) throw err;
+        // The service or its namespace is gone (or was made again): both are resolved afresh. The namespace's other
+        // services keep their IDs; any of them that is gone too heals the same way on its next call.
+        this.remembered.delete(servKey(nsName, servName));
+        this.remembered.delete(nsKey(nsName));
+      }
+    }
+    return fn(await this.servIds(await this.nsIds(nsName), servName));
+  }
+
+  private remember(key: string, ids: Ids): void {
+    this.remembered.delete(key);
+    this.remembered.set(key, ids);
+    if (this.remembered.size > REMEMBERED_NAMES) this.remembered.delete(this.remembered.keys().next().value!);
+  }
+
+  /** Forgets a service's IDs, or a namespace's and those of all its services. */
+  private forget(nsName: string, servName?: string): void {
+    if (servName !== undefined) {
+      this.remembered.delete(servKey(nsName, servName));
+      return;
+    }
+    this.remembered.delete(nsKey(nsName));
+    const prefix = servKey(nsName, '');
+    for (const key of [...this.remembered.keys()]) if (key.startsWith(prefix)) this.remembered.delete(key);
   }
 
   /**
@@ -487,6 +561,11 @@ export class CloudMapServiceRegistry implements ServiceRegistry {
 interface CallContext {
   level: RegistryLevel;
   path: string;
+}
+
+/** True for the error of a call on a namespace or service ID that Cloud Map does not know (any more). */
+function goneId(err: unknown): boolean {
+  return err instanceof ServRegNotFoundError && (err.level === 'namespace' || err.level === 'service');
 }
 
 /** Maps an AWS SDK error to the registry's error set; messages carry the error name, never request details. */
