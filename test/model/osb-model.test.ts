@@ -260,17 +260,34 @@ async function configMap(id: string): Promise<{ quotaKeys?: string } | undefined
  * RUNNING workflows of an instance (its operations and its bindings'), as visibility lists them and then confirmed
  * by describing each (visibility can lag a closed run by a moment). A run may still be closing: when its worker
  * stopped (pause-worker) just before the run's last step, that step waits on the stopped worker's sticky queue
- * for STICKY_QUEUE_TIMEOUT_MS before another worker takes it. So a run gets that long plus 5 s to close; later
- * than that it is a run nothing will close.
+ * for STICKY_QUEUE_TIMEOUT_MS before another worker takes it. So a run gets that long plus 5 s to close. Still
+ * running then, it is stuck unless Temporal holds its next step for a worker (a workflow task scheduled or started,
+ * on its first attempt, and no activity pending): such a run closes as soon as a worker gets to it, which on a
+ * machine loaded far beyond its cores took longer once (a provision that had recorded its success, its last
+ * workflow task queued). It is waited for, step by step; a run whose task keeps failing, or that waits on
+ * nothing Temporal holds for it, is reported.
  */
 async function runningWorkflows(stack: TestStack, id: string): Promise<string[]> {
   const out: string[] = [];
+  const closesWithin = (handle: ReturnType<TestStack['client']['workflow']['getHandle']>, ms: number) =>
+    Promise.race([handle.result().then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
   for await (const w of stack.client.workflow.list({ query: `InstanceId="${id}" AND ExecutionStatus="Running"` })) {
     const handle = stack.client.workflow.getHandle(w.workflowId, w.runId);
-    const d = await handle.describe();
+    let d = await handle.describe();
     if (d.status.name !== 'RUNNING') continue;
-    const closed = await Promise.race([handle.result().then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), STICKY_QUEUE_TIMEOUT_MS + 5000))]);
-    if (!closed) out.push(`${w.workflowId} (${w.type})`);
+    let closed = await closesWithin(handle, STICKY_QUEUE_TIMEOUT_MS + 5000);
+    for (;;) {
+      if (closed) break;
+      d = await handle.describe();
+      if (d.status.name !== 'RUNNING') break;
+      const task = d.raw.pendingWorkflowTask;
+      const queued = task && (task.attempt ?? 1) <= 1 && (d.raw.pendingActivities ?? []).length === 0;
+      if (!queued) {
+        out.push(`${w.workflowId} (${w.type})`);
+        break;
+      }
+      closed = await closesWithin(handle, STICKY_QUEUE_TIMEOUT_MS);
+    }
   }
   return out;
 }
