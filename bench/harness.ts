@@ -16,6 +16,8 @@ export interface BenchContext {
   scale: number;
   /** How many repeated runs to take the median of. */
   runs: number;
+  /** `--soak`: how long the soak runs, in minutes (only then do soak-only benchmarks run). */
+  soakMinutes?: number;
 }
 
 /** One measured figure. `subject` says whether it is brokerflow or the baseline it is compared with. */
@@ -34,6 +36,8 @@ export interface BenchRow {
 /** A named benchmark. */
 export interface Benchmark {
   name: string;
+  /** Runs only with `--soak` (or when named with `--only`): it takes many minutes. */
+  soakOnly?: boolean;
   run(ctx: BenchContext): Promise<BenchRow[]>;
 }
 

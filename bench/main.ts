@@ -3,7 +3,7 @@
 // bench/*.bench.ts, prints a table, writes bench/results/latest.json, the chart and docs/BENCHMARKS.md, and
 // stops everything at the end, also on failure or interrupt.
 //
-//   npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json]
+//   npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json] [--soak [--soak-minutes N]]
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -19,14 +19,18 @@ export interface BenchOptions {
   runs: number;
   only?: string[];
   json: boolean;
+  /** Minutes of the soak, when one is asked for (`--soak`, `--soak-minutes N`, or `--only soak`). */
+  soakMinutes?: number;
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json]
+const USAGE = `usage: npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json] [--soak [--soak-minutes N]]
   --quick        the smallest sizes that still say something (the whole run under 5 minutes on 2 cores)
   --scale N      multiply every benchmark's sizes by N (default 1)
   --runs N       repeated runs per figure, median with min/max reported (default 3, at least 2)
   --only a,b     only these benchmarks (bench/<name>.bench.ts)
-  --json         print only the JSON report on stdout`;
+  --json         print only the JSON report on stdout
+  --soak         also the soak (bench/soak.bench.ts): worker memory over 10 minutes of operations
+  --soak-minutes N  the soak's length in minutes (at least 3; implies --soak)`;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -37,6 +41,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
       json: { type: 'boolean', default: false },
+      soak: { type: 'boolean', default: false },
+      'soak-minutes': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -54,7 +60,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     ?.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  return { quick: values.quick, scale, runs, ...(only?.length ? { only } : {}), json: values.json };
+  const soakMinutes = values['soak-minutes'] === undefined ? 10 : Number(values['soak-minutes']);
+  if (!Number.isInteger(soakMinutes) || soakMinutes < 3 || soakMinutes > 24 * 60) {
+    throw new Error(`--soak-minutes must be a whole number of minutes from 3 to 1440, not "${values['soak-minutes']}"`);
+  }
+  const soak = values.soak || values['soak-minutes'] !== undefined || (only?.includes('soak') ?? false);
+  return { quick: values.quick, scale, runs, ...(only?.length ? { only } : {}), json: values.json, ...(soak ? { soakMinutes } : {}) };
 }
 
 /** The benchmark files, by name (`osb` for osb.bench.ts). */
@@ -142,9 +153,16 @@ async function main(): Promise<number> {
       quick: opts.quick,
       scale: opts.scale,
       runs: opts.runs,
+      ...(opts.soakMinutes !== undefined ? { soakMinutes: opts.soakMinutes } : {}),
     };
     const rows: BenchRow[] = [];
     for (const { benchmark, status } of loaded) {
+      if (benchmark.soakOnly && ctx.soakMinutes === undefined) {
+        // Not asked for: listed as not run, so the report says how to run it.
+        status.status = 'not run';
+        status.error = 'runs only with --soak';
+        continue;
+      }
       say(`# ${benchmark.name}: running`);
       const b0 = performance.now();
       try {
@@ -166,7 +184,7 @@ async function main(): Promise<number> {
       schema: 1,
       timestamp: new Date().toISOString(),
       command: `npm run bench${argsText ? ` -- ${argsText}` : ''}`,
-      options: { quick: opts.quick, scale: opts.scale, runs: opts.runs, ...(opts.only ? { only: opts.only } : {}) },
+      options: { quick: opts.quick, scale: opts.scale, runs: opts.runs, ...(opts.only ? { only: opts.only } : {}), ...(opts.soakMinutes !== undefined ? { soakMinutes: opts.soakMinutes } : {}) },
       wallSeconds: 0,
       stackStartSeconds: Math.round(stackStartSeconds * 10) / 10,
       machine,
@@ -180,7 +198,7 @@ async function main(): Promise<number> {
     if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else process.stdout.write(`\n${formatTable(report)}\n\n`);
     say(`# wrote ${written.map((p) => relative(process.cwd(), p)).join(', ')} in ${report.wallSeconds} s`);
-    ok = statuses.every((s) => s.status === 'ran');
+    ok = statuses.every((s) => s.status === 'ran' || s.status === 'not run');
     return ok ? 0 : 1;
   } finally {
     await stack?.stop();

@@ -103,7 +103,8 @@ export async function startWorkers(d: BenchDeployment, client: Client, count: nu
   return workers;
 }
 
-async function osb(d: BenchDeployment, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+/** One OSB request as a platform sends it (basic auth, the API version header, JSON). */
+export async function osb(d: BenchDeployment, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${d.brokerUrl}${path}`, {
     method,
     headers: {
@@ -142,5 +143,27 @@ export async function provisionOperation(d: BenchDeployment, pollMs: number, tim
     if (res.json.state === 'succeeded') return { ms: performance.now() - t0, sentAt, workflowId: `instance/${instanceId}` };
     if (res.json.state === 'failed') throw new OperationReportedFailed(`instance/${instanceId}`, String(res.json.description));
     if (performance.now() - t0 > timeoutMs) throw new Error(`provision of ${instanceId} still in progress after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * One deprovision as a platform does it: DELETE with accepts_incomplete, then GET last_operation every `pollMs`
+ * until the instance is gone (410) or the operation failed. Resolves with the latency in ms.
+ */
+export async function deprovisionOperation(d: BenchDeployment, instanceId: string, pollMs: number, timeoutMs = 120_000): Promise<number> {
+  const path = `/v2/service_instances/${instanceId}`;
+  const query = `service_id=${SERVICE_ID}&plan_id=${PLAN_ID}`;
+  const t0 = performance.now();
+  const del = await osb(d, 'DELETE', `${path}?accepts_incomplete=true&${query}`);
+  if (del.status === 200 || del.status === 410) return performance.now() - t0;
+  if (del.status !== 202) throw new Error(`deprovision of ${instanceId} answered ${del.status}: ${JSON.stringify(del.json)}`);
+  const operation = String(del.json.operation);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    const res = await osb(d, 'GET', `${path}/last_operation?operation=${encodeURIComponent(operation)}&${query}`);
+    if (res.status === 410 || (res.status === 200 && res.json.state === 'succeeded')) return performance.now() - t0;
+    if (res.status !== 200) throw new Error(`last_operation of ${instanceId} answered ${res.status}: ${JSON.stringify(res.json)}`);
+    if (res.json.state === 'failed') throw new OperationReportedFailed(`instance/${instanceId}`, String(res.json.description));
+    if (performance.now() - t0 > timeoutMs) throw new Error(`deprovision of ${instanceId} still in progress after ${timeoutMs} ms`);
   }
 }

@@ -69,8 +69,8 @@ export async function newPollerCheck(client: Client, taskQueue: string, atLeast 
   return async () => [...(await workflowPollers(client, taskQueue))].filter((id) => !before.has(id)).length >= atLeast;
 }
 
-/** Resident set size (kB) fields of /proc/<pid>/status. */
-function procStatus(pid: number): { rssKb: number; hwmKb: number } | undefined {
+/** A process's resident set (VmRSS) and its peak (VmHWM) in kB, from /proc; undefined when it is gone. */
+export function procStatus(pid: number): { rssKb: number; hwmKb: number } | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');
     const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);

@@ -21,7 +21,7 @@ export const outputPaths = {
 export interface BenchmarkStatus {
   name: string;
   file: string;
-  status: 'ran' | 'failed' | 'not loaded';
+  status: 'ran' | 'failed' | 'not loaded' | 'not run';
   /** The first comment block of the file: what it measures and against which baseline. */
   description: string;
   seconds?: number;
@@ -34,7 +34,7 @@ export interface BenchReport {
   schema: 1;
   timestamp: string;
   command: string;
-  options: { quick: boolean; scale: number; runs: number; only?: string[] };
+  options: { quick: boolean; scale: number; runs: number; only?: string[]; soakMinutes?: number };
   /** From start to the report being written (servers' start included, their stop not). */
   wallSeconds: number;
   stackStartSeconds: number;
@@ -141,6 +141,14 @@ export const TARGETS: TargetSpec[] = [
     kind: 'at most',
     threshold: 20,
     applies: (r) => r.metric === 'latency p99' && r.unit === 'ms',
+  },
+  {
+    id: 'worker-rss-soak',
+    description: 'worker RSS flat over the soak: growth ≤ 10 % from its second minute to its last (`--soak`)',
+    benchmark: 'soak',
+    kind: 'at most',
+    threshold: 10,
+    applies: (r) => r.metric === 'worker RSS growth, second to last minute',
   },
   {
     id: 'worker-rss',
@@ -272,7 +280,9 @@ export function evaluateTargets(rows: BenchRow[], benchmarks: BenchmarkStatus[] 
           ? `the ${t.benchmark} benchmark was not loaded: ${status.error ?? 'unknown error'}`
           : status.status === 'failed'
             ? `the ${t.benchmark} benchmark failed: ${status.error ?? 'unknown error'}`
-            : `the ${t.benchmark} benchmark reported no row this target applies to`;
+            : status.status === 'not run'
+              ? `the ${t.benchmark} benchmark ${status.error ?? 'was not run'}`
+              : `the ${t.benchmark} benchmark reported no row this target applies to`;
       out.push({ ...base, verdict: 'not measured', note });
     }
   }

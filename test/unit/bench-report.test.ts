@@ -238,6 +238,15 @@ test('the command line refuses a single run and a non-positive scale, and splits
   assert.throws(() => parseBenchArgs(['--bogus']), /Unknown option/);
 });
 
+test('a soak runs only when asked for: --soak for 10 minutes, --soak-minutes for another length, or --only soak', () => {
+  assert.equal(parseBenchArgs(['--quick']).soakMinutes, undefined);
+  assert.equal(parseBenchArgs(['--soak']).soakMinutes, 10);
+  assert.equal(parseBenchArgs(['--soak-minutes', '4']).soakMinutes, 4);
+  assert.equal(parseBenchArgs(['--only', 'soak']).soakMinutes, 10);
+  assert.throws(() => parseBenchArgs(['--soak-minutes', '2']), /--soak-minutes must be a whole number of minutes from 3/);
+  assert.throws(() => parseBenchArgs(['--soak-minutes', 'ten']), /--soak-minutes must be a whole number/);
+});
+
 test('billable actions are counted from a history by Temporal Cloud\'s rules', () => {
   const events = [
     { eventId: 1, workflowExecutionStartedEventAttributes: {} }, // 1
