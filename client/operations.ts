@@ -358,10 +358,16 @@ export class OperationsClient {
 
   /**
    * Asks a running provision to stop and deprovision instead. Returns the deprovision's operation ID, the same
-   * for every request that interrupts the same provision.
+   * for every request that interrupts the same provision; undefined when the provision's run closed after the
+   * request saw it running (the caller decides again on the new facts).
    */
-  async interruptProvision(provisionOperationId: string, input: OperationInput): Promise<string> {
-    await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId)).signal(deprovisionRequestedSignal, input);
+  async interruptProvision(provisionOperationId: string, input: OperationInput): Promise<string | undefined> {
+    try {
+      await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId)).signal(deprovisionRequestedSignal, input);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
     return deprovisionAfterProvisionId(provisionOperationId);
   }
 
