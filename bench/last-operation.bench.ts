@@ -62,6 +62,7 @@ export const benchmark: Benchmark = {
         startNodeScript({
           name: 'broker-registry-only',
           script: 'client/broker/main.ts',
+          compiled: true,
           args: ['--config', registryOnly.config],
           env: d.env,
           logDir: d.logDir,

@@ -1,6 +1,7 @@
 // brokerflow as users run it, for the OSB benchmark: a configuration file for the example catalog with the
-// etcd-only resource set, the broker (`client/broker/main.ts`) and worker (`worker/main.ts`) as processes of
-// their own, and a platform-like client that provisions over HTTP and polls last_operation.
+// etcd-only resource set, the broker and the worker as processes of their own, compiled as production runs them
+// (`node dist/client/broker/main.js`, `node dist/worker/main.js`), and a platform-like client that provisions over
+// HTTP and polls last_operation.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -91,6 +92,7 @@ export function startBroker(d: BenchDeployment): Promise<ManagedProcess> {
   return startNodeScript({
     name: 'broker',
     script: 'client/broker/main.ts',
+    compiled: true,
     args: ['--config', d.configFile],
     env: d.env,
     logDir: d.logDir,
@@ -106,7 +108,7 @@ export async function startWorkers(d: BenchDeployment, client: Client, count: nu
   const ready = await newPollerCheck(client, d.taskQueue, count);
   const started = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
-      startNodeScript({ name: `worker-${i + 1}`, script: 'worker/main.ts', args: ['--config', d.configFile], env: d.env, logDir: d.logDir, ready }),
+      startNodeScript({ name: `worker-${i + 1}`, script: 'worker/main.ts', compiled: true, args: ['--config', d.configFile], env: d.env, logDir: d.logDir, ready }),
     ),
   );
   const failed = started.find((s) => s.status === 'rejected');

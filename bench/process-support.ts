@@ -1,7 +1,9 @@
-// Child processes for benchmarks: node scripts run through tsx in their own process (so their memory is their
-// own), readiness of a Temporal worker seen from the server (a new poller on its task queue), and peak-RSS
-// sampling from /proc.
+// Child processes for benchmarks: node scripts in their own process (so their memory is their own), the broker
+// and the worker compiled as production runs them, readiness of a Temporal worker seen from the server (a new
+// poller on its task queue), and peak-RSS sampling from /proc.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { repoRoot, startProcess, type ManagedProcess } from '../scripts/lib/process';
 
@@ -25,7 +27,24 @@ export class OperationReportedFailed extends Error {
   }
 }
 
-/** Starts `node --import tsx <script> ...args` from the repository root and waits for `ready`. */
+let built: string | undefined;
+
+/**
+ * The compiled build of the product (`npm run build`: dist/), made once per benchmark run from the sources of
+ * this checkout, as the image's build stage makes it. Returns the folder.
+ */
+export function compiledBuild(): string {
+  if (built) return built;
+  const res = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')], { cwd: repoRoot, encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`npm run build failed (exit ${res.status}): ${res.stdout}${res.stderr}`);
+  return (built = join(repoRoot, 'dist'));
+}
+
+/**
+ * Starts a script from the repository root and waits for `ready`: `node --import tsx <script>`, or with `compiled`
+ * the script's compiled module under dist/ as production runs it (`node dist/worker/main.js`; no TypeScript loader
+ * in the process, so its memory is what a deployed process's is).
+ */
 export function startNodeScript(opts: {
   name: string;
   script: string;
@@ -34,11 +53,13 @@ export function startNodeScript(opts: {
   logDir: string;
   ready: () => Promise<boolean>;
   readyTimeoutMs?: number;
+  compiled?: boolean;
 }): Promise<ManagedProcess> {
+  const entry = opts.compiled ? [join(compiledBuild(), opts.script.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', opts.script];
   return startProcess({
     name: opts.name,
     command: process.execPath,
-    args: ['--import', 'tsx', opts.script, ...opts.args],
+    args: [...entry, ...opts.args],
     cwd: repoRoot,
     env: { ...process.env, ...opts.env },
     logDir: opts.logDir,

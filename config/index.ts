@@ -2,4 +2,4 @@
 // validated once at start-up with errors that name the bad field.
 export * from './catalog';
 export * from './runtime';
-export { configPathFromArgs } from './location';
+export { configPathFromArgs, packageRoot } from './location';

@@ -12,30 +12,35 @@ import { spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
+import { packageRoot } from '../config/location';
 import { workflowsEntry } from './workflows-entry';
 
-const root = resolve(__dirname, '..');
+/** The tree this module belongs to: the checkout when it runs from the sources, dist/ when compiled. */
+const codeRoot = resolve(__dirname, '..');
+/** Running from the sources (through tsx) rather than from the compiled build. */
+const fromSources = __filename.endsWith('.ts');
 
 function sourcesHash(): string {
   const h = createHash('sha256');
   const entry = workflowsEntry();
+  // The code the bundle is made of: the .ts sources, or the compiled .js when running from dist/.
   const walk = (dir: string): void => {
     for (const name of readdirSync(dir).sort()) {
       const p = join(dir, name);
-      if (name.endsWith('.ts')) h.update(name).update(readFileSync(p));
+      if (name.endsWith('.ts') || name.endsWith('.js')) h.update(name).update(readFileSync(p));
       else if (!name.includes('.')) walk(p);
     }
   };
-  walk(join(root, 'workflows'));
+  walk(join(codeRoot, 'workflows'));
   // Workflows import values from domain/ (the non-retryable error codes), so it is part of the bundle.
-  walk(join(root, 'domain'));
+  walk(join(codeRoot, 'domain'));
   // An upgrade test's build (worker/workflows-entry.ts) is cached under a name of its own: its entry and the
   // folder it lives in are part of the hash.
   if (entry.upgradeTest) {
-    h.update(`upgrade-test:${relative(root, entry.path)}`);
+    h.update(`upgrade-test:${relative(packageRoot(), entry.path)}`);
     walk(dirname(entry.path));
   }
-  h.update(readFileSync(join(root, 'package-lock.json')));
+  h.update(readFileSync(join(packageRoot(), 'package-lock.json')));
   return h.digest('hex').slice(0, 16);
 }
 
@@ -122,8 +127,9 @@ export interface TrustedWorkflowBundle {
 }
 
 function buildInChild(out: string): void {
-  const res = spawnSync(process.execPath, ['--import', 'tsx', __filename, out], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (res.status !== 0) throw new Error(`bundling the workflows failed (exit ${res.status}); run \`node --import tsx worker/bundle.ts out.js\` to see why`);
+  const args = [...(fromSources ? ['--import', 'tsx'] : []), __filename, out];
+  const res = spawnSync(process.execPath, args, { cwd: packageRoot(), stdio: ['ignore', 'inherit', 'inherit'] });
+  if (res.status !== 0) throw new Error(`bundling the workflows failed (exit ${res.status}); run \`node ${args.slice(0, -1).map((a) => relative(packageRoot(), a) || a).join(' ')} out.js\` to see why`);
 }
 
 /** Builds the bundle into a fresh private temporary directory (mkdtemp creates it 0700) and reads it back. */
@@ -215,7 +221,7 @@ function readCached(file: string, hashFile: string, owner: Owner, warn: (reason:
 if (require.main === module) {
   const out = process.argv[2];
   if (!out) {
-    process.stderr.write('usage: node --import tsx worker/bundle.ts <out.js> | --cache\n');
+    process.stderr.write('usage: node --import tsx worker/bundle.ts <out.js> | --cache   (compiled: node dist/worker/bundle.js ...)\n');
     process.exit(2);
   }
   if (out === '--cache') {

@@ -6,11 +6,11 @@
 // See docs/design/conventions.md#changing-workflow-code.
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { packageRoot } from '../config/location';
 
 /** FOR TESTING UPGRADES ONLY: a workflows entry under test/ that the worker bundles instead of workflows/index.ts. */
 export const upgradeTestWorkflowsEnv = 'BROKERFLOW_UPGRADE_TEST_WORKFLOWS';
 
-const root = resolve(__dirname, '..');
 
 /** The workflows module a worker bundles, and whether it is an upgrade test's build rather than the product's. */
 export interface WorkflowsEntry {
@@ -27,6 +27,7 @@ export function workflowsEntry(env: NodeJS.ProcessEnv = process.env): WorkflowsE
   if (!named) return { path: require.resolve('../workflows'), upgradeTest: false };
   const refuse = (why: string) =>
     new Error(`${upgradeTestWorkflowsEnv} is for testing upgrades only and names a workflows entry under test/ of a source checkout: ${why}`);
+  const root = packageRoot();
   const testDir = join(root, 'test');
   if (!existsSync(testDir)) throw refuse('this installation has no test/ folder; unset the variable');
   const wanted = isAbsolute(named) ? named : resolve(root, named);

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -336,6 +336,10 @@ test('the ConfigMap\'s configuration is valid, and each Deployment mounts exactl
     const container = pod.containers[0]!;
     const configPath = container.args[container.args.indexOf('--config') + 1]!;
     assert.equal(configPath, '/var/lib/brokerflow/brokerflow.yaml');
+    // The image's entrypoint is node: the process is a compiled module of dist/, built from a source of this checkout.
+    const script = container.args[0]!;
+    assert.match(script, /^dist\/.*\.js$/, `${dep.metadata.name} runs compiled JavaScript`);
+    assert.ok(existsSync(join(repoRoot, script.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${dep.metadata.name}: ${script} is built from a source that exists`);
     const mounted = new Map<string, string>();
     for (const m of container.volumeMounts) {
       const volume = pod.volumes.find((v) => v.name === m.name)!;
@@ -345,7 +349,7 @@ test('the ConfigMap\'s configuration is valid, and each Deployment mounts exactl
     }
     assert.equal(mounted.get(configPath), 'configmap:brokerflow.yaml', `${dep.metadata.name} mounts the configuration`);
     assert.equal(mounted.get(dirname(configPath)), 'emptyDir', `${dep.metadata.name}'s configuration folder is writable`);
-    assert.equal(mounted.get('/tmp'), 'emptyDir', `${dep.metadata.name} has a writable /tmp (tsx's cache) with a read-only root`);
+    assert.equal(mounted.get('/tmp'), 'emptyDir', `${dep.metadata.name} has a writable /tmp (the CLI's tsx cache, the SDK's temporary files) with a read-only root`);
     const secrets = [...mounted].filter(([, what]) => what.startsWith('secret:')).map(([path]) => path).sort();
     assert.deepEqual(secrets, [...new Set(needs[dep.metadata.name]!)].sort(), `${dep.metadata.name} gets exactly the secrets it reads`);
     const usesKube = dep.metadata.name !== 'brokerflow-codec-server';
@@ -376,6 +380,12 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
 test('the Dockerfile\'s file set runs on production dependencies only: a worker runs workflows and the CLI reaches it', { timeout: 240_000 }, async () => {
   const dockerfile = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8');
   const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const buildStage = dockerfile.slice(dockerfile.indexOf(' AS build\n'), dockerfile.lastIndexOf('\nFROM '));
+  // What `docker run brokerflow` runs: the worker, compiled (no TypeScript loader in a long-lived process).
+  const entrypoint = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(finalStage)![1]!) as string[];
+  const command = JSON.parse(/^CMD (.*)$/m.exec(finalStage)![1]!) as string[];
+  assert.deepEqual(entrypoint, ['node']);
+  assert.deepEqual(command.slice(0, 2), ['dist/worker/main.js', '--config']);
   assert.match(dockerfile, /^ARG NODE_IMAGE=node:20-/m, 'Node 20, as package.json engines says');
   assert.match(finalStage, /^USER [1-9]\d*:[1-9]\d*$/m, 'a numeric non-root user');
   assert.match(dockerfile, /npm ci --omit=dev/);
@@ -393,7 +403,15 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
   const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !k.startsWith('BROKERFLOW_')));
   for (const line of finalStage.split('\n')) {
     const [instruction, ...rest] = line.trim().split(/\s+/);
-    if (instruction === 'COPY' && rest[0] === '--from=deps') {
+    if (instruction === 'COPY' && rest[0] === '--from=build') {
+      // The build stage compiles the sources (npm ci with dev dependencies, then npm run build): here, the same
+      // compiler on the same sources, into the image's dist/.
+      assert.deepEqual(rest.slice(1), ['/app/dist', './dist']);
+      assert.match(buildStage, /^RUN npm ci /m);
+      assert.match(buildStage, /^RUN npm run build$/m);
+      const res = await run(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(app, 'dist')], { cwd: repoRoot, timeoutMs: 180_000 });
+      assert.equal(res.code, 0, `npm run build: ${res.out}`);
+    } else if (instruction === 'COPY' && rest[0] === '--from=deps') {
       assert.deepEqual(rest.slice(1), ['/app/node_modules', './node_modules']);
       // Hard links of the real folder (a node_modules that is a symlink would be copied as the link, and the
       // removals below would then delete this checkout's own dev dependencies through it).
@@ -422,7 +440,7 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
 
   const { file } = writeTestConfig({ catalog: join(app, 'config', 'catalog.example.yaml'), resourceSets: join(app, 'config', 'resource-sets.example.yaml') });
   const env = { ...baseEnv, ...imageEnv };
-  const worker = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts', '--config', file], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const worker = spawn(process.execPath, [...entrypoint.slice(1), ...command.slice(0, 2), file], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let workerOut = '';
   worker.stdout.on('data', (d: Buffer) => (workerOut += d.toString()));
   worker.stderr.on('data', (d: Buffer) => (workerOut += d.toString()));
