@@ -2,7 +2,8 @@
 // from the workflow's progress query (it needs a worker), the attempt and the last failure from Temporal's
 // description of the run (pending activities: no worker needed). Pure, so the wording is tested without a server
 // (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
-import { attemptsBeforeActivity, type OperationProgress } from '../workflows/messages';
+import type { OperationProgress } from '../workflows/messages';
+import { attemptsBeforeActivity } from '../workflows/activity-policies';
 import { redactSecretsInText } from '../platform/logging';
 
 /** The fields of a pending activity that Temporal's DescribeWorkflowExecution gives (its proto shape, in part). */

@@ -63,6 +63,24 @@ export function continuationAfterLocalAttempt(retry: RetryPolicy | undefined): {
   };
 }
 
+/** The end of the activity ID of a step that continues as a regular activity after its local attempt. */
+const CONTINUED_SUFFIX = '-after-local-attempt';
+
+/**
+ * The activity ID of a step that failed its one local attempt and continues as a regular activity (workflows/local-first.ts).
+ * Temporal counts that activity's attempts from 1; the ID says one attempt came before, so that last_operation and
+ * the CLI, which read the attempt from Temporal's pending activity without a worker, still count right. `at` (the
+ * workflow's history length) keeps it unique within the run.
+ */
+export function continuedActivityId(activityType: string, at: number): string {
+  return `${activityType}-${at}${CONTINUED_SUFFIX}`;
+}
+
+/** How many attempts of a step came before the activity with this ID (see {@link continuedActivityId}). */
+export function attemptsBeforeActivity(activityId: string | null | undefined): number {
+  return activityId?.endsWith(CONTINUED_SUFFIX) ? 1 : 0;
+}
+
 /** The default reconcile step retry policy: exponential backoff, 7 attempts, as operatorkit's default backoff. */
 export const defaultStepRetry: RetryPolicy = {
   initialInterval: '1 second',

@@ -4,10 +4,9 @@
 // where Temporal neither counts nor shows them (last_operation's "attempt N of M" reads them from the pending
 // activity); so the local activity gets one attempt, and a step that fails retryably continues as the regular
 // activity with the rest of its policy (workflows/activity-policies.ts#continuationAfterLocalAttempt). Its activity
-// ID says that one attempt came before (messages.ts#continuedActivityId), which the client adds to Temporal's count.
+// ID says that one attempt came before (activity-policies.ts#continuedActivityId), which the client adds to Temporal's count.
 import { ActivityFailure, ApplicationFailure, TemporalFailure, isCancellation, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
-import { continuationAfterLocalAttempt, nonRetryableErrorTypes, type Placement } from './activity-policies';
-import { continuedActivityId } from './messages';
+import { continuationAfterLocalAttempt, continuedActivityId, nonRetryableErrorTypes, type Placement } from './activity-policies';
 
 type Fn = (...args: never[]) => Promise<unknown>;
 type Executable = { executeWithOptions(options: object, args: unknown[]): Promise<unknown> };

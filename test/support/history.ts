@@ -18,7 +18,7 @@ export async function scheduledActivities(client: Client, handle: WorkflowHandle
   const history = await handle.fetchHistory();
   const out: Array<{ type: string; summary: string; local?: boolean }> = [];
   for (const e of history.events ?? []) {
-    const summaryPayload = e.userMetadata?.summary;
+    const summaryPayload = e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes ? e.userMetadata?.summary : undefined;
     const summary = summaryPayload ? await decodePayload<string>(client, summaryPayload) : '';
     const attrs = e.activityTaskScheduledEventAttributes;
     if (attrs) out.push({ type: attrs.activityType?.name ?? '', summary });

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAST_ERROR_MAX_CHARS, liveStep, stepDescription, type PendingActivity } from '../../client/operation-progress';
 import { redactSecretsInText } from '../../platform/logging';
-import { continuedActivityId, type OperationProgress } from '../../workflows/messages';
+import type { OperationProgress } from '../../workflows/messages';
+import { continuedActivityId } from '../../workflows/activity-policies';
 
 const progress = (reconcile: Partial<OperationProgress['reconcile']> = {}, phase: OperationProgress['phase'] = 'reconciling'): OperationProgress => ({
   operation: 'provision',
