@@ -3,7 +3,7 @@
 // (so they never pass through workflow history). Every function is idempotent under retries.
 import type { Catalog } from '../config/catalog';
 import { planResources, type ResourceDef, type ResourceSetDef } from '../config/resource-sets';
-import { BindingOperationsRunningError, BrokerflowKey, InstanceBusyError, instanceInputs, OperationMismatchError, operationOf, type Registry } from '../adapters/registry';
+import { BindingOperationsRunningError, BrokerflowKey, InstanceBusyError, instanceInputs, OperationInProgressError, OperationMismatchError, operationOf, type Registry } from '../adapters/registry';
 import type { OwnerReference } from '../adapters/persistence';
 import type { ReconcileObject, TemplateContext } from '../domain/reconcile';
 import type { ResourceDriver } from '../adapters/resources/types';
@@ -11,7 +11,7 @@ import { renderSpec } from '../adapters/resources/template';
 import { ConflictError, NotFoundError, ValidationError } from '../adapters/errors';
 import { RegistryKey } from '../adapters/registry/keys';
 import type { Entry } from '../adapters/registry/entry';
-import type { OperationInput } from '../workflows/messages';
+import { deprovisionAfterProvisionId, type OperationInput } from '../workflows/messages';
 import type { OperationType } from '../domain/operations';
 import { asActivity } from './failures';
 import { operationAudit } from './audit';
@@ -187,7 +187,18 @@ export function createOperationActivities(deps: OperationDeps) {
             for (const k of [ExtraKeys.ExpiresAt, ExtraKeys.RenewBefore, ExtraKeys.ExpiryWorkflowID, ExtraKeys.ExpiredAt]) entry.unset(k);
           }
         }
-        await registry.beginOperation(entry, { operation: input.operation, operationId: input.operationId });
+        try {
+          await registry.beginOperation(entry, { operation: input.operation, operationId: input.operationId });
+        } catch (err) {
+          // The provision this deprovision continues (a DELETE stopped it) wrote its begin after this entry was read:
+          // the DELETE cut off that begin's answer, so the provision never records an end. Read the entry again, and
+          // the rule above closes it as superseded. Found by a PUT/DELETE race on a loaded machine, whose deprovision
+          // failed "provision … is still in progress".
+          if (err instanceof OperationInProgressError && input.operation === 'deprovision' && deprovisionAfterProvisionId(err.operationId) === input.operationId) {
+            throw new ConflictError(`${entry.name}: the provision ${err.operationId.slice(0, 80)} began meanwhile; reading the entry again`);
+          }
+          throw err;
+        }
         // On the Kubernetes registry backend, objects that name this entry as their owner are garbage-collected
         // with it; templates pass it on as `owner`.
         const owner = entry.getOwnerReference();

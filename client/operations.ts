@@ -31,7 +31,7 @@ import {
   type OperationProgress,
   type OperationResult,
 } from '../workflows/messages';
-import { liveStep, stepDescription, type LiveStep } from './operation-progress';
+import { liveStep, stepDescription, type LiveStep, type PendingActivity } from './operation-progress';
 import type { OperationState, OperationType } from '../domain/operations';
 import { BindingIdKey, InstanceIdKey, OperationStateKey, OperationTypeKey, OriginatingUserKey, PlanIdKey, ServiceIdKey } from '../workflows/searchAttributes';
 import { requesterLabel } from '../domain/audit';
@@ -153,6 +153,23 @@ export interface LiveLookup {
 
 /** How many operations {@link OperationsClient} remembers as running (a bound on its memory; the oldest go first). */
 const RUNNING_HINTS = 10_000;
+/** What the process knows of an operation it last saw running: its ID, and the worker's latest progress report. */
+interface RunningHint {
+  operationId: string;
+  /**
+   * The worker's latest report and the run's pending activities (their IDs) when it came: while the same activity is
+   * still pending the report still says where the operation stands (a retried activity keeps its ID), so a poll
+   * answers with it at once instead of waiting for the query it asks again.
+   */
+  report?: { progress: OperationProgress; pending: string; at: number };
+}
+
+/**
+ * How long a poll that can answer with the kept report does without asking the worker again: the report is asked for
+ * at most this often per operation while its activity stays pending (each query is work for the Temporal server and
+ * a worker, which a loaded machine feels in every poll's latency).
+ */
+export const PROGRESS_REPORT_REFRESH_MS = 1_000;
 
 /** Starts, inspects and waits for operations. */
 export class OperationsClient {
@@ -161,7 +178,7 @@ export class OperationsClient {
    * poll of one of these asks for its step at once, beside the registry read, instead of after it. Only a hint: a
    * poll of an operation not in it (started by another broker process) asks the same things one after the other.
    */
-  private readonly runningHints = new Map<string, string>();
+  private readonly runningHints = new Map<string, RunningHint>();
 
   constructor(
     readonly client: Client,
@@ -171,9 +188,11 @@ export class OperationsClient {
 
   private hintRunning(ref: { instanceId: string; bindingId?: string | undefined }, operationId: string | undefined): void {
     const id = operationWorkflowId(ref);
+    const known = this.runningHints.get(id);
     this.runningHints.delete(id);
     if (operationId === undefined) return;
-    this.runningHints.set(id, operationId);
+    // Kept (and moved to the young end) while it is the same operation; a new operation starts without a report.
+    this.runningHints.set(id, known?.operationId === operationId ? known : { operationId });
     if (this.runningHints.size > RUNNING_HINTS) this.runningHints.delete(this.runningHints.keys().next().value!);
   }
 
@@ -370,10 +389,14 @@ export class OperationsClient {
     const lookup = opts.live && opts.live.deadlineMs > 0 ? opts.live : undefined;
     // An operation this process knows to be running: its step is asked for together with the registry read and the
     // description, so the poll waits for the slowest of the three, not for their sum (its target is p99 ≤ 20 ms).
-    const hinted = this.runningHints.get(operationWorkflowId(ref));
-    const expectRunning = hinted !== undefined && (!ref.operationId || ref.operationId === hinted);
-    let progress: Promise<OperationProgress | undefined> | undefined = lookup && expectRunning ? this.progress(ref, lookup.deadlineMs) : undefined;
-    const askProgress = lookup && !expectRunning ? () => (progress = this.progress(ref, lookup.deadlineMs)) : undefined;
+    // With a young enough report of the worker's, it is not asked at all before answering.
+    const hint = this.runningHints.get(operationWorkflowId(ref));
+    const expectRunning = hint !== undefined && (!ref.operationId || ref.operationId === hint.operationId);
+    const kept = expectRunning ? hint.report : undefined;
+    const young = kept !== undefined && Date.now() - kept.at <= PROGRESS_REPORT_REFRESH_MS;
+    let asked = Date.now();
+    let progress: Promise<OperationProgress | undefined> | undefined = lookup && expectRunning && !young ? this.progress(ref, lookup.deadlineMs) : undefined;
+    const askProgress = lookup && !expectRunning ? () => ((asked = Date.now()), (progress = this.progress(ref, lookup.deadlineMs))) : undefined;
     const seen: { described?: WorkflowExecutionDescription } = {};
     const s = await this.recordedStatus(ref, seen, askProgress, expectRunning);
     this.hintRunning(ref, s?.state === 'in progress' ? s.operationId : undefined);
@@ -382,8 +405,32 @@ export class OperationsClient {
     // Only what the run holding this very operation reports (not a provision a DELETE is turning into a deprovision).
     const memo = described?.memo as unknown as OperationMemo | undefined;
     const ours = described?.status.name === 'RUNNING' && memo?.operationId === s.operationId;
-    const reported = ours ? await progress : undefined;
-    const live = ours ? liveStep(reported?.operationId === s.operationId ? reported : undefined, described.raw.pendingActivities ?? []) : undefined;
+    if (!ours) return s;
+    const pending = described.raw.pendingActivities ?? [];
+    const pendingKey = pendingActivityKey(pending);
+    const operationId = s.operationId;
+    // The query's answer is kept for the next polls when it names the step that is pending now.
+    const keep = (p: OperationProgress | undefined): OperationProgress | undefined => {
+      if (p?.operationId !== operationId) return undefined;
+      const h = this.runningHints.get(operationWorkflowId(ref));
+      if (pendingKey && h?.operationId === operationId && reportMatches(p, pending)) h.report = { progress: p, pending: pendingKey, at: asked };
+      return p;
+    };
+    let reported: OperationProgress | undefined;
+    if (pendingKey && kept?.pending === pendingKey && kept.progress.operationId === operationId) {
+      // The activity the kept report was about is still the pending one: answered with it. A query asked for this
+      // poll (the report is older than PROGRESS_REPORT_REFRESH_MS) replaces it when it comes, for the next poll.
+      reported = kept.progress;
+      void progress?.then(keep);
+    } else {
+      // No report, or one about an earlier step: the worker is asked (if not yet) and waited for, up to the deadline.
+      if (lookup && !progress) {
+        asked = Date.now();
+        progress = this.progress(ref, lookup.deadlineMs);
+      }
+      reported = keep(await progress);
+    }
+    const live = liveStep(reported, pending);
     const description = stepDescription(live);
     return { ...s, ...(live ? { live } : {}), ...(description ? { description } : {}) };
   }
@@ -476,6 +523,20 @@ export class OperationsClient {
     // An operation ID we never issued for this instance (or a poller that sends a type name): report the latest.
     return record ? fromRecord(record) : undefined;
   }
+}
+
+/** The IDs of a run's pending activities, as one key ('' when none is pending). */
+function pendingActivityKey(pending: ReadonlyArray<{ activityId?: string | null }>): string {
+  return pending
+    .map((p) => p.activityId ?? '')
+    .sort()
+    .join(',');
+}
+
+/** True when a worker's report names a step that is pending (its type) in the run's description. */
+function reportMatches(progress: OperationProgress, pending: readonly PendingActivity[]): boolean {
+  const step = progress.reconcile.step;
+  return step !== undefined && pending.some((p) => p.activityType?.name === step);
 }
 
 function fromRecord(r: OperationRecord): OperationStatus {

@@ -91,6 +91,44 @@ test('a provision waiting out a stopped tenant etcd names resource, step, attemp
   assertNoSecret([...seen, after.body].map((b) => JSON.stringify(b)));
 });
 
+test('once a worker has named the retried step, every poll names it while that activity is pending, also with no worker up', async () => {
+  const id = newId('lo-kept');
+  await tenant.server.stop();
+  let first: { attempt: number; error: string };
+  let operation: string;
+  const without: Body[] = [];
+  try {
+    const res = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, plan_id: PLAN, ...ORG_SPACE });
+    assert.equal(res.statusCode, 202, res.body);
+    operation = res.json().operation as string;
+    // Until the worker's own report is in an answer (the resource at the head).
+    const seen = await pollUntil(instancePath(id), operation, (b) => retrying('keyspace', 'etcd-prefix', 'getCurrentState')(b) && b.description!.startsWith('keyspace: '));
+    first = retriedStep(seen[seen.length - 1]!.description, 'keyspace', 'etcd-prefix', 'getCurrentState')!;
+    // No worker answers a query now; the step is still being retried (the same activity, waiting for a worker).
+    await stack.stopWorker();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const r = await stack.osb('GET', `${instancePath(id)}/last_operation?operation=${encodeURIComponent(operation)}`);
+        assert.equal(r.statusCode, 200, r.body);
+        without.push(r.json() as Body);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await stack.startWorker();
+    }
+  } finally {
+    await tenant.server.restart();
+  }
+  for (const b of without) {
+    assert.equal(b.state, 'in progress');
+    // The head is the worker's report, kept from the earlier poll: the answer does not switch to the no-worker wording.
+    assert.ok(b.description?.startsWith('keyspace: getCurrentState (attempt '), `the step is no longer named with its resource: ${b.description}`);
+    const step = retriedStep(b.description, 'keyspace', 'etcd-prefix', 'getCurrentState');
+    assert.ok(step && step.attempt >= first.attempt, b.description);
+  }
+  assert.deepEqual(await pollLastOperation(stack, instancePath(id), operation), { status: 200, body: { state: 'succeeded' } });
+});
+
 test('brokerflow status --json shows the same step, attempt and last error as last_operation', async () => {
   const id = newId('lo-cli');
   await tenant.server.stop();
