@@ -2,12 +2,14 @@
 // etcd-only resource set, the broker (`client/broker/main.ts`) and worker (`worker/main.ts`) as processes of
 // their own, and a platform-like client that provisions over HTTP and polls last_operation.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Client } from '@temporalio/client';
 import { freePort, httpOk, repoRoot, type ManagedProcess } from '../scripts/lib/process';
 import { newPollerCheck, OperationReportedFailed, startNodeScript, type OperationTiming } from './process-support';
+import { requireTestEnv } from '../test/support/env';
+import type { BenchContext } from './harness';
 
 /** The example catalog's etcd-keyspace service and its `standard` plan (config/catalog.example.yaml). */
 export const SERVICE_ID = '6db0d0a4-2b5e-4c1e-9a1f-7f6d2c0e5a11';
@@ -19,6 +21,8 @@ export const RESOURCE_SETS_FILE = 'config/resource-sets.example.yaml';
 
 /** A brokerflow configuration for the benchmark, and the environment its secrets come from. */
 export interface BenchDeployment {
+  /** The deployment's directory: its configuration, registry and logs. */
+  dir: string;
   configFile: string;
   taskQueue: string;
   brokerUrl: string;
@@ -52,6 +56,7 @@ export async function writeDeployment(opts: {
   const configFile = join(opts.dir, 'brokerflow.yaml');
   writeFileSync(configFile, stringify(config));
   return {
+    dir: opts.dir,
     configFile,
     taskQueue,
     brokerPort,
@@ -69,6 +74,16 @@ export async function writeDeployment(opts: {
     authorization: `Basic ${Buffer.from(`platform:${password}`).toString('base64')}`,
     logDir: join(opts.dir, 'logs'),
   };
+}
+
+/** A deployment on the run's tenant etcd, in a fresh directory of the run's work directory named after `prefix`. */
+export function tenantDeployment(ctx: BenchContext, prefix: string): Promise<BenchDeployment> {
+  return writeDeployment({
+    dir: mkdtempSync(join(ctx.workDir, prefix)),
+    temporalAddress: ctx.temporalAddress,
+    tenantEtcdEndpoint: requireTestEnv('tenantEtcdEndpoint'),
+    tenantEtcdRootPassword: requireTestEnv('tenantEtcdRootPassword'),
+  });
 }
 
 /** Starts the broker process and waits until /readyz answers (Temporal and the registry reachable). */

@@ -5,13 +5,10 @@
 // to the last minute (medians of the samples in each), beside the operations completed and the worker's resident set
 // when idle before and after. Memory that grows with the number of operations run (a leak) shows as growth; a
 // worker that stays within ±10 % is flat.
-import { mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { ManagedProcess } from '../scripts/lib/process';
-import { requireTestEnv } from '../test/support/env';
 import { row, summarize, type BenchContext, type BenchRow, type Benchmark } from './harness';
-import { deprovisionOperation, provisionOperation, startBroker, startWorkers, writeDeployment } from './osb-support';
+import { deprovisionOperation, provisionOperation, startBroker, startWorkers, tenantDeployment } from './osb-support';
 import { procStatus } from './process-support';
 
 /** Clients working at once: enough to keep the worker busy on 2 cores without queueing for minutes. */
@@ -43,13 +40,7 @@ export const benchmark: Benchmark = {
   async run(ctx: BenchContext): Promise<BenchRow[]> {
     const minutes = ctx.soakMinutes ?? 10;
     if (minutes < 3) throw new Error('a soak needs at least 3 minutes: a warm-up minute, a first and a last minute');
-    const dir = mkdtempSync(join(ctx.workDir, 'bench-soak-'));
-    const d = await writeDeployment({
-      dir,
-      temporalAddress: ctx.temporalAddress,
-      tenantEtcdEndpoint: requireTestEnv('tenantEtcdEndpoint'),
-      tenantEtcdRootPassword: requireTestEnv('tenantEtcdRootPassword'),
-    });
+    const d = await tenantDeployment(ctx, 'bench-soak-');
     const connection = await Connection.connect({ address: ctx.temporalAddress });
     const client = new Client({ connection, namespace: 'default' });
     const procs: ManagedProcess[] = [];

@@ -1,7 +1,9 @@
 // The test runner: starts ONE Temporal dev server, ONE etcd, one moto server and the Kubernetes control
 // plane (kube-apiserver + kube-controller-manager on that etcd) and a tenant etcd with auth on, for the
 // whole run; hands their addresses to every test file through the environment, runs the files with node's
-// test runner, and stops everything at the end, even when a test fails or the run is interrupted.
+// test runner, and stops everything at the end, even when a test fails or the run is interrupted. The work directory
+// (servers' data and logs) is removed after a run that passed, kept after one that did not (BROKERFLOW_KEEP_TEST_DIR=1:
+// always kept).
 //
 //   node --import tsx test/run.ts                     all test files
 //   node --import tsx test/run.ts test/unit           files under a folder (or given files)
@@ -11,7 +13,7 @@
 //                                                     on PostgreSQL (scripts/lib/temporal-cluster.ts); also
 //                                                     BROKERFLOW_TEST_TEMPORAL=cluster
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { repoRoot } from '../scripts/lib/process';
@@ -55,6 +57,7 @@ async function main(): Promise<number> {
   console.log(`# test run work dir: ${workDir} (server logs in ${logDir})`);
   const t0 = Date.now();
   let started: StartedServers | undefined;
+  let passed = false;
   try {
     started = await startTestServers({
       workDir,
@@ -86,9 +89,13 @@ async function main(): Promise<number> {
     ];
     const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: 'inherit' });
     const code: number = await new Promise((res) => child.on('exit', (c, s) => res(c ?? (s ? 1 : 0))));
+    passed = code === 0;
     return code;
   } finally {
     await started?.stop();
+    // The servers' data and logs (hundreds of MB after a full run) are kept only when they can explain a failure.
+    if (passed && !process.env.BROKERFLOW_KEEP_TEST_DIR) rmSync(workDir, { recursive: true, force: true });
+    else console.log(`# test run work dir kept: ${workDir} (server logs in ${logDir})`);
   }
 }
 

@@ -1,5 +1,6 @@
 // The worker process: configuration -> adapters -> activities -> Worker, until SIGINT/SIGTERM.
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { configPathFromArgs, loadRuntimeConfig } from '../config';
 import { createLogger } from '../platform/logging';
 import { createWorker, installRuntime } from './worker';
@@ -12,6 +13,7 @@ import { searchAttributeDefinitions } from '../workflows/searchAttributes';
 import { temporal } from '@temporalio/proto';
 
 async function main(): Promise<void> {
+  const startedAt = performance.now();
   // First, so that a worker told to run anything but the product's workflows refuses before it connects anywhere.
   const entry = workflowsEntry();
   const log = createLogger('worker');
@@ -22,24 +24,9 @@ async function main(): Promise<void> {
   const built = await buildWorkerDependencies(config);
   const bundle = prebuiltWorkflowBundle({ log });
   const worker = await createWorker({ config, deps: built.deps, workflowBundle: { code: bundle.code } });
-  const metricsPort = config.worker?.metricsPort;
-  const server =
-    metricsPort !== undefined
-      ? createServer((req, res) => {
-          if (req.url !== '/metrics') {
-            res.writeHead(404).end();
-            return;
-          }
-          built.metrics.metrics().then(
-            (text) => res.writeHead(200, { 'Content-Type': built.metrics.contentType }).end(text),
-            () => res.writeHead(500).end(),
-          );
-        }).listen(metricsPort, '127.0.0.1')
-      : undefined;
-  log.info(
-    { taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace, drivers: [...(built.deps.drivers?.keys() ?? [])], metricsPort, workflowBundle: bundle.from },
-    'worker started',
-  );
+  // Bound before anything is polled: a port another process holds is a startup error that names the port, never
+  // an unhandled 'error' event that kills a worker which is already running operations.
+  const metrics = config.worker?.metricsPort !== undefined ? await serveMetrics(config.worker.metricsPort, built.metrics) : undefined;
   await registerSearchAttributes(config, log);
   if (built.deps.endpoints) {
     // Endpoint reconciliation runs as a singleton watcher workflow plus a resync schedule; starting them is idempotent.
@@ -48,10 +35,42 @@ async function main(): Promise<void> {
     log.info({ sync: built.deps.endpoints.settings.name, schedule: started.scheduleId }, 'endpoint reconciliation running');
     await client.connection.close();
   }
+  // Said as it begins to poll: tests and supervisors take this line as "ready".
+  log.info(
+    {
+      taskQueue: config.temporal.taskQueue,
+      namespace: config.temporal.namespace,
+      drivers: [...(built.deps.drivers?.keys() ?? [])],
+      metricsPort: metrics?.port,
+      workflowBundle: bundle.from,
+      startupMs: Math.round(performance.now() - startedAt),
+    },
+    'worker started',
+  );
   await worker.run();
-  server?.close();
+  metrics?.server.close();
   await built.close();
   log.info('worker stopped');
+}
+
+/** Serves `/metrics` on 127.0.0.1:`port` (0: a free port, logged in "worker started"); rejects with the port when it cannot be bound. */
+async function serveMetrics(port: number, registry: { metrics(): Promise<string>; contentType: string }): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', (err: NodeJS.ErrnoException) => fail(new Error(`the metrics port 127.0.0.1:${port} (worker.metricsPort) cannot be bound: ${err.code ?? err.message}`)));
+    server.listen(port, '127.0.0.1', () => ok());
+  });
+  const addr = server.address();
+  return { server, port: typeof addr === 'object' && addr ? addr.port : port };
 }
 
 /**

@@ -142,7 +142,7 @@ scenario.test(`${PROVISIONS} provisions all succeed exactly once while the worke
       'workflow task on the dead worker\'s sticky queue moves to the normal queue after 10 s. With kills every few seconds these ' +
       'waits compound, which is why operations in progress at a kill take far longer than 10 s to finish.',
   );
-  scenario.note('Each restart includes bundling the workflow code (worker/main.ts bundles at start).');
+  scenario.note('Each restart reads the workflow bundle from the bundle cache (worker/main.ts builds one only when none matches the workflow sources).');
 
   assert.equal(kills.length, KILLS);
   assert.ok(kills.every((k) => k.unfinished > 0), `every kill hit unfinished operations: ${kills.map((k) => k.unfinished).join(',')}`);

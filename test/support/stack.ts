@@ -7,10 +7,12 @@ import type { RuntimeConfig, RuntimeConfigFile } from '../../config/runtime';
 import type { ResourceDriver } from '../../adapters/resources/types';
 import { createBroker, type RunningBroker } from '../../client/broker/server';
 import { createLogger } from '../../platform/logging';
+import { join } from 'node:path';
+import pino from 'pino';
 import { buildWorkerDependencies, type WorkerDependencies } from '../../worker/dependencies';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { basicAuth, writeTestConfig } from './config';
-import { requireTestEnv } from './env';
+import { requireTestEnv, testEnvNames } from './env';
 
 /** A running broker + worker pair for tests. */
 export interface TestStack {
@@ -37,10 +39,22 @@ export interface TestStackOptions {
   activityInterceptors?: ActivityInterceptorsFactory[];
 }
 
+/**
+ * The in-process broker's log: warnings and errors (BROKERFLOW_TEST_LOG_LEVEL overrides the level) to a file of
+ * this test process under the run's work directory, which the runner keeps when a test failed: an unexpected 500
+ * ("internal error; see the broker log") can then be read there. Without a test run's servers: nothing is logged.
+ */
+function brokerLogOptions(): { level: string; destination?: ReturnType<typeof pino.destination> } {
+  const workDir = process.env[testEnvNames.workDir];
+  const level = process.env.BROKERFLOW_TEST_LOG_LEVEL ?? (workDir ? 'warn' : 'silent');
+  if (!workDir || level === 'silent') return { level: 'silent' };
+  return { level, destination: pino.destination({ dest: join(workDir, 'logs', `broker-${process.pid}.log`), mkdir: true, sync: true }) };
+}
+
 export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
   const { config, file } = writeTestConfig(opts.overrides);
   const deps = await buildWorkerDependencies(config, opts.extraDrivers);
-  const broker = await createBroker(config, createLogger('broker', { level: process.env.BROKERFLOW_TEST_LOG_LEVEL ?? 'silent' }));
+  const broker = await createBroker(config, createLogger('broker', brokerLogOptions()));
   let worker: Worker | undefined;
   let running: Promise<void> | undefined;
   let connection: NativeConnection | undefined;

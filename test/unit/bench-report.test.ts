@@ -46,7 +46,7 @@ function osbRows(paired10: number[]): BenchRow[] {
   rows.push(bf('osb', where, 'activity execution: recordComplete', 'ms', [90]));
   rows.push(bf('osb', 'provision, 50 clients', 'worker peak RSS', 'MB', [410, 420, 400]), base('osb', 'provision, 50 clients', 'worker peak RSS', 'MB', [220, 221, 219]));
   const mem = 'worker memory at start, by part (one probe process)';
-  rows.push(bf('osb', mem, 'node + tsx', 'MB', [80]), bf('osb', mem, '+ bundling the workflows at start (after GC)', 'MB', [100]));
+  rows.push(bf('osb', mem, 'node + tsx', 'MB', [80]), bf('osb', mem, '+ a Worker created with it (its workflow sandbox loaded; after GC)', 'MB', [100]));
   return rows;
 }
 
@@ -173,7 +173,7 @@ test('a worker RSS over 300 MB is explained by the floor worker beside it and th
   assert.equal(t.verdict, 'miss');
   assert.match(t.shortfall!, /410 MB where at most 300 MB is allowed: 110 MB \(37%\) over/);
   assert.match(t.why!, /peaks at 220 MB in the same run, so 190 MB come with brokerflow/);
-  assert.match(t.why!, /holds 180 MB: node \+ tsx 80 MB, bundling the workflows at start \(after GC\) 100 MB/);
+  assert.match(t.why!, /holds 180 MB: node \+ tsx 80 MB, a Worker created with it \(its workflow sandbox loaded; after GC\) 100 MB/);
 });
 
 test('the table has one line per figure with both sides, the ratio and the verdict, and lists benchmarks that did not run', () => {
