@@ -358,10 +358,19 @@ export class OperationsClient {
 
   /**
    * Asks a running provision to stop and deprovision instead. Returns the deprovision's operation ID, the same
-   * for every request that interrupts the same provision.
+   * for every request that interrupts the same provision; undefined when the provision's run closed after the
+   * request saw it running, or another run (or another request's interruption) took its place: the caller then
+   * decides again on the new facts. The signal names the provision's run, so it never reaches a later run.
    */
-  async interruptProvision(provisionOperationId: string, input: OperationInput): Promise<string> {
-    await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId)).signal(deprovisionRequestedSignal, input);
+  async interruptProvision(provisionOperationId: string, input: OperationInput): Promise<string | undefined> {
+    const d = await this.describe({ instanceId: input.instanceId });
+    if (!d || d.status.name !== 'RUNNING' || (d.memo as unknown as OperationMemo | undefined)?.operationId !== provisionOperationId) return undefined;
+    try {
+      await this.client.workflow.getHandle(instanceWorkflowId(input.instanceId), d.runId).signal(deprovisionRequestedSignal, input);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
     return deprovisionAfterProvisionId(provisionOperationId);
   }
 

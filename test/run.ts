@@ -46,7 +46,9 @@ function findTestFiles(path: string, named = true): string[] {
 
 async function main(): Promise<number> {
   const shape = temporalShape(process.argv.slice(2));
-  const targets = process.argv.slice(2).filter((a) => !a.startsWith('--temporal='));
+  // `--test-name-pattern=<regex>` is handed to node's runner: the named files run only the tests it matches.
+  const namePatterns = process.argv.slice(2).filter((a) => a.startsWith('--test-name-pattern='));
+  const targets = process.argv.slice(2).filter((a) => !a.startsWith('--temporal=') && !a.startsWith('--test-name-pattern='));
   const files = (targets.length ? targets : ['test']).flatMap((t) => findTestFiles(resolve(repoRoot, t), targets.length > 0));
   if (files.length === 0) {
     console.error(`no *.test.ts files under ${targets.join(' ') || 'test'}`);
@@ -85,6 +87,7 @@ async function main(): Promise<number> {
       // slowest (the model tier, about 6 minutes alone on 2 cores, 12 on a machine loaded to 15): a file that hangs (a
       // time-skipping server that stopped skipping once waited out an hour) fails by name instead of using up CI.
       '--test-timeout=1200000',
+      ...namePatterns,
       ...files.map((f) => relative(repoRoot, f)),
     ];
     const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: 'inherit' });

@@ -200,7 +200,8 @@ export class OsbService {
 
   /**
    * Decides on fresh facts and carries the decision out. A start that loses a race (another run took the
-   * workflow ID between our read and our start) decides again on the new facts, a few times at most.
+   * workflow ID between our read and our start), or an interruption of a provision that has just ended, decides
+   * again on the new facts, a few times at most.
    */
   private async carryOut<B>(
     type: OperationType,
@@ -223,6 +224,8 @@ export class OsbService {
         case 'interrupt': {
           const input = this.withRetry(withRequester(plan.build(), origin));
           const operationId = await this.deps.operations.interruptProvision(decision.provisionOperationId, input);
+          // The provision ended between the decision and the signal: decide again (a deprovision starts now).
+          if (operationId === undefined) continue;
           await this.recordAccepted({ ...input, operationId });
           this.count('deprovision', 'interrupted_provision');
           return accepts ? answer(202, { operation: operationId }) : this.answerSync(type, ref, operationId, plan.sync);

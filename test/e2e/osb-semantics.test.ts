@@ -123,6 +123,7 @@ let gated: TestStack | undefined;
 let unclosed: TestStack | undefined;
 let refusing: TestStack | undefined;
 let superseded: TestStack | undefined;
+let endingProvision: TestStack | undefined;
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -137,6 +138,7 @@ after(async () => {
   await unclosed?.close();
   await refusing?.close();
   await superseded?.close();
+  await endingProvision?.close();
   await stack.close();
 });
 
@@ -676,6 +678,57 @@ test('a DELETE after a provision recorded its end, while no worker closes its ru
     return out.some((r) => r.endsWith('RUNNING')) || out.length < 2 ? undefined : out.sort();
   });
   assert.deepEqual(runs, ['deprovision COMPLETED', 'provision TERMINATED'], 'one deprovision run, and the provision run it superseded');
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('a DELETE that decided to stop a provision which then ends before it is told decides again: 202, and a deprovision runs', { timeout: 120_000 }, async () => {
+  // The provision's last registry write is held until the DELETE has decided to interrupt it; then the provision
+  // is let finish, and only after its run has closed does the broker tell it to stop (seen under load: 500
+  // "internal error", WorkflowNotFoundError from the signal).
+  const id = newId('ending');
+  const { promise: completing, resolve: provisionCompleting } = deferred();
+  const { promise: released, resolve: release } = deferred();
+  const s = (endingProvision = await startTestStack({
+    worker: true,
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+              provisionCompleting();
+              await released;
+            }
+            return next(input);
+          },
+        },
+      }),
+    ],
+  }));
+  const operations = (s.broker.osb as unknown as { deps: { operations: { interruptProvision(...args: unknown[]): Promise<unknown> } } }).deps.operations;
+  const interrupt = operations.interruptProvision.bind(operations);
+  let interruptions = 0;
+  operations.interruptProvision = async (...args: unknown[]) => {
+    interruptions++;
+    if (interruptions === 1) {
+      release();
+      await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).result();
+    }
+    return interrupt(...args);
+  };
+  let deleteOp: string;
+  try {
+    const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    await Promise.race([completing, sleep(60_000)]);
+    const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
+    assert.equal(interruptions, 1, 'the DELETE decided to interrupt the provision once, and then to deprovision');
+  } finally {
+    release();
+  }
+  const done = await pollLastOperation(s, instancePath(id), deleteOp!);
+  assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
   assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
 });
 
