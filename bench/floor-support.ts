@@ -38,11 +38,11 @@ export async function startFloorWorker(opts: { client: Client; address: string; 
  * One floor operation: start the workflow, then poll its state every `pollMs` until it completed, as the OSB
  * client polls last_operation. Resolves with the latency in ms.
  */
-export async function floorOperation(client: Client, taskQueue: string, activities: number, pollMs: number, timeoutMs = 120_000): Promise<OperationTiming> {
+export async function floorOperation(client: Client, taskQueue: string, activities: number, pollMs: number, timeoutMs = 120_000, localActivities = 0): Promise<OperationTiming> {
   const workflowId = `floor/${randomUUID()}`;
   const sentAt = Date.now();
   const t0 = performance.now();
-  const handle = await client.workflow.start('floorWorkflow', { taskQueue, workflowId, args: [activities] });
+  const handle = await client.workflow.start('floorWorkflow', { taskQueue, workflowId, args: [activities, localActivities] });
   for (;;) {
     await new Promise((r) => setTimeout(r, pollMs));
     const d = await handle.describe();

@@ -19,6 +19,8 @@ export interface RunBreakdown {
   /** runMs minus the two above: workflow tasks, their round trips and the server's bookkeeping. */
   otherMs: number;
   activities: number;
+  /** Local activities (their markers): run inside workflow tasks, so in none of the activity times above. */
+  localActivities: number;
   events: number;
   /** The history's encoded size: what the server writes and sends to workers on a cache miss. */
   historyBytes: number;
@@ -49,6 +51,7 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
   let activityExecMs = 0;
   let activityQueueMs = 0;
   let activities = 0;
+  let localActivities = 0;
   const execByType: Record<string, number> = {};
   for (const e of events) {
     const at = ms(e.eventTime);
@@ -59,6 +62,7 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
       scheduled.set(id, { at, type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?' });
       activities++;
     }
+    if (e.markerRecordedEventAttributes?.markerName === 'core_local_activity') localActivities++;
     if (e.activityTaskStartedEventAttributes) {
       const s = scheduled.get(idOf(e.activityTaskStartedEventAttributes.scheduledEventId));
       started.set(id, at);
@@ -84,6 +88,7 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
     activityQueueMs,
     otherMs: runMs - activityExecMs - activityQueueMs,
     activities,
+    localActivities,
     events: events.length,
     historyBytes: temporal.api.history.v1.History.encode(history).finish().length,
     execByType,
@@ -138,6 +143,7 @@ export function medianBreakdown(list: RunBreakdown[]): RunBreakdown {
     activityQueueMs: field('activityQueueMs'),
     otherMs: field('otherMs'),
     activities: field('activities'),
+    localActivities: field('localActivities'),
     events: field('events'),
     historyBytes: field('historyBytes'),
     actions: field('actions'),

@@ -2,7 +2,7 @@
 // clients, on the example catalog's `standard` plan with the etcd-only resource set (config/resource-sets.example.yaml:
 // one etcd prefix per instance) and the file registry (the shipped default); broker and worker run as processes of
 // their own. Beside it, on the same Temporal server in the same run, the floor: a bare Temporal workflow with as many
-// no-op activities as a provision runs (read from a provision's history), started and polled the same way (every
+// no-op activities as a provision runs, local and regular alike (read from a provision's history), started and polled the same way (every
 // 100 ms), with its own worker process; and the truer floor, right after each level: one workflow with ONE no-op
 // activity, the least a durable operation costs. Also: worker and broker peak RSS during the 50-client run (beside the floor
 // worker's), throughput at 10 clients with 2 worker processes then 1, where a provision's time goes (from workflow
@@ -132,13 +132,13 @@ export const benchmark: Benchmark = {
       const provision: Operation = () => provisionOperation(d, POLL_MS);
       // Warm-up: connections, JIT, caches; one provision's history says how many activities the floor must run.
       const warm = await closedLoop(3, 6, provision);
-      const activities = (await runBreakdown(client, warm.done[0]!.workflowId)).activities;
-      const floor: Operation = () => floorOperation(client, floorQueue, activities, POLL_MS);
+      const { activities, localActivities } = await runBreakdown(client, warm.done[0]!.workflowId);
+      const floor: Operation = () => floorOperation(client, floorQueue, activities, POLL_MS, undefined, localActivities);
       const floor1: Operation = () => floorOperation(client, floorQueue, 1, POLL_MS);
       await closedLoop(3, 6, floor);
       await closedLoop(3, 6, floor1);
 
-      phase(`warmed up (a provision runs ${activities} activities)`);
+      phase(`warmed up (a provision runs ${activities} activities and ${localActivities} local activities)`);
       // Two worker processes first (then one is stopped, so every figure after this is for one worker).
       const scalingCase = (n: number) => `scaling: ${n} worker process${n === 1 ? '' : 'es'}`;
       for (let r = 0; r < ctx.runs; r++) {
@@ -218,6 +218,7 @@ export const benchmark: Benchmark = {
         for (const parts of breakdowns[subject]) {
           const b = medianBreakdown(parts);
           add(subject, kase, 'activities', 'count', b.activities);
+          add(subject, kase, 'local activities', 'count', b.localActivities);
           add(subject, kase, 'history events', 'count', b.events);
           add(subject, kase, 'history size', 'bytes', b.historyBytes);
           add(subject, kase, 'billable actions (Temporal Cloud, from the history)', 'count', b.actions);

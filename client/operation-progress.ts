@@ -3,10 +3,12 @@
 // description of the run (pending activities: no worker needed). Pure, so the wording is tested without a server
 // (docs/design/contracts/osb-api.md#what-a-running-operations-description-says).
 import type { OperationProgress } from '../workflows/messages';
+import { attemptsBeforeActivity } from '../workflows/activity-policies';
 import { redactSecretsInText } from '../platform/logging';
 
 /** The fields of a pending activity that Temporal's DescribeWorkflowExecution gives (its proto shape, in part). */
 export interface PendingActivity {
+  activityId?: string | null;
   activityType?: { name?: string | null } | null;
   attempt?: number | null;
   /** 0 (or absent): no limit. */
@@ -56,9 +58,12 @@ export function liveStep(progress: OperationProgress | undefined, pending: reado
   }
   if (activity) {
     live.step ??= activity.activityType!.name!;
-    live.attempt = Math.max(1, activity.attempt ?? 1);
-    if (activity.maximumAttempts) live.maximumAttempts = activity.maximumAttempts;
-    const failure = activity.lastFailure?.message;
+    // A step that continues after its local attempt (workflows/local-first.ts) counts that attempt too, in both the
+    // attempt and the limit; its last error is the local attempt's (the workflow reports it) until it has its own.
+    const before = attemptsBeforeActivity(activity.activityId);
+    live.attempt = Math.max(1, activity.attempt ?? 1) + before;
+    if (activity.maximumAttempts) live.maximumAttempts = activity.maximumAttempts + before;
+    const failure = activity.lastFailure?.message || (before > 0 && progress?.reconcile.step === live.step ? progress.reconcile.lastFailure : undefined);
     if (failure) live.lastFailure = oneLine(redactSecretsInText(failure));
   }
   return Object.keys(live).length > 0 ? live : undefined;

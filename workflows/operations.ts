@@ -22,8 +22,9 @@ import type { CredentialExpiry, OperationActivities } from '../activities/operat
 import type { CancellationActivities } from '../activities/cancellation';
 import type { ResourceDef } from '../config/resource-sets';
 import type { TemplateContext } from '../domain/reconcile';
-import { reconcile, type ReconcileProgress } from './reconcile';
-import { describeFailure, recordOptions } from './activity-policies';
+import { LOCAL_FIRST_PATCH, reconcile, type ReconcileProgress } from './reconcile';
+import { describeFailure, recordOptions, recordPlacement } from './activity-policies';
+import { placedActivities } from './local-first';
 import { OperationStateKey, OperationTypeKey, OriginatingUserKey } from './searchAttributes';
 import { requesterLabel } from '../domain/audit';
 import {
@@ -47,7 +48,23 @@ import {
   type OperationResult,
 } from './messages';
 
-const records = proxyActivities<OperationActivities & CancellationActivities>(recordOptions);
+/** The registry activities of an operation. */
+type Records = OperationActivities;
+
+/**
+ * Who cancelled: always a regular activity. It reads the run's history through the worker's client, and it runs
+ * only when an operation is undone, where a task-queue round trip costs nothing that matters.
+ */
+const cancellation = proxyActivities<CancellationActivities>(recordOptions);
+
+/**
+ * The registry activities of a run: local first when the run records its steps that way (the patch
+ * {@link LOCAL_FIRST_PATCH}, asked once per run before its first activity), else regular activities, as runs
+ * recorded before it did.
+ */
+function recordsOf(local: boolean): Records {
+  return placedActivities<Records>(local ? recordPlacement : { regular: recordOptions }).activities;
+}
 
 /**
  * Whether a failure before the begin was recorded ends without a registry write. Histories from before this
@@ -137,8 +154,14 @@ function pollingBound(input: OperationInput, stops: CancellationScope): PollingB
 /** Shared bookkeeping of every operation: progress query, search attributes, begin and complete records. */
 class OperationRun {
   readonly progress: OperationProgress;
+  /** Whether this run's short steps run local first (workflows/local-first.ts); decided at its start. */
+  readonly local: boolean;
+  /** The registry activities, placed as {@link local} says. */
+  readonly records: Records;
 
   constructor(readonly input: OperationInput) {
+    this.local = patched(LOCAL_FIRST_PATCH);
+    this.records = recordsOf(this.local);
     this.progress = {
       operation: input.operation,
       operationId: input.operationId,
@@ -170,7 +193,7 @@ class OperationRun {
    * gone, instance busy); nothing was recorded and the operation ends at once as failed (see {@link refuse}).
    */
   async begin(): Promise<{ alreadySucceeded: boolean; refused?: string }> {
-    const res = await records.recordBegin(this.input);
+    const res = await this.records.recordBegin(this.input);
     this.began = { alreadySucceeded: res.alreadySucceeded, ...(res.refused !== undefined ? { refused: res.refused } : {}) };
     this.begun = !res.alreadySucceeded && res.refused === undefined;
     this.owner = res.owner ?? null;
@@ -193,7 +216,7 @@ class OperationRun {
   }
 
   async resources(part: 'instance' | 'binding', planId = this.input.planId, maintenanceVersion = this.input.maintenanceVersion): Promise<ResourceDef[] | { skipped: string }> {
-    const routed = await records.resolveResources({
+    const routed = await this.records.resolveResources({
       serviceId: this.input.serviceId,
       planId,
       ...(maintenanceVersion ? { maintenanceVersion } : {}),
@@ -206,7 +229,7 @@ class OperationRun {
   async finish(error: string | undefined): Promise<OperationResult> {
     this.progress.phase = 'completing';
     await CancellationScope.nonCancellable(() =>
-      records.recordComplete({
+      this.records.recordComplete({
         operation: this.input.operation,
         operationId: this.input.operationId,
         instanceId: this.input.instanceId,
@@ -250,6 +273,7 @@ class OperationRun {
         ...(this.input.stepRetry ? { options: { retry: this.input.stepRetry } } : {}),
       },
       this.progress.reconcile,
+      this.local,
     );
   }
 }
@@ -273,7 +297,7 @@ async function compensate(run: OperationRun, undo: Undo, stopped?: string): Prom
       description = stopped;
       undoFailed = (reason) => undoFailedDescription(stopped, reason);
     } else {
-      const { identity } = await records.cancellationRequester();
+      const { identity } = await cancellation.cancellationRequester();
       description = cancelledDescription(identity);
       undoFailed = (reason) => cancelledUndoFailedDescription(identity, reason);
     }
@@ -436,7 +460,7 @@ export async function update(input: OperationInput): Promise<OperationResult> {
  * to them in update mode.
  */
 async function undoUpdate(run: OperationRun): Promise<void> {
-  const applied = await records.readAppliedInstance({ instanceId: run.input.instanceId });
+  const applied = await run.records.readAppliedInstance({ instanceId: run.input.instanceId });
   const { maintenanceVersion: _target, ...rest } = run.input;
   const previous: OperationInput = {
     ...rest,
@@ -452,7 +476,7 @@ async function undoUpdate(run: OperationRun): Promise<void> {
 /** Deprovision: delete every binding's resources, then the instance's; the entry goes only when all succeeded. */
 export async function deprovision(input: OperationInput): Promise<OperationResult> {
   return runToCompletion(input, async (run) => {
-    const bindings = await records.listBindings({ instanceId: input.instanceId });
+    const bindings = await run.records.listBindings({ instanceId: input.instanceId });
     if (bindings.length > 0) {
       const bindingResources = await run.resources('binding');
       const hasResources = Array.isArray(bindingResources) && bindingResources.length > 0;
@@ -461,7 +485,7 @@ export async function deprovision(input: OperationInput): Promise<OperationResul
         // Bindings without resources still have entries and credentials to remove (added later: histories
         // recorded before it never removed them, hence the patch marker).
         if (hasResources || patched('deprovision-removes-resourceless-bindings')) {
-          await records.removeBindingEntry({ instanceId: input.instanceId, bindingId: b.bindingId, operationId: input.operationId });
+          await run.records.removeBindingEntry({ instanceId: input.instanceId, bindingId: b.bindingId, operationId: input.operationId });
         }
       }
     }
@@ -481,12 +505,12 @@ export async function bind(input: OperationInput): Promise<OperationResult> {
   const result = await runOperation(
     input,
     async (run) => {
-      const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
+      const instance = await run.records.readInstanceInputs({ instanceId: input.instanceId });
       const resources = await run.resources('binding');
       // A plan may have no binding resources: the binding is then its registry entry, with empty credentials.
       if (Array.isArray(resources) && resources.length > 0) {
         await run.reconcile(resources, 'update', instance);
-        await records.storeCredentials({
+        await run.records.storeCredentials({
           resources,
           object: reconcileObject(input),
           template: templateContext(input, instance, run.owner),
@@ -536,6 +560,9 @@ export async function bindingExpiry(input: BindingExpiryInput): Promise<BindingE
   if (wait > 0) await sleep(wait);
   // From here on the revocation runs to its end: stopped halfway it would leave credentials neither valid nor gone.
   return CancellationScope.nonCancellable(async () => {
+    // Asked where this run's first activity comes: a timer that was waiting when local-first steps were deployed
+    // takes them; one that had already reached its revocation keeps regular activities.
+    const records = recordsOf(patched(LOCAL_FIRST_PATCH));
     const due = await records.expiryDue({ instanceId: input.instanceId, bindingId: input.bindingId, bindOperationId: input.bindOperationId });
     if (!due.due) return { bindingId: input.bindingId, revoked: false, reason: due.reason };
     const as: OperationInput = {
@@ -571,7 +598,7 @@ export async function bindingExpiry(input: BindingExpiryInput): Promise<BindingE
  * user, its role and its password). Credentials it may have stored go with the write that records its end.
  */
 async function undoBind(run: OperationRun): Promise<void> {
-  const instance = await records.readInstanceInputs({ instanceId: run.input.instanceId });
+  const instance = await run.records.readInstanceInputs({ instanceId: run.input.instanceId });
   const resources = await run.resources('binding');
   if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
 }
@@ -579,7 +606,7 @@ async function undoBind(run: OperationRun): Promise<void> {
 /** Unbind: delete the binding resources; the binding entry goes (a tombstone keeps the last operation). */
 export async function unbind(input: OperationInput): Promise<OperationResult> {
   const result = await runToCompletion(input, async (run) => {
-    const instance = await records.readInstanceInputs({ instanceId: input.instanceId });
+    const instance = await run.records.readInstanceInputs({ instanceId: input.instanceId });
     const resources = await run.resources('binding');
     if (Array.isArray(resources) && resources.length > 0) await run.reconcile(resources, 'delete', instance);
   });

@@ -199,6 +199,9 @@ function factsOf(history: History): RunFacts {
       scheduled.set(String(e.eventId), act.activityType?.name ?? '');
       facts.firstActivity ??= act.activityType?.name ?? '';
     }
+    // The current build runs its first steps as local activities (workflows/local-first.ts): their markers count.
+    const local = marker?.markerName === 'core_local_activity' ? marker.details?.data?.payloads?.[0]?.data : undefined;
+    if (local) facts.firstActivity ??= (JSON.parse(Buffer.from(local).toString('utf8')) as { activity_type?: string }).activity_type ?? '';
     const started = e.activityTaskStartedEventAttributes;
     if (started && /^apply/.test(scheduled.get(String(started.scheduledEventId)) ?? '')) {
       facts.applyAttempts = Math.max(facts.applyAttempts, started.attempt ?? 1);

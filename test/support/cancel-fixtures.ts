@@ -44,7 +44,8 @@ export async function waitingForReadiness(core: CoreV1Api, client: Client, workf
 
 /**
  * Cancel-to-clean as Temporal recorded it: from the run's WorkflowExecutionCancelRequested event to the completion
- * of the activity that recorded the operation's end (the compensation is then done and on the record).
+ * of the activity that recorded the operation's end (the compensation is then done and on the record): its completion,
+ * or its marker when it ran as a local activity.
  */
 export async function recordedCancelToCleanMs(client: Client, workflowId: string, runId?: string): Promise<number> {
   const handle = client.workflow.getHandle(workflowId, runId);
@@ -61,6 +62,10 @@ export async function recordedCancelToCleanMs(client: Client, workflowId: string
     if (e.workflowExecutionCancelRequestedEventAttributes && requested === undefined) requested = at(e.eventTime);
     const completed = e.activityTaskCompletedEventAttributes;
     if (completed && types.get(String(completed.scheduledEventId)) === 'recordComplete') recorded = at(e.eventTime);
+    // A recordComplete that ran local first (workflows/local-first.ts) is a marker, recorded with its workflow task.
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_local_activity' ? marker.details?.data?.payloads?.[0]?.data : undefined;
+    if (data && (JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: string }).activity_type === 'recordComplete') recorded = at(e.eventTime);
   }
   if (requested === undefined || recorded === undefined) throw new Error(`${workflowId}: no cancellation or no recorded end in its history`);
   return recorded - requested;

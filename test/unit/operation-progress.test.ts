@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { LAST_ERROR_MAX_CHARS, liveStep, stepDescription, type PendingActivity } from '../../client/operation-progress';
 import { redactSecretsInText } from '../../platform/logging';
 import type { OperationProgress } from '../../workflows/messages';
+import { continuedActivityId } from '../../workflows/activity-policies';
 
 const progress = (reconcile: Partial<OperationProgress['reconcile']> = {}, phase: OperationProgress['phase'] = 'reconciling'): OperationProgress => ({
   operation: 'provision',
@@ -44,6 +45,18 @@ test('without a worker the pending activity alone names the step, and its error 
     `getCurrentState (attempt 2 of 7, last error: ${failure})`,
   );
   assert.equal(describe(undefined, [pending('recordBegin', 4, 12, 'registry unavailable')]), 'recordBegin (attempt 4 of 12, last error: registry unavailable)');
+});
+
+test('a step that continues after its local attempt counts that attempt, and shows its failure until it has its own', () => {
+  const local = 'resource "keyspace" (etcd-prefix) getCurrentState: etcd unavailable';
+  const continued = (attempt: number, max: number, failure?: string): PendingActivity => ({ ...pending('getCurrentState', attempt, max, failure), activityId: continuedActivityId('getCurrentState', 9) });
+  const reported = progress({ resource: 'keyspace', step: 'getCurrentState', lastFailure: local });
+  // Temporal's first attempt of the regular activity is the step's second; the policy's 7 became 6 regular ones.
+  assert.equal(describe(reported, [continued(1, 6)]), 'keyspace: getCurrentState (attempt 2 of 7, last error: etcd unavailable)');
+  assert.equal(describe(reported, [continued(3, 6, 'resource "keyspace" (etcd-prefix) getCurrentState: etcd timeout')]), 'keyspace: getCurrentState (attempt 4 of 7, last error: etcd timeout)');
+  // Without a worker the count is still right; the local attempt's failure is the worker's to tell.
+  assert.equal(describe(undefined, [continued(1, 6)]), 'getCurrentState (attempt 2 of 7)');
+  assert.equal(describe(undefined, [continued(2, 0, 'down')]), 'getCurrentState (attempt 3, last error: down)');
 });
 
 test('an unlimited retry policy shows the attempt alone', () => {

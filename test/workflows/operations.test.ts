@@ -107,9 +107,14 @@ describe('provision', () => {
 
     const deprovisionId = deprovisionAfterProvisionId(input.operationId);
     assert.deepEqual(result, { operation: 'deprovision', operationId: deprovisionId, state: 'succeeded' });
+    // The end is recorded by a local activity in the workflow task that ran every step (workflows/local-first.ts):
+    // Temporal refuses to close the run while a signal it has not seen waits, so the task runs again from its start
+    // with the DELETE known. Its steps are idempotent (the begin reopens the same operation), the provision is
+    // closed as stopped, and the deprovision follows as before.
     assert.deepEqual(s.registry.journal, [
       `begin provision ${input.operationId}`,
       `complete provision ${input.operationId} succeeded`,
+      `complete provision ${input.operationId} failed: provisioning was stopped: the platform deleted the instance`,
       `begin deprovision ${deprovisionId}`,
       `complete deprovision ${deprovisionId} succeeded`,
     ]);
