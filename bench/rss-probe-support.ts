@@ -55,7 +55,8 @@ async function main(): Promise<void> {
   const worker = await Worker.create({ connection, taskQueue: `rss-probe-${process.pid}`, workflowBundle: { code: bundle.code } });
   (globalThis as { gc?: () => void }).gc?.();
   const workerCreated = rssMb();
-  void worker;
+  // Measured with the Worker created and not yet run, as a worker process is before its first task.
+  if (worker.getState() !== 'INITIALIZED') throw new Error(`the probe's worker is ${worker.getState()}, not INITIALIZED`);
   const parts: WorkerMemoryParts = { nodeAndTsx, temporalSdk, brokerflowModules, bundleRead, workerCreated };
   process.stdout.write(`${JSON.stringify(parts)}\n`);
 }

@@ -157,9 +157,10 @@ const RUNNING_HINTS = 10_000;
 interface RunningHint {
   operationId: string;
   /**
-   * The worker's latest report and the run's pending activities (their IDs) when it came: while the same activity is
-   * still pending the report still says where the operation stands (a retried activity keeps its ID), so a poll
-   * answers with it at once instead of waiting for the query it asks again.
+   * The worker's latest report, with the IDs of the run's pending activities when it was taken. While a description
+   * shows the same activities pending, the report still says where the operation stands (a retried activity keeps
+   * its ID), so a poll answers with it; the worker is asked again only once the report is older than
+   * PROGRESS_REPORT_REFRESH_MS.
    */
   report?: { progress: OperationProgress; pending: string; at: number };
 }
