@@ -50,7 +50,8 @@ test('the worker process reconciles operations and serves its own and the SDK\'s
   assert.match(mine, /brokerflow_reconcile_step_total\{resource="keyspace",step="applyCreateChange"\} 1/);
   assert.match(mine, /brokerflow_reconcile_event_duration_seconds_count\{event="update"\} 1/);
   const sdk = await (await fetch(`http://127.0.0.1:${sdkMetricsPort}/metrics`)).text();
-  assert.match(sdk, /temporal_activity_execution_latency/);
+  // The provision's short steps run local first (workflows/local-first.ts): the SDK times them as local activities.
+  assert.match(sdk, /temporal_local_activity_execution_latency_count\{activity_type="applyCreateChange",[^}]*workflow_type="provision"\} 1/);
   assert.match(out(), /"reason":"directory [^"]*planted-bundles-[^"]* is writable by its group or by others \(mode 0777\)".*"msg":"workflow bundle cache ignored: it is not private to this user; building the bundle without it"/);
   assert.doesNotMatch(out(), /password/i);
 });
