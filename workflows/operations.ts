@@ -4,6 +4,8 @@
 // `binding/<id>`, and the registry's binding lock shares keep them and the instance's own operations apart
 // (docs/design/osb-semantics.md). The registry is the record that last_operation reads.
 import {
+  ActivityFailure,
+  ApplicationFailure,
   CancellationScope,
   getExternalWorkflowHandle,
   isCancellation,
@@ -98,6 +100,20 @@ function cancellationCompensates(): boolean {
  */
 function deletesIgnoreCancellation(): boolean {
   return patched('deletes-ignore-cancellation');
+}
+
+/**
+ * Whether closing an interrupted provision's record may find it already closed and go on to the deprovision. A
+ * local activity that recorded the provision's end runs inside a workflow task; when the DELETE's signal arrives
+ * during that task, Temporal refuses the task's completion (UnhandledCommand) and the activity's result is lost
+ * with it, while its registry write stays. The next task sees the signal first, and its "provisioning was stopped"
+ * then meets the recorded success (Conflict). Asked only on that conflict: histories that failed on it replay on
+ * their old path.
+ */
+function interruptMayFindEndRecorded(err: unknown): boolean {
+  // A local activity's failure arrives as its own ApplicationFailure, a regular one's wrapped in an ActivityFailure.
+  const failure = err instanceof ActivityFailure ? err.cause : err;
+  return failure instanceof ApplicationFailure && failure.type === 'Conflict' && patched('interrupt-after-recorded-end');
 }
 
 /**
@@ -413,7 +429,13 @@ export async function provision(input: OperationInput): Promise<OperationResult>
   };
   if (deprovisionInput) {
     // A provision interrupted before it recorded anything has nothing to close in the registry.
-    if (run.begun) await run.finish('provisioning was stopped: the platform deleted the instance');
+    if (run.begun) {
+      try {
+        await run.finish('provisioning was stopped: the platform deleted the instance');
+      } catch (err) {
+        if (!interruptMayFindEndRecorded(err)) throw err;
+      }
+    }
     return continueAsDeprovision(deprovisionInput);
   }
   if (root.consideredCancelled && cancellationCompensates()) {

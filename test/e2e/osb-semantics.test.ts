@@ -124,6 +124,7 @@ let unclosed: TestStack | undefined;
 let refusing: TestStack | undefined;
 let superseded: TestStack | undefined;
 let endingProvision: TestStack | undefined;
+let lostEnd: TestStack | undefined;
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -139,6 +140,7 @@ after(async () => {
   await refusing?.close();
   await superseded?.close();
   await endingProvision?.close();
+  await lostEnd?.close();
   await stack.close();
 });
 
@@ -724,6 +726,54 @@ test('a DELETE that decided to stop a provision which then ends before it is tol
     assert.equal(del.statusCode, 202, del.body);
     deleteOp = del.json().operation as string;
     assert.equal(interruptions, 1, 'the DELETE decided to interrupt the provision once, and then to deprovision');
+  } finally {
+    release();
+  }
+  const done = await pollLastOperation(s, instancePath(id), deleteOp!);
+  assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
+  assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('a DELETE whose signal comes while the provision records its end in a local activity still ends in a deprovision that succeeds', { timeout: 120_000 }, async () => {
+  // The provision's end is recorded by a local activity, inside a workflow task. The DELETE is decided (provision in
+  // progress) and signalled while that activity is held; then it writes. Temporal refuses that task's completion
+  // (a signal came meanwhile) and the activity's result is lost with it, but not its write: the next task sees the
+  // DELETE first and finds the provision already recorded as succeeded (seen as "deprovision ... ended failed" in
+  // the PUT/DELETE race scenario).
+  const id = newId('lost-end');
+  const { promise: completing, resolve: provisionCompleting } = deferred();
+  const { promise: released, resolve: release } = deferred();
+  let held = false;
+  // The semantics set: its `switch` resource's apply is a regular activity, so the end is recorded in a later
+  // workflow task than the begin, as with every driver that is not etcd.
+  const s = (lostEnd = await startTestStack({
+    worker: true,
+    overrides: { resourceSets: semanticsResourceSets },
+    extraDrivers: testDrivers(),
+    activityInterceptors: [
+      (ctx) => ({
+        inbound: {
+          async execute(input, next) {
+            if (!held && ctx.info.isLocal && ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
+              held = true;
+              provisionCompleting();
+              await released;
+            }
+            return next(input);
+          },
+        },
+      }),
+    ],
+  }));
+  let deleteOp: string;
+  try {
+    const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
+    assert.equal(put.statusCode, 202, put.body);
+    await Promise.race([completing, sleep(60_000)]);
+    assert.ok(held, 'the provision recorded its end in a local activity');
+    const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
+    assert.equal(del.statusCode, 202, del.body);
+    deleteOp = del.json().operation as string;
   } finally {
     release();
   }
