@@ -333,6 +333,18 @@ export function createOperationActivities(deps: OperationDeps) {
     },
 
     /**
+     * Whether the registry records this operation as ended, and how. A run may not know it: a local activity that
+     * wrote the end ran in a workflow task Temporal then refused (an event came meanwhile), so the run takes the
+     * task again without that result. `other`: the entry's current operation is another one, or there is none.
+     */
+    async readOperationState(input: { instanceId: string; bindingId?: string; operationId: string }): Promise<'in progress' | 'succeeded' | 'failed' | 'other'> {
+      return asActivity(`reading operation ${input.operationId}`, async () => {
+        const cur = operationOf(await open(input));
+        return cur?.operationId === input.operationId ? cur.state : 'other';
+      });
+    },
+
+    /**
      * What an instance has applied: the plan, parameters, context and maintenance version its last successful
      * provision or update left (an update's target is applied only when it succeeds). A cancelled update
      * reconciles back to these.

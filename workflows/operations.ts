@@ -102,6 +102,19 @@ function deletesIgnoreCancellation(): boolean {
   return patched('deletes-ignore-cancellation');
 }
 
+/** The registry entry and operation an input names. */
+function operationRef(input: OperationInput): { instanceId: string; bindingId?: string; operationId: string } {
+  return { instanceId: input.instanceId, ...(input.bindingId ? { bindingId: input.bindingId } : {}), operationId: input.operationId };
+}
+
+/**
+ * Whether a compensation first reads the registry for an end the run did not learn of (see {@link compensate}).
+ * Asked when a compensation starts: histories compensated before this rule replay on their old path.
+ */
+function compensationChecksRecordedEnd(): boolean {
+  return patched('compensation-checks-recorded-end');
+}
+
 /**
  * Whether closing an interrupted provision's record may find it already closed and go on to the deprovision. A
  * local activity that recorded the provision's end runs inside a workflow task; when the DELETE's signal arrives
@@ -322,6 +335,12 @@ async function compensate(run: OperationRun, undo: Undo, stopped?: string): Prom
     const began = run.began ?? (await run.begin());
     if (began.refused !== undefined) return run.refuse(description);
     if (began.alreadySucceeded) return run.done();
+    // The cancellation (or the bound's timer) may have come while a local activity recorded the operation's end:
+    // Temporal then refused that workflow task, and the run takes it again without the result but with the write
+    // done. An operation that has succeeded is not undone (the request came too late); it ends as done.
+    if (run.began !== undefined && compensationChecksRecordedEnd() && (await run.records.readOperationState(operationRef(run.input))) === 'succeeded') {
+      return run.done();
+    }
     run.progress.phase = 'compensating';
     try {
       await undo(run);

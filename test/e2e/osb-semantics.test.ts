@@ -125,6 +125,8 @@ let refusing: TestStack | undefined;
 let superseded: TestStack | undefined;
 let endingProvision: TestStack | undefined;
 let lostEnd: TestStack | undefined;
+/** Instances whose next local recordComplete of a workflow type the lost-end stack's worker holds. */
+const lostEndHolds = new Map<string, { workflowType: string; entered: () => void; released: Promise<void> }>();
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -744,9 +746,10 @@ test('a DELETE whose signal comes while the provision records its end in a local
   const { promise: completing, resolve: provisionCompleting } = deferred();
   const { promise: released, resolve: release } = deferred();
   let held = false;
+  lostEndHolds.set(id, { workflowType: 'provision', entered: provisionCompleting, released });
   // The semantics set: its `switch` resource's apply is a regular activity, so the end is recorded in a later
   // workflow task than the begin, as with every driver that is not etcd.
-  const s = (lostEnd = await startTestStack({
+  const s = (lostEnd ??= await startTestStack({
     worker: true,
     overrides: { resourceSets: semanticsResourceSets },
     extraDrivers: testDrivers(),
@@ -754,10 +757,11 @@ test('a DELETE whose signal comes while the provision records its end in a local
       (ctx) => ({
         inbound: {
           async execute(input, next) {
-            if (!held && ctx.info.isLocal && ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
-              held = true;
-              provisionCompleting();
-              await released;
+            const wanted = [...lostEndHolds].find(([held]) => ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(held));
+            if (wanted && ctx.info.isLocal && ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === wanted[1].workflowType) {
+              lostEndHolds.delete(wanted[0]);
+              wanted[1].entered();
+              await wanted[1].released;
             }
             return next(input);
           },
@@ -769,7 +773,7 @@ test('a DELETE whose signal comes while the provision records its end in a local
   try {
     const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(put.statusCode, 202, put.body);
-    await Promise.race([completing, sleep(60_000)]);
+    held = await Promise.race([completing.then(() => true), sleep(60_000).then(() => false)]);
     assert.ok(held, 'the provision recorded its end in a local activity');
     const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
     assert.equal(del.statusCode, 202, del.body);
@@ -780,6 +784,39 @@ test('a DELETE whose signal comes while the provision records its end in a local
   const done = await pollLastOperation(s, instancePath(id), deleteOp!);
   assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
   assert.equal(await tenant.get(etcdOwnerKey(`/tenants/${id}`)).string(), null, 'no keyspace is left');
+});
+
+test('an update cancelled while it records its success in a local activity is not undone: it ends succeeded', { timeout: 120_000 }, async () => {
+  // As above, with a cancellation (brokerflow cancel, the Web UI) for the event that comes during the workflow task:
+  // the task that ran the local activity is refused, and the run sees the cancellation before anything else. It
+  // must find the recorded success and keep it, not undo an update the registry says succeeded.
+  const s = lostEnd;
+  assert.ok(s, 'runs after the test that starts the lost-end stack');
+  const id = newId('late-cancel');
+  await provisionAndWait(s, id, { parameters: { quotaKeys: 4 } });
+  const { promise: completing, resolve: updateCompleting } = deferred();
+  const { promise: released, resolve: release } = deferred();
+  lostEndHolds.set(id, { workflowType: 'update', entered: updateCompleting, released });
+  let updateOp: string;
+  try {
+    const patch = await s.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 6 } });
+    assert.equal(patch.statusCode, 202, patch.body);
+    updateOp = patch.json().operation as string;
+    assert.ok(await Promise.race([completing.then(() => true), sleep(60_000).then(() => false)]), 'the update recorded its end in a local activity');
+    await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).cancel();
+  } finally {
+    lostEndHolds.delete(id);
+    release();
+  }
+  // The registry has the success from the start; what matters is how the run ends and what it leaves applied.
+  const ended = await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).result().then(
+    (r: unknown) => `completed ${JSON.stringify(r)}`,
+    (err: Error) => `failed: ${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`,
+  );
+  assert.match(ended, /^completed .*"state":"succeeded"/, 'the run ends succeeded');
+  const done = await pollLastOperation(s, instancePath(id), updateOp!);
+  assert.equal(done.body.state, 'succeeded', `the update's success stands: ${JSON.stringify(done)}`);
+  assert.deepEqual(trace.objects.get(id), { id, plan: PLAN, quotaKeys: 6 }, 'and what it applied is not undone');
 });
 
 test('a bind refused because a DELETE overtook it can be repeated identically later: the repeat gets a new operation and runs', { timeout: 120_000 }, async () => {

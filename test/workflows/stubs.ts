@@ -185,6 +185,11 @@ export class FakeRegistry {
         this.journal.push(`complete ${input.operation} ${input.operationId} ${failed ? `failed: ${input.error}` : 'succeeded'}`);
       },
 
+      readOperationState: async (input) => {
+        const op = this.entries.get(FakeRegistry.key(input))?.operation;
+        return op?.operationId === input.operationId ? op.state : 'other';
+      },
+
       resolveResources: async (input) => {
         const plan = this.catalog[input.planId];
         if (!plan) throw ApplicationFailure.nonRetryable(`plan ${input.planId} of service ${input.serviceId} is not in this worker's catalog`, 'Invalid');
