@@ -14,6 +14,8 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import type { Client } from '@temporalio/client';
+import type { Context } from '@temporalio/activity';
+import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { requireTestEnv } from '../support/env';
 import { TraceDriver, type TraceBehaviour } from '../support/trace-driver';
@@ -104,6 +106,50 @@ const testDrivers = () =>
     ['gate', gate],
   ]);
 
+/**
+ * An activity interceptor that holds the first `recordComplete` of a `workflowType` run of instance `id` (only a
+ * local one with `local`), before it writes or, with `after`, once it has written, until released.
+ */
+function holdRecordComplete(id: string, workflowType: string, opts: { after?: boolean; local?: boolean } = {}): {
+  interceptor: ActivityInterceptorsFactory;
+  /** True once held; false when nothing was held within a minute of asking. */
+  entered: () => Promise<boolean>;
+  release: () => void;
+} {
+  const { promise: entered, resolve: enter } = deferred<boolean>();
+  const { promise: released, resolve: release } = deferred();
+  let held = false;
+  const matches = (info: Context['info']) =>
+    !held &&
+    info.activityType === 'recordComplete' &&
+    info.workflowType === workflowType &&
+    (!opts.local || info.isLocal) &&
+    info.workflowExecution?.workflowId === instanceWorkflowIdOf(id);
+  const hold = async () => {
+    held = true;
+    enter(true);
+    await released;
+  };
+  const interceptor: ActivityInterceptorsFactory = (ctx) => ({
+    inbound: {
+      async execute(input, next) {
+        const match = matches(ctx.info);
+        if (match && !opts.after) await hold();
+        const result: unknown = await next(input);
+        if (match && opts.after) await hold();
+        return result;
+      },
+    },
+  });
+  return { interceptor, entered: () => Promise.race([entered, sleep(60_000).then(() => false)]), release };
+}
+
+/** One stack for the two tests of a local activity's write that its run never learned of. */
+const lostEnd: { stack?: TestStack; ids: { provision: string; update: string }; holds: Record<'provision' | 'update', ReturnType<typeof holdRecordComplete>> } = (() => {
+  const ids = { provision: newId('lost-end'), update: newId('late-cancel') };
+  return { ids, holds: { provision: holdRecordComplete(ids.provision, 'provision', { local: true }), update: holdRecordComplete(ids.update, 'update', { local: true }) } };
+})();
+
 // The main stack and the upgraded one share a registry folder and a task queue (never with both workers running).
 const taskQueue = `tq-sem-${randomBytes(5).toString('hex')}`;
 let registryDir = '';
@@ -124,9 +170,6 @@ let unclosed: TestStack | undefined;
 let refusing: TestStack | undefined;
 let superseded: TestStack | undefined;
 let endingProvision: TestStack | undefined;
-let lostEnd: TestStack | undefined;
-/** Instances whose next local recordComplete of a workflow type the lost-end stack's worker holds. */
-const lostEndHolds = new Map<string, { workflowType: string; entered: () => void; released: Promise<void> }>();
 let tenant: Etcd3;
 before(async () => {
   registryDir = mkdtempSync(join(requireTestEnv('workDir'), 'sem-registry-'));
@@ -142,7 +185,7 @@ after(async () => {
   await refusing?.close();
   await superseded?.close();
   await endingProvision?.close();
-  await lostEnd?.close();
+  await lostEnd.stack?.close();
   await stack.close();
 });
 
@@ -637,31 +680,14 @@ test('a DELETE after a provision recorded its end, while no worker closes its ru
   // it has been written: the registry says "succeeded" but the run cannot take its last step, as when the worker
   // dies between the two. The next operation must not wait for that run (it never closes on its own).
   const id = newId('unclosed');
-  const { promise: written, resolve: recorded } = deferred();
-  const { promise: released, resolve: release } = deferred();
-  const s = (unclosed = await startTestStack({
-    worker: true,
-    activityInterceptors: [
-      (ctx) => ({
-        inbound: {
-          async execute(input, next) {
-            const result: unknown = await next(input);
-            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
-              recorded();
-              await released;
-            }
-            return result;
-          },
-        },
-      }),
-    ],
-  }));
+  const hold = holdRecordComplete(id, 'provision', { after: true });
+  const s = (unclosed = await startTestStack({ worker: true, activityInterceptors: [hold.interceptor] }));
   let deleteOp: string;
   let provisionRun: string;
   try {
     const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(put.statusCode, 202, put.body);
-    await Promise.race([written, sleep(60_000)]);
+    assert.ok(await hold.entered(), 'the provision recorded its end');
     const polled = await s.osb('GET', `${instancePath(id)}/last_operation?operation=${put.json().operation}`);
     assert.equal(polled.json().state, 'succeeded', 'the registry has the provision\'s end');
     provisionRun = (await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).describe()).runId;
@@ -669,7 +695,7 @@ test('a DELETE after a provision recorded its end, while no worker closes its ru
     assert.equal(del.statusCode, 202, del.body);
     deleteOp = del.json().operation as string;
   } finally {
-    release();
+    hold.release();
   }
   const done = await pollLastOperation(s, instancePath(id), deleteOp!);
   assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
@@ -690,31 +716,15 @@ test('a DELETE that decided to stop a provision which then ends before it is tol
   // is let finish, and only after its run has closed does the broker tell it to stop (seen under load: 500
   // "internal error", WorkflowNotFoundError from the signal).
   const id = newId('ending');
-  const { promise: completing, resolve: provisionCompleting } = deferred();
-  const { promise: released, resolve: release } = deferred();
-  const s = (endingProvision = await startTestStack({
-    worker: true,
-    activityInterceptors: [
-      (ctx) => ({
-        inbound: {
-          async execute(input, next) {
-            if (ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === 'provision' && ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(id)) {
-              provisionCompleting();
-              await released;
-            }
-            return next(input);
-          },
-        },
-      }),
-    ],
-  }));
+  const hold = holdRecordComplete(id, 'provision');
+  const s = (endingProvision = await startTestStack({ worker: true, activityInterceptors: [hold.interceptor] }));
   const operations = (s.broker.osb as unknown as { deps: { operations: { interruptProvision(...args: unknown[]): Promise<unknown> } } }).deps.operations;
   const interrupt = operations.interruptProvision.bind(operations);
   let interruptions = 0;
   operations.interruptProvision = async (...args: unknown[]) => {
     interruptions++;
     if (interruptions === 1) {
-      release();
+      hold.release();
       await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).result();
     }
     return interrupt(...args);
@@ -723,13 +733,13 @@ test('a DELETE that decided to stop a provision which then ends before it is tol
   try {
     const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(put.statusCode, 202, put.body);
-    await Promise.race([completing, sleep(60_000)]);
+    assert.ok(await hold.entered(), 'the provision is recording its end');
     const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
     assert.equal(del.statusCode, 202, del.body);
     deleteOp = del.json().operation as string;
     assert.equal(interruptions, 1, 'the DELETE decided to interrupt the provision once, and then to deprovision');
   } finally {
-    release();
+    hold.release();
   }
   const done = await pollLastOperation(s, instancePath(id), deleteOp!);
   assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
@@ -742,44 +752,26 @@ test('a DELETE whose signal comes while the provision records its end in a local
   // (a signal came meanwhile) and the activity's result is lost with it, but not its write: the next task sees the
   // DELETE first and finds the provision already recorded as succeeded (seen as "deprovision ... ended failed" in
   // the PUT/DELETE race scenario).
-  const id = newId('lost-end');
-  const { promise: completing, resolve: provisionCompleting } = deferred();
-  const { promise: released, resolve: release } = deferred();
-  let held = false;
-  lostEndHolds.set(id, { workflowType: 'provision', entered: provisionCompleting, released });
-  // The semantics set: its `switch` resource's apply is a regular activity, so the end is recorded in a later
-  // workflow task than the begin, as with every driver that is not etcd.
-  const s = (lostEnd ??= await startTestStack({
+  const id = lostEnd.ids.provision;
+  const hold = lostEnd.holds.provision;
+  const s = (lostEnd.stack = await startTestStack({
     worker: true,
+    // The semantics set: its `switch` resource's apply is a regular activity, so the end is recorded in a later
+    // workflow task than the begin, as with every driver that is not etcd.
     overrides: { resourceSets: semanticsResourceSets },
     extraDrivers: testDrivers(),
-    activityInterceptors: [
-      (ctx) => ({
-        inbound: {
-          async execute(input, next) {
-            const wanted = [...lostEndHolds].find(([held]) => ctx.info.workflowExecution?.workflowId === instanceWorkflowIdOf(held));
-            if (wanted && ctx.info.isLocal && ctx.info.activityType === 'recordComplete' && ctx.info.workflowType === wanted[1].workflowType) {
-              lostEndHolds.delete(wanted[0]);
-              wanted[1].entered();
-              await wanted[1].released;
-            }
-            return next(input);
-          },
-        },
-      }),
-    ],
+    activityInterceptors: [lostEnd.holds.provision.interceptor, lostEnd.holds.update.interceptor],
   }));
   let deleteOp: string;
   try {
     const put = await s.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody());
     assert.equal(put.statusCode, 202, put.body);
-    held = await Promise.race([completing.then(() => true), sleep(60_000).then(() => false)]);
-    assert.ok(held, 'the provision recorded its end in a local activity');
+    assert.ok(await hold.entered(), 'the provision is recording its end in a local activity');
     const del = await s.osb('DELETE', `${instancePath(id)}?accepts_incomplete=true&${deleteQuery()}`);
     assert.equal(del.statusCode, 202, del.body);
     deleteOp = del.json().operation as string;
   } finally {
-    release();
+    hold.release();
   }
   const done = await pollLastOperation(s, instancePath(id), deleteOp!);
   assert.equal(done.status, 410, `the deprovision succeeds: ${JSON.stringify(done)}`);
@@ -790,23 +782,20 @@ test('an update cancelled while it records its success in a local activity is no
   // As above, with a cancellation (brokerflow cancel, the Web UI) for the event that comes during the workflow task:
   // the task that ran the local activity is refused, and the run sees the cancellation before anything else. It
   // must find the recorded success and keep it, not undo an update the registry says succeeded.
-  const s = lostEnd;
+  const s = lostEnd.stack;
   assert.ok(s, 'runs after the test that starts the lost-end stack');
-  const id = newId('late-cancel');
+  const id = lostEnd.ids.update;
+  const hold = lostEnd.holds.update;
   await provisionAndWait(s, id, { parameters: { quotaKeys: 4 } });
-  const { promise: completing, resolve: updateCompleting } = deferred();
-  const { promise: released, resolve: release } = deferred();
-  lostEndHolds.set(id, { workflowType: 'update', entered: updateCompleting, released });
   let updateOp: string;
   try {
     const patch = await s.osb('PATCH', `${instancePath(id)}?accepts_incomplete=true`, { service_id: SERVICE, parameters: { quotaKeys: 6 } });
     assert.equal(patch.statusCode, 202, patch.body);
     updateOp = patch.json().operation as string;
-    assert.ok(await Promise.race([completing.then(() => true), sleep(60_000).then(() => false)]), 'the update recorded its end in a local activity');
+    assert.ok(await hold.entered(), 'the update is recording its end in a local activity');
     await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).cancel();
   } finally {
-    lostEndHolds.delete(id);
-    release();
+    hold.release();
   }
   // The registry has the success from the start; what matters is how the run ends and what it leaves applied.
   const ended = await s.client.workflow.getHandle(instanceWorkflowIdOf(id)).result().then(
