@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import { ApiException, CoreV1Api, type KubeConfig, type V1Namespace, type V1Service } from '@kubernetes/client-node';
 import { NotFoundError, PermissionError, UnavailableError, ValidationError } from '../adapters/errors';
 import { extractServiceData, isNamespaceWatched, isRefusal, refusalIsFinal } from '../adapters/kubernetes';
-import { KubeServiceWatcher, type ServiceKey } from '../adapters/kubernetes/watcher';
+import { KubeServiceWatcher, type ServiceKey, type WatcherStats } from '../adapters/kubernetes/watcher';
 import {
   EndpointNotOwnedError,
   NamespaceNotEmptyError,
@@ -18,7 +18,9 @@ import {
   validateName,
   type Endpoint,
   type ServiceRegistryBroker,
+  type ServiceWrite,
 } from '../adapters/service-registries';
+import { mapLimited } from '../adapters/service-registries/concurrency';
 import type { EndpointSyncSettings } from '../config/endpoints';
 import { signalKubeService } from '../platform/endpoint-workflows';
 import type { KubeServiceOutcome, ResyncSummary, WatchSummary } from '../workflows/endpoints-messages';
@@ -36,6 +38,12 @@ export interface EndpointDeps {
   /** Releases what `createEndpointDeps` opened. */
   close?: () => Promise<void>;
 }
+
+/**
+ * The heartbeat details of the watch activity (shown with the pending activity in the Web UI): the informers'
+ * counters and, once the watch's first comparison with the registry is done, its summary.
+ */
+export type WatchProgress = WatcherStats & { caughtUp?: ResyncSummary };
 
 /** A reconcile asked of a worker that mirrors another registry. Not retryable. */
 export class UnknownSyncError extends ValidationError {
@@ -139,21 +147,26 @@ export function createEndpointActivities(deps: EndpointDeps) {
     return { action: 'removed', reason, endpoints: 0, untouched };
   }
 
+  type Registration = Extract<ReturnType<typeof extractServiceData>, { action: 'register' }>;
+
   /**
-   * Compares every watched Kubernetes service with the registry and signals each one the registry disagrees
-   * with (missing, different metadata or endpoints, or owned but no longer wanted); removes owned namespaces
-   * left empty and unwanted. Both the scheduled resync and a starting watch use it.
+   * The cluster as the registry should mirror it, from one list of namespaces and one of services: each wanted
+   * service by `ns/svc`, the namespaces holding one, and the resourceVersion of every namespace and service
+   * (what tells, after a write, whether either changed meanwhile). A list that fails fails the whole read: an
+   * empty answer must never read as "remove everything".
    */
-  async function compareAndSignal(client: Client, taskQueue: string, heartbeat: (details: unknown) => void, abort?: AbortSignal): Promise<ResyncSummary> {
-    // A list that fails fails the whole comparison: an empty answer must never read as "remove everything".
+  async function readCluster(): Promise<{ desired: Map<string, Registration>; wantedNs: Set<string>; versions: Map<string, string> }> {
     const [nsList, svcList] = await Promise.all([
       kubeRead(deps.kubeConfig, 'namespace list', () => core.listNamespace()),
       kubeRead(deps.kubeConfig, 'service list', () => core.listServiceForAllNamespaces()),
     ]);
     const namespaces = new Map(nsList.items.map((n) => [n.metadata?.name ?? '', n]));
-    const desired = new Map<string, Extract<ReturnType<typeof extractServiceData>, { action: 'register' }>>();
+    const versions = new Map<string, string>();
+    for (const [name, n] of namespaces) versions.set(name, n.metadata?.resourceVersion ?? '');
+    const desired = new Map<string, Registration>();
     const wantedNs = new Set<string>();
     for (const svc of svcList.items) {
+      versions.set(`${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`, svc.metadata?.resourceVersion ?? '');
       const ns = namespaces.get(svc.metadata?.namespace ?? '');
       if (removalReason(s, ns, svc) || !ns) continue;
       let x: ReturnType<typeof extractServiceData>;
@@ -166,47 +179,123 @@ export function createEndpointActivities(deps: EndpointDeps) {
       desired.set(`${x.namespace.name}/${x.service.name}`, x);
       wantedNs.add(x.namespace.name);
     }
+    return { desired, wantedNs, versions };
+  }
+
+  /**
+   * Compares every watched Kubernetes service with the registry and brings the registry in line; removes owned
+   * namespaces left empty and unwanted. Both the scheduled resync and a starting watch use it.
+   *
+   * With a registry that can read itself whole and write many services at once (etcd), the services to register
+   * or update are written here, in guarded transactions, and only the rest is signalled to the per-service
+   * workflows: removals, and writes whose guard failed because someone wrote meanwhile. Otherwise (Cloud Map,
+   * Service Directory) every service that differs is signalled.
+   */
+  async function compareAndSignal(client: Client, taskQueue: string, heartbeat: (details: unknown) => void, abort?: AbortSignal): Promise<ResyncSummary> {
+    const cluster = await readCluster();
+    const { desired, wantedNs } = cluster;
     const desiredCount = desired.size;
+    const registry = broker.registry;
+    const bulk = registry.snapshot && registry.writeServices ? { snapshot: registry.snapshot.bind(registry), write: registry.writeServices.bind(registry) } : undefined;
 
     const toSignal = new Map<string, ServiceKey>();
     const emptyOwnedNs: string[] = [];
     let registered = 0;
-    const registryNs = await broker.registry.listNs();
-    for (const regNs of registryNs) {
-      heartbeat({ namespace: regNs.name });
-      const services = await broker.registry.listServ(regNs.name).catch((err: unknown) => {
-        if (err instanceof NotFoundError) return [];
-        throw err;
-      });
-      if (services.length === 0 && broker.isOwned(regNs.metadata) && !wantedNs.has(regNs.name)) emptyOwnedNs.push(regNs.name);
-      for (const sv of services) {
-        const key = `${regNs.name}/${sv.name}`;
-        const want = desired.get(key);
-        if (!broker.isOwned(sv.metadata)) {
-          desired.delete(key); // foreign: never ours to change
-          continue;
-        }
+    let written = 0;
+    if (bulk) {
+      const snap = await bulk.snapshot();
+      const servicesIn = new Map<string, number>();
+      for (const [key, sv] of snap.services) {
+        const nsName = sv.value.namespace;
+        if (!snap.namespaces.has(nsName)) continue; // left below a deleted namespace: invisible
+        servicesIn.set(nsName, (servicesIn.get(nsName) ?? 0) + 1);
+        if (!broker.isOwned(sv.value.metadata)) continue; // foreign: never ours to change
         registered += 1;
-        if (!want) {
-          toSignal.set(key, { namespace: regNs.name, service: sv.name });
+        if (!desired.has(key)) toSignal.set(key, { namespace: nsName, service: sv.value.name });
+      }
+      for (const [name, ns] of snap.namespaces) {
+        if (!servicesIn.has(name) && broker.isOwned(ns.value.metadata) && !wantedNs.has(name)) emptyOwnedNs.push(name);
+      }
+      // Namespaces first (few), through the Broker's own rules; their services are written below.
+      const nsFailed = new Set<string>();
+      const nsToManage = [...new Map([...desired.values()].map((x) => [x.namespace.name, x.namespace])).values()].filter((n) => {
+        const seen = snap.namespaces.get(n.name)?.value;
+        return !seen || (broker.isOwned(seen.metadata) && !broker.sameMetadata({ ...n.metadata, [broker.ownerPair.key]: broker.ownerPair.value }, seen.metadata));
+      });
+      await mapLimited(nsToManage, s.signalConcurrency, async (n) => {
+        try {
+          await broker.manageNs(n);
+        } catch {
+          nsFailed.add(n.name); // its services take the careful path, which reports why
+        }
+      });
+      const writes: ServiceWrite[] = [];
+      for (const [key, x] of desired) {
+        if (nsFailed.has(x.namespace.name)) {
+          toSignal.set(key, { namespace: x.namespace.name, service: x.service.name });
           continue;
         }
-        desired.delete(key);
-        const persistent = Object.fromEntries(broker.persistentMetadata.map((p) => [p.key, p.value]));
-        const nsDiffers = broker.isOwned(regNs.metadata) && !broker.sameMetadata(want.namespace.metadata, regNs.metadata);
-        if (nsDiffers || !broker.sameMetadata({ ...want.service.metadata, ...persistent }, sv.metadata)) {
-          toSignal.set(key, { namespace: regNs.name, service: sv.name });
-          continue;
+        try {
+          const plan = broker.planServiceWrite(snap, { service: x.service, endpoints: x.endpoints });
+          if (plan.write) writes.push(plan.write);
+        } catch {
+          toSignal.set(key, { namespace: x.namespace.name, service: x.service.name }); // its workflow fails visibly
         }
-        const endpoints = await broker.registry.listEndp(regNs.name, sv.name).catch((err: unknown) => {
-          if (err instanceof NotFoundError) return undefined;
+      }
+      heartbeat({ writing: writes.length });
+      const left = writes.length ? await bulk.write(snap, writes) : [];
+      for (const w of left) toSignal.set(`${w.namespace}/${w.service}`, { namespace: w.namespace, service: w.service });
+      written = writes.length - left.length;
+      if (written > 0) {
+        // What changed in the cluster while this ran may have been reconciled before these writes landed: a
+        // second read tells which services or namespaces changed since the first, and their workflows run again.
+        const again = await readCluster();
+        const leftKeys = new Set(left.map((w) => `${w.namespace}/${w.service}`));
+        for (const w of writes) {
+          const key = `${w.namespace}/${w.service}`;
+          if (leftKeys.has(key)) continue;
+          const same = (k: string) => cluster.versions.get(k) === again.versions.get(k);
+          if (!same(w.namespace) || !same(key)) toSignal.set(key, { namespace: w.namespace, service: w.service });
+        }
+      }
+    } else {
+      const registryNs = await registry.listNs();
+      for (const regNs of registryNs) {
+        heartbeat({ namespace: regNs.name });
+        const services = await registry.listServ(regNs.name).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return [];
           throw err;
         });
-        if (!endpoints || !sameEndpoints(broker, want.endpoints, endpoints)) toSignal.set(key, { namespace: regNs.name, service: sv.name });
+        if (services.length === 0 && broker.isOwned(regNs.metadata) && !wantedNs.has(regNs.name)) emptyOwnedNs.push(regNs.name);
+        for (const sv of services) {
+          const key = `${regNs.name}/${sv.name}`;
+          const want = desired.get(key);
+          if (!broker.isOwned(sv.metadata)) {
+            desired.delete(key); // foreign: never ours to change
+            continue;
+          }
+          registered += 1;
+          if (!want) {
+            toSignal.set(key, { namespace: regNs.name, service: sv.name });
+            continue;
+          }
+          desired.delete(key);
+          const persistent = Object.fromEntries(broker.persistentMetadata.map((p) => [p.key, p.value]));
+          const nsDiffers = broker.isOwned(regNs.metadata) && !broker.sameMetadata(want.namespace.metadata, regNs.metadata);
+          if (nsDiffers || !broker.sameMetadata({ ...want.service.metadata, ...persistent }, sv.metadata)) {
+            toSignal.set(key, { namespace: regNs.name, service: sv.name });
+            continue;
+          }
+          const endpoints = await registry.listEndp(regNs.name, sv.name).catch((err: unknown) => {
+            if (err instanceof NotFoundError) return undefined;
+            throw err;
+          });
+          if (!endpoints || !sameEndpoints(broker, want.endpoints, endpoints)) toSignal.set(key, { namespace: regNs.name, service: sv.name });
+        }
       }
+      // What is wanted but was not found in the registry at all.
+      for (const [key, x] of desired) toSignal.set(key, { namespace: x.namespace.name, service: x.service.name });
     }
-    // What is wanted but was not found in the registry at all.
-    for (const [key, x] of desired) toSignal.set(key, { namespace: x.namespace.name, service: x.service.name });
 
     const keys = [...toSignal.values()];
     let next = 0;
@@ -229,7 +318,7 @@ export function createEndpointActivities(deps: EndpointDeps) {
         if (!(err instanceof NamespaceNotEmptyError || err instanceof NamespaceNotOwnedError)) throw err;
       }
     }
-    return { desired: desiredCount, registered, signalled: keys.length, namespacesRemoved };
+    return { desired: desiredCount, registered, written, signalled: keys.length, namespacesRemoved };
   }
 
   return {
@@ -285,15 +374,25 @@ export function createEndpointActivities(deps: EndpointDeps) {
         onRestart: (reason, err) => ctx.log.warn('Kubernetes informers restarted', { reason, error: err instanceof Error ? err.message : undefined }),
       });
       const heartbeatMs = ctx.info.heartbeatTimeoutMs ?? s.heartbeatTimeoutSeconds * 1000;
-      const beat = setInterval(() => ctx.heartbeat(watcher.stats()), Math.max(100, Math.floor(heartbeatMs / 3)));
+      // The details (shown with the pending activity in the Web UI) carry the informers' counters and, once the
+      // first comparison with the registry is done, what it found and did.
+      let caughtUp: ResyncSummary | undefined;
+      const details = (): WatchProgress => ({ ...watcher.stats(), ...(caughtUp ? { caughtUp } : {}) });
+      const beat = setInterval(() => ctx.heartbeat(details()), Math.max(100, Math.floor(heartbeatMs / 3)));
       let timer: NodeJS.Timeout | undefined;
       const ended = new AbortController();
       const timeUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, input.maxRunSeconds) * 1000)));
-      ctx.heartbeat(watcher.stats());
+      ctx.heartbeat(details());
       try {
         watcher.start();
-        const caughtUp = watcher.synced.then(() => compareAndSignal(client, taskQueue, () => undefined, ended.signal));
-        await Promise.race([watcher.done, ctx.cancelled, timeUp, caughtUp.then(() => Promise.race([watcher.done, ctx.cancelled, timeUp]))]);
+        const catchUp = watcher.synced
+          .then(() => compareAndSignal(client, taskQueue, () => undefined, ended.signal))
+          .then((summary) => {
+            caughtUp = summary;
+            ctx.heartbeat(details());
+            ctx.log.info('endpoint watch caught up with the registry', { ...summary });
+          });
+        await Promise.race([watcher.done, ctx.cancelled, timeUp, catchUp.then(() => Promise.race([watcher.done, ctx.cancelled, timeUp]))]);
         await watcher.stop();
         const st = watcher.stats();
         return { events: st.events, notified: st.notified, restarts: st.restarts };

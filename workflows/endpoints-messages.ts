@@ -81,7 +81,15 @@ export interface ResyncSummary {
   desired: number;
   /** Owned services found in the registry. */
   registered: number;
-  /** Services signalled because the registry differed (missing, changed, or owned but gone from Kubernetes). */
+  /**
+   * Services written directly, in guarded batches (registries that support it: etcd); absent from summaries
+   * recorded before batches existed.
+   */
+  written?: number;
+  /**
+   * Services signalled to their workflows: those that differed (missing, changed, or owned but gone from
+   * Kubernetes) and were not written directly, and written ones that changed in Kubernetes meanwhile.
+   */
   signalled: number;
   /** Empty owned namespaces removed. */
   namespacesRemoved: number;

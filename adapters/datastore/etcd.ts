@@ -128,12 +128,14 @@ export class EtcdDatastore implements Datastore {
   }
 
   async writeAll(batch: GuardedBatch): Promise<boolean> {
-    const compares = batch.exists.length + batch.absent.length;
+    const unchanged = batch.unchanged ?? [];
+    const compares = batch.exists.length + batch.absent.length + unchanged.length;
     const writes = batch.puts.length + batch.deletes.length;
     if (compares > maxBatchOperations || writes > maxBatchOperations) {
       throw new ErrorValidation(`a batch holds at most ${maxBatchOperations} guards and ${maxBatchOperations} writes`, 'batch');
     }
     for (const k of [...batch.exists, ...batch.absent, ...batch.deletes]) validateKey(k);
+    const revisions = unchanged.map((u) => (validateKey(u.key), validateRevision(u.revision, 'unchanged.revision')));
     for (const p of batch.puts) {
       validateKey(p.key);
       checkValue(p.value);
@@ -144,6 +146,7 @@ export class EtcdDatastore implements Datastore {
         compare: [
           ...batch.exists.map((k) => ({ key: this.full(k), target: CompareTarget.Create, result: CompareResult.Greater, create_revision: 0 })),
           ...batch.absent.map((k) => ({ key: this.full(k), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 })),
+          ...unchanged.map((u, i) => ({ key: this.full(u.key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: revisions[i]! })),
         ],
         success: [
           ...batch.puts.map((p) => ({ request_put: { key: this.full(p.key), value: utf8(p.value) } })),

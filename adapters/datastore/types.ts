@@ -58,7 +58,8 @@ export interface Datastore {
   close(): Promise<void>;
   /**
    * Optional: several writes as one atomic transaction, applied only if every guard holds (`exists` keys are
-   * present, `absent` keys are not); `puts` are upserts, `deletes` remove the key if present. Resolves true when
+   * present, `absent` keys are not, `unchanged` keys are still at the given revision); `puts` are upserts,
+   * `deletes` remove the key if present. Resolves true when
    * applied, false when a guard failed (then nothing was written). Backends without multi-key transactions leave
    * it out and callers write key by key.
    */
@@ -69,6 +70,8 @@ export interface Datastore {
 export interface GuardedBatch {
   exists: string[];
   absent: string[];
+  /** Keys last written at exactly this revision (as a read saw them): nobody wrote them since. */
+  unchanged?: Array<{ key: string; revision: string }>;
   puts: Array<{ key: string; value: string }>;
   deletes: string[];
 }

@@ -23,7 +23,7 @@ import {
   ServiceNotOwnedError,
 } from './errors';
 import { mapLimited } from './concurrency';
-import type { Endpoint, EndpointChanges, Metadata, MetadataPair, Namespace, Service, ServiceRegistry } from './types';
+import type { Endpoint, EndpointChanges, Metadata, MetadataPair, Namespace, RegistrySnapshot, Service, ServiceRegistry, ServiceWrite } from './types';
 import {
   pathOf,
   validateEndpoint,
@@ -196,6 +196,55 @@ export class ServiceRegistryBroker {
       }
     });
     return errors;
+  }
+
+  /**
+   * The write that makes the owned part of one service match `want`, decided from a registry snapshot under the
+   * rules of {@link manageServ} and {@link manageServEndps}: the service is created when missing and updated
+   * when its metadata differs; owned endpoints are created, updated and deleted; a foreign service gets nothing
+   * (`service-not-owned`), and a foreign endpoint keeps its name (listed in `untouched`). `write` is undefined
+   * when the registry already matches. The namespace is the caller's ({@link manageNs}). Throws a
+   * ValidationError for what the registry cannot hold, before anything is written.
+   */
+  planServiceWrite(snapshot: RegistrySnapshot, want: { service: Service; endpoints: Endpoint[] }): { write?: ServiceWrite; untouched: string[] } {
+    const desired = validateService(want.service);
+    const { namespace, name } = desired;
+    const path = `${namespace}/${name}`;
+    const persistent = Object.fromEntries(this.persistentMetadata.map((p) => [p.key, p.value]));
+    desired.metadata = this.withOwner({ ...desired.metadata, ...persistent });
+    // A service below a namespace that is gone is a leftover of an interrupted delete: absent, as are its endpoints.
+    const nsSeen = snapshot.namespaces.has(namespace);
+    const current = nsSeen ? snapshot.services.get(path)?.value : undefined;
+    if (current && !this.isOwned(current.metadata)) return { untouched: ['service-not-owned'] };
+    const limit = this.registry.limits?.maxEndpointsPerService;
+    if (limit !== undefined && want.endpoints.length > limit) throw new EndpointLimitExceededError(pathOf(namespace, name), limit, want.endpoints.length);
+    const write: ServiceWrite = { namespace, service: name, endpoints: [], deletes: [] };
+    if (!current || !this.sameMetadata(desired.metadata, current.metadata)) write.put = desired;
+    const registered = new Map((snapshot.endpoints.get(path) ?? []).map((e) => [e.value.name, e.value]));
+    const untouched: string[] = [];
+    const wanted = new Set<string>();
+    for (const e of want.endpoints) {
+      const endp = validateEndpoint({ ...e, namespace, service: name });
+      if (wanted.has(endp.name)) throw new ValidationError(`endpoint ${JSON.stringify(endp.name)} is listed twice`, 'endpoint.name');
+      wanted.add(endp.name);
+      endp.metadata = this.withOwner(endp.metadata);
+      const reg = current ? registered.get(endp.name) : undefined;
+      if (reg && !this.isOwned(reg.metadata)) {
+        untouched.push(endp.name);
+        continue;
+      }
+      if (!reg || reg.address !== endp.address || reg.port !== endp.port || !this.sameMetadata(endp.metadata, reg.metadata)) write.endpoints.push(endp);
+    }
+    for (const reg of registered.values()) {
+      // Below a missing service every key is a leftover (createServ would sweep it); below ours only owned ones go.
+      if (!wanted.has(reg.name) && (!current || this.isOwned(reg.metadata))) write.deletes.push(reg.name);
+    }
+    if (limit !== undefined) {
+      const after = [...registered.values()].filter((r) => wanted.has(r.name) || !this.isOwned(r.metadata)).length + [...wanted].filter((n) => !registered.has(n)).length;
+      if (current && after > limit) throw new EndpointLimitExceededError(pathOf(namespace, name), limit, after);
+    }
+    const changed = write.put !== undefined || write.endpoints.length > 0 || write.deletes.length > 0;
+    return changed ? { write, untouched } : { untouched };
   }
 
   /**

@@ -17,12 +17,12 @@
 // listing; one created after fails its second read. What remains is a crash in the middle of a delete,
 // which can leave keys below a deleted parent: every read goes through the parent, so they stay invisible,
 // and creating that parent again sweeps them (keys older than the new parent's revision).
-import { AlreadyExistsError, ConflictError, NotFoundError } from '../errors';
+import { AlreadyExistsError, ConflictError, NotFoundError, ValidationError } from '../errors';
 import { EtcdDatastore, type EtcdDatastoreOptions } from '../datastore/etcd';
-import { maxBatchOperations, type Datastore, type KVPair } from '../datastore/types';
+import { maxBatchOperations, type Datastore, type GuardedBatch, type KVPair } from '../datastore/types';
 import { mapLimited } from './concurrency';
 import { ServRegAlreadyExistsError, ServRegNotFoundError, type RegistryLevel } from './errors';
-import type { Endpoint, EndpointChanges, Metadata, Namespace, Service, ServiceRegistry } from './types';
+import type { Endpoint, EndpointChanges, Metadata, Namespace, RegistrySnapshot, Revisioned, Service, ServiceRegistry, ServiceWrite } from './types';
 import { pathOf, validateEndpoint, validateName, validateNamespace, validateService } from './validation';
 
 /** The prefix used when none is given. */
@@ -241,6 +241,87 @@ export class EtcdServiceRegistry implements ServiceRegistry {
     return left;
   }
 
+  async snapshot(): Promise<RegistrySnapshot> {
+    // One list of the whole tree, read at one revision (later pages at the first page's revision).
+    const { pairs } = await this.ds.list('/namespaces');
+    const snap: RegistrySnapshot = { namespaces: new Map(), services: new Map(), endpoints: new Map() };
+    for (const p of pairs) {
+      const parts = p.key.split('/'); // '', 'namespaces', ns[, 'services', svc[, 'endpoints', ep]]
+      if (parts.length === 3) snap.namespaces.set(parts[2]!, { value: parseNs(parts[2]!, p), revision: p.revision });
+      else if (parts.length === 5 && parts[3] === 'services') {
+        snap.services.set(`${parts[2]}/${parts[4]}`, { value: parseServ(parts[2]!, parts[4]!, p), revision: p.revision });
+      } else if (parts.length === 7 && parts[3] === 'services' && parts[5] === 'endpoints') {
+        const path = `${parts[2]}/${parts[4]}`;
+        const list = snap.endpoints.get(path) ?? [];
+        list.push({ value: parseEndp(parts[2]!, parts[4]!, parts[6]!, p), revision: p.revision });
+        snap.endpoints.set(path, list);
+      }
+    }
+    return snap;
+  }
+
+  async writeServices(snapshot: RegistrySnapshot, writes: ServiceWrite[]): Promise<ServiceWrite[]> {
+    if (!this.ds.writeAll) return [...writes];
+    const writeAll = this.ds.writeAll.bind(this.ds);
+    // Validation comes first: a write that cannot be valid is never half-made, and is returned for the careful path.
+    const left: ServiceWrite[] = [];
+    const prepared: Array<{ write: ServiceWrite; batch: Required<GuardedBatch> }> = [];
+    for (const w of writes) {
+      try {
+        prepared.push({ write: w, batch: guardedServiceWrite(snapshot, w) });
+      } catch {
+        left.push(w);
+      }
+    }
+    // Services packed into transactions of at most `maxBatchOperations` guards and writes each.
+    const txns: Array<typeof prepared> = [];
+    let current: typeof prepared = [];
+    let guards = 0;
+    let puts = 0;
+    for (const p of prepared) {
+      const g = p.batch.exists.length + p.batch.absent.length + p.batch.unchanged.length;
+      const n = p.batch.puts.length + p.batch.deletes.length;
+      if (g > maxBatchOperations || n > maxBatchOperations) {
+        left.push(p.write); // larger than one transaction: the careful path writes it
+        continue;
+      }
+      if (guards + g > maxBatchOperations || puts + n > maxBatchOperations) {
+        txns.push(current);
+        current = [];
+        guards = 0;
+        puts = 0;
+      }
+      current.push(p);
+      guards += g;
+      puts += n;
+    }
+    if (current.length) txns.push(current);
+    await mapLimited(txns, this.concurrency, async (txn) => {
+      const batch: Required<GuardedBatch> = { exists: [], absent: [], unchanged: [], puts: [], deletes: [] };
+      for (const { batch: b } of txn) {
+        for (const k of b.exists) if (!batch.exists.includes(k)) batch.exists.push(k);
+        batch.absent.push(...b.absent);
+        batch.unchanged.push(...b.unchanged);
+        batch.puts.push(...b.puts);
+        batch.deletes.push(...b.deletes);
+      }
+      if (batch.exists.length + batch.absent.length + batch.unchanged.length > maxBatchOperations) {
+        left.push(...txn.map((t) => t.write));
+        return;
+      }
+      if (await writeAll(batch)) return;
+      if (txn.length === 1) {
+        left.push(txn[0]!.write);
+        return;
+      }
+      // One guard failed: each service again on its own, so one changed service does not hold back the others.
+      await mapLimited(txn, 1, async (t) => {
+        if (!(await writeAll(t.batch))) left.push(t.write);
+      });
+    });
+    return left;
+  }
+
   async close(): Promise<void> {
     if (this.ownsDatastore) await this.ds.close();
   }
@@ -332,6 +413,49 @@ export class EtcdServiceRegistry implements ServiceRegistry {
       }
     });
   }
+}
+
+/**
+ * The guarded batch of one service write: the namespace must exist, and every key written or deleted must be as
+ * the snapshot saw it (absent, or at the revision it had). Validates everything before anything is written.
+ */
+function guardedServiceWrite(snapshot: RegistrySnapshot, w: ServiceWrite): Required<GuardedBatch> {
+  validateName('namespace', w.namespace);
+  validateName('service', w.service);
+  const path = `${w.namespace}/${w.service}`;
+  const batch: Required<GuardedBatch> = { exists: [nsKey(w.namespace)], absent: [], unchanged: [], puts: [], deletes: [] };
+  const guard = (key: string, seen: Revisioned<unknown> | undefined) => {
+    if (seen) batch.unchanged.push({ key, revision: seen.revision });
+    else batch.absent.push(key);
+  };
+  const seenService = snapshot.services.get(path);
+  if (w.put) {
+    const v = validateService({ ...w.put, namespace: w.namespace, name: w.service });
+    guard(servKey(w.namespace, w.service), seenService);
+    batch.puts.push({ key: servKey(w.namespace, w.service), value: JSON.stringify({ name: v.name, namespace: v.namespace, metadata: v.metadata }) });
+  } else if (seenService) {
+    batch.unchanged.push({ key: servKey(w.namespace, w.service), revision: seenService.revision });
+  } else {
+    batch.exists.push(servKey(w.namespace, w.service));
+  }
+  const seenEndpoints = new Map((snapshot.endpoints.get(path) ?? []).map((e) => [e.value.name, e]));
+  const names = new Set<string>();
+  for (const e of w.endpoints) {
+    const v = validateEndpoint({ ...e, namespace: w.namespace, service: w.service });
+    if (names.has(v.name)) throw new ValidationError(`endpoint ${JSON.stringify(v.name)} is listed twice`, 'endpoint.name');
+    names.add(v.name);
+    const key = endpKey(w.namespace, w.service, v.name);
+    guard(key, seenEndpoints.get(v.name));
+    batch.puts.push({ key, value: endpointValue(v) });
+  }
+  for (const name of w.deletes) {
+    validateName('endpoint', name);
+    const seen = seenEndpoints.get(name);
+    if (!seen || names.has(name)) continue; // nothing to delete, or put above
+    batch.unchanged.push({ key: endpKey(w.namespace, w.service, name), revision: seen.revision });
+    batch.deletes.push(endpKey(w.namespace, w.service, name));
+  }
+  return batch;
 }
 
 function olderThan(a: string, b: string): boolean {

@@ -82,6 +82,20 @@ export interface ServiceRegistry {
    */
   applyEndpoints?(nsName: string, servName: string, changes: EndpointChanges): Promise<EndpointChanges>;
 
+  /**
+   * Optional, with {@link writeServices}: the whole registry read at one moment, with the revision of every
+   * object (etcd: one consistent range read). What a full comparison reads instead of a call per service.
+   */
+  snapshot?(): Promise<RegistrySnapshot>;
+
+  /**
+   * Optional: writes of many services in few round trips (etcd: transactions of up to 127 writes), each write
+   * conditional on its object being exactly as `snapshot` saw it (absent, or unchanged since) and on the
+   * namespace existing. A service's writes go in one transaction; when a guard fails nothing of that
+   * transaction is written. Resolves with the writes not made, for the caller to redo carefully.
+   */
+  writeServices?(snapshot: RegistrySnapshot, writes: ServiceWrite[]): Promise<ServiceWrite[]>;
+
   /** Releases connections. */
   close(): Promise<void>;
 }
@@ -91,4 +105,30 @@ export interface EndpointChanges {
   create: Endpoint[];
   update: Endpoint[];
   delete: string[];
+}
+
+/** An object as a {@link RegistrySnapshot} saw it, with the revision a guarded write compares against. */
+export interface Revisioned<T> {
+  value: T;
+  revision: string;
+}
+
+/** The whole registry at one moment. Keys of the maps: `ns`, `ns/svc`. */
+export interface RegistrySnapshot {
+  namespaces: Map<string, Revisioned<Namespace>>;
+  /** Every service key, also those below a namespace that is gone (left by an interrupted delete). */
+  services: Map<string, Revisioned<Service>>;
+  /** Every endpoint key by its service, also those below a service that is gone. */
+  endpoints: Map<string, Array<Revisioned<Endpoint>>>;
+}
+
+/** What makes one service match: the service to put (when it differs), endpoints to put and to delete. */
+export interface ServiceWrite {
+  namespace: string;
+  service: string;
+  /** Put when given (created when the snapshot had none). */
+  put?: Service;
+  endpoints: Endpoint[];
+  /** Names of endpoints to delete. */
+  deletes: string[];
 }

@@ -187,4 +187,65 @@ describe('etcd service registry specifics', () => {
     assert.deepEqual([...errors.keys()], ['taken'], 'the foreign endpoint is reported, the new one written');
     assert.deepEqual((await reg.listEndp('guard', 'web')).map((e) => e.name).sort(), ['fresh', 'taken']);
   });
+
+  test('a whole-registry sync: one snapshot, the differing services written in few guarded transactions, ownership kept', async () => {
+    const b = new ServiceRegistryBroker(reg);
+    const owned = { owner: 'brokerflow' };
+    await b.manageNs({ name: 'sync', metadata: {} });
+    // In sync already; owned with a wrong and a stale endpoint; foreign; foreign endpoint in an owned service.
+    await b.manageServ({ name: 'same', namespace: 'sync', metadata: {} });
+    await b.manageServEndps('sync', 'same', [endp('sync', 'same', 's1', 1)]);
+    await b.manageServ({ name: 'drift', namespace: 'sync', metadata: {} });
+    await b.manageServEndps('sync', 'drift', [endp('sync', 'drift', 'd1', 1), endp('sync', 'drift', 'stale', 2)]);
+    await reg.createServ({ name: 'theirs', namespace: 'sync', metadata: { owner: 'someone-else' } });
+    await b.manageServ({ name: 'mixed', namespace: 'sync', metadata: {} });
+    await reg.createEndp({ ...endp('sync', 'mixed', 'm1', 7), metadata: { owner: 'someone-else' } });
+    // A leftover endpoint below a service that is gone (an interrupted delete): removed when the service comes back.
+    await raw.put(`${prefix}/namespaces/sync/services/fresh/endpoints/old`).value(JSON.stringify({ name: 'old', metadata: { owner: 'someone-else' } }));
+    const wanted = {
+      same: [endp('sync', 'same', 's1', 1)],
+      drift: [{ ...endp('sync', 'drift', 'd1', 1), port: 81 }],
+      theirs: [endp('sync', 'theirs', 't1', 3)],
+      mixed: [endp('sync', 'mixed', 'm1', 4), endp('sync', 'mixed', 'm2', 5)],
+      fresh: Array.from({ length: 10 }, (_, i) => endp('sync', 'fresh', `f${i}`, 10 + i)),
+    };
+    const snap = await reg.snapshot();
+    const plans = Object.entries(wanted).map(([name, endpoints]) => ({ name, ...b.planServiceWrite(snap, { service: { name, namespace: 'sync', metadata: {} }, endpoints }) }));
+    assert.deepEqual(
+      plans.map((p) => [p.name, p.write ? `${p.write.put ? 'put ' : ''}${p.write.endpoints.map((e) => e.name).join(',')} -${p.write.deletes.join(',')}` : 'none', p.untouched.join()]),
+      [
+        ['same', 'none', ''],
+        ['drift', 'd1 -stale', ''],
+        ['theirs', 'none', 'service-not-owned'],
+        ['mixed', 'm2 -', 'm1'],
+        ['fresh', 'put f0,f1,f2,f3,f4,f5,f6,f7,f8,f9 -old', ''],
+      ],
+    );
+    const writes = plans.flatMap((p) => (p.write ? [p.write] : []));
+    const before = await revision();
+    assert.deepEqual(await reg.writeServices(snap, writes), []);
+    assert.equal((await revision()) - before, 1n, 'three services in one transaction');
+    assert.deepEqual((await reg.listEndp('sync', 'drift')).map((e) => `${e.name}:${e.port}`), ['d1:81']);
+    assert.deepEqual((await reg.listEndp('sync', 'mixed')).map((e) => `${e.name}:${e.metadata.owner}`), ['m1:someone-else', 'm2:brokerflow']);
+    assert.deepEqual((await reg.getServ('sync', 'fresh')).metadata, owned);
+    assert.deepEqual((await reg.listEndp('sync', 'fresh')).map((e) => e.name).sort(), wanted.fresh.map((e) => e.name).sort());
+    assert.deepEqual((await reg.getServ('sync', 'theirs')).metadata, { owner: 'someone-else' });
+
+    // Someone writes a service after the snapshot: its write is handed back and nothing of it lands; the others do.
+    const snap2 = await reg.snapshot();
+    const w2 = ['drift', 'fresh'].map((name) => b.planServiceWrite(snap2, { service: { name, namespace: 'sync', metadata: { v: '2' } }, endpoints: [endp('sync', name, 'z', 99)] }).write!);
+    await reg.updateEndp({ ...endp('sync', 'fresh', 'f0', 10), metadata: { owner: 'someone-else' } });
+    const left = await reg.writeServices(snap2, w2);
+    assert.deepEqual(left.map((w) => w.service), ['fresh']);
+    assert.deepEqual((await reg.getServ('sync', 'fresh')).metadata, owned, 'the refused write left the service as it was');
+    assert.equal((await reg.listEndp('sync', 'fresh')).length, 10);
+    assert.deepEqual((await reg.getServ('sync', 'drift')).metadata, { ...owned, v: '2' });
+    assert.deepEqual((await reg.listEndp('sync', 'drift')).map((e) => e.name), ['z']);
+    // A namespace deleted after the snapshot: nothing is written below it.
+    const snap3 = await reg.snapshot();
+    const w3 = b.planServiceWrite(snap3, { service: { name: 'same', namespace: 'sync', metadata: {} }, endpoints: [endp('sync', 'same', 'n', 5)] }).write!;
+    await reg.deleteNs('sync');
+    assert.deepEqual((await reg.writeServices(snap3, [w3])).map((w) => w.service), ['same']);
+    assert.deepEqual(await raw.getAll().prefix(`${prefix}/namespaces/sync`).keys(), []);
+  });
 });

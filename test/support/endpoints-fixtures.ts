@@ -6,7 +6,9 @@ import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { EtcdServiceRegistry, type Metadata } from '../../adapters/service-registries';
 import type { WatchedChange } from '../../adapters/kubernetes/watcher';
-import type { EndpointDeps } from '../../activities/endpoints';
+import type { EndpointDeps, WatchProgress } from '../../activities/endpoints';
+import { endpointWatcherWorkflowId, type ResyncSummary } from '../../workflows/endpoints-messages';
+import { decodePayload } from './history';
 import type { EndpointSyncConfig } from '../../config/endpoints';
 import { ensureEndpointSync, stopEndpointSync } from '../../platform/endpoint-workflows';
 import { createEndpointDeps } from '../../worker/dependencies';
@@ -167,8 +169,29 @@ export async function startMirror(opts: { endpoints?: Partial<EndpointSyncConfig
     },
   };
   if (opts.worker !== false) await startWorker(mirror);
-  if (opts.start !== false) await ensureEndpointSync(client, { taskQueue: config.temporal.taskQueue, settings: deps.settings });
+  if (opts.start !== false) {
+    await ensureEndpointSync(client, { taskQueue: config.temporal.taskQueue, settings: deps.settings });
+    await watchCaughtUp(mirror);
+  }
   return mirror;
+}
+
+/**
+ * Waits until the mirror's watch has compared the cluster with the registry (its heartbeat details say so), and
+ * returns that comparison's summary: from then on every change reaches a per-service workflow.
+ */
+export async function watchCaughtUp(mirror: Pick<Mirror, 'client' | 'name'>, timeoutMs = 30_000): Promise<ResyncSummary> {
+  return eventually(
+    'the endpoint watch caught up with the registry',
+    async () => {
+      const desc = await mirror.client.workflow.getHandle(endpointWatcherWorkflowId(mirror.name)).describe();
+      const act = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'watchKubernetes');
+      const payload = act?.heartbeatDetails?.payloads?.[0];
+      if (!payload) return undefined;
+      return (await decodePayload<WatchProgress>(mirror.client, payload)).caughtUp;
+    },
+    timeoutMs,
+  );
 }
 
 /** Starts (another) in-process worker for the mirror's task queue. */
