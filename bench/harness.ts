@@ -18,6 +18,8 @@ export interface BenchContext {
   runs: number;
   /** `--soak`: how long the soak runs, in minutes (only then do soak-only benchmarks run). */
   soakMinutes?: number;
+  /** `--endpoint-services N`: Kubernetes services the endpoint benchmark mirrors (default 1,000). */
+  endpointServices: number;
 }
 
 /** One measured figure. `subject` says whether it is brokerflow or the baseline it is compared with. */

@@ -4,6 +4,7 @@
 // stops everything at the end, also on failure or interrupt.
 //
 //   npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json] [--soak [--soak-minutes N]]
+//                    [--endpoint-services N]
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
@@ -21,6 +22,8 @@ export interface BenchOptions {
   json: boolean;
   /** Minutes of the soak, when one is asked for (`--soak`, `--soak-minutes N`, or `--only soak`). */
   soakMinutes?: number;
+  /** Kubernetes services of the endpoint benchmark (`--endpoint-services N`, default 1,000). */
+  endpointServices: number;
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--scale N] [--runs N] [--only name[,name]] [--json] [--soak [--soak-minutes N]]
@@ -30,7 +33,9 @@ const USAGE = `usage: npm run bench -- [--quick] [--scale N] [--runs N] [--only 
   --only a,b     only these benchmarks (bench/<name>.bench.ts)
   --json         print only the JSON report on stdout
   --soak         also the soak (bench/soak.bench.ts): worker memory over 10 minutes of operations
-  --soak-minutes N  the soak's length in minutes (at least 3; implies --soak)`;
+  --soak-minutes N  the soak's length in minutes (at least 3; implies --soak)
+  --endpoint-services N  Kubernetes services (10 endpoints each) the endpoint benchmark mirrors (default 1000; the
+                 targets are set for 1000 and 10000)`;
 
 export function parseBenchArgs(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -43,6 +48,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       json: { type: 'boolean', default: false },
       soak: { type: 'boolean', default: false },
       'soak-minutes': { type: 'string' },
+      'endpoint-services': { type: 'string', default: '1000' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -64,8 +70,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   if (!Number.isInteger(soakMinutes) || soakMinutes < 3 || soakMinutes > 24 * 60) {
     throw new Error(`--soak-minutes must be a whole number of minutes from 3 to 1440, not "${values['soak-minutes']}"`);
   }
+  const endpointServices = Number(values['endpoint-services']);
+  if (!Number.isInteger(endpointServices) || endpointServices < 10 || endpointServices > 100_000) {
+    throw new Error(`--endpoint-services must be a whole number from 10 to 100000, not "${values['endpoint-services']}"`);
+  }
   const soak = values.soak || values['soak-minutes'] !== undefined || (only?.includes('soak') ?? false);
-  return { quick: values.quick, scale, runs, ...(only?.length ? { only } : {}), json: values.json, ...(soak ? { soakMinutes } : {}) };
+  return { quick: values.quick, scale, runs, ...(only?.length ? { only } : {}), json: values.json, ...(soak ? { soakMinutes } : {}), endpointServices };
 }
 
 /** The benchmark files, by name (`osb` for osb.bench.ts). */
@@ -154,6 +164,7 @@ async function main(): Promise<number> {
       scale: opts.scale,
       runs: opts.runs,
       ...(opts.soakMinutes !== undefined ? { soakMinutes: opts.soakMinutes } : {}),
+      endpointServices: opts.endpointServices,
     };
     const rows: BenchRow[] = [];
     for (const { benchmark, status } of loaded) {
@@ -184,7 +195,7 @@ async function main(): Promise<number> {
       schema: 1,
       timestamp: new Date().toISOString(),
       command: `npm run bench${argsText ? ` -- ${argsText}` : ''}`,
-      options: { quick: opts.quick, scale: opts.scale, runs: opts.runs, ...(opts.only ? { only: opts.only } : {}), ...(opts.soakMinutes !== undefined ? { soakMinutes: opts.soakMinutes } : {}) },
+      options: { quick: opts.quick, scale: opts.scale, runs: opts.runs, ...(opts.only ? { only: opts.only } : {}), ...(opts.soakMinutes !== undefined ? { soakMinutes: opts.soakMinutes } : {}), endpointServices: opts.endpointServices },
       wallSeconds: 0,
       stackStartSeconds: Math.round(stackStartSeconds * 10) / 10,
       machine,
