@@ -16,7 +16,11 @@ export interface RunBreakdown {
   activityExecMs: number;
   /** Sum over activities of scheduled -> started (waiting for a worker slot and a poll). */
   activityQueueMs: number;
-  /** runMs minus the two above: workflow tasks, their round trips and the server's bookkeeping. */
+  /** Sum over workflow tasks of started -> completed: the worker running workflow code, local activities included. */
+  workflowTaskExecMs: number;
+  /** Sum over workflow tasks of scheduled -> started (waiting for a poll). */
+  workflowTaskQueueMs: number;
+  /** runMs minus the four above: round trips and the server's bookkeeping between them. */
   otherMs: number;
   activities: number;
   /** Local activities (their markers): run inside workflow tasks, so in none of the activity times above. */
@@ -52,6 +56,10 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
   let activityQueueMs = 0;
   let activities = 0;
   let localActivities = 0;
+  let workflowTaskExecMs = 0;
+  let workflowTaskQueueMs = 0;
+  const taskScheduled = new Map<number, number>();
+  const taskStarted = new Map<number, number>();
   const execByType: Record<string, number> = {};
   for (const e of events) {
     const at = ms(e.eventTime);
@@ -63,6 +71,17 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
       activities++;
     }
     if (e.markerRecordedEventAttributes?.markerName === 'core_local_activity') localActivities++;
+    if (e.workflowTaskScheduledEventAttributes) taskScheduled.set(id, at);
+    if (e.workflowTaskStartedEventAttributes) {
+      taskStarted.set(id, at);
+      const s = taskScheduled.get(idOf(e.workflowTaskStartedEventAttributes.scheduledEventId));
+      if (s !== undefined) workflowTaskQueueMs += at - s;
+    }
+    const task = e.workflowTaskCompletedEventAttributes ?? e.workflowTaskFailedEventAttributes ?? undefined;
+    if (task) {
+      const st = taskStarted.get(idOf(task.startedEventId));
+      if (st !== undefined) workflowTaskExecMs += at - st;
+    }
     if (e.activityTaskStartedEventAttributes) {
       const s = scheduled.get(idOf(e.activityTaskStartedEventAttributes.scheduledEventId));
       started.set(id, at);
@@ -86,7 +105,9 @@ export async function runBreakdown(client: Client, workflowId: string): Promise<
     runMs,
     activityExecMs,
     activityQueueMs,
-    otherMs: runMs - activityExecMs - activityQueueMs,
+    workflowTaskExecMs,
+    workflowTaskQueueMs,
+    otherMs: runMs - activityExecMs - activityQueueMs - workflowTaskExecMs - workflowTaskQueueMs,
     activities,
     localActivities,
     events: events.length,
@@ -141,6 +162,8 @@ export function medianBreakdown(list: RunBreakdown[]): RunBreakdown {
     runMs: field('runMs'),
     activityExecMs: field('activityExecMs'),
     activityQueueMs: field('activityQueueMs'),
+    workflowTaskExecMs: field('workflowTaskExecMs'),
+    workflowTaskQueueMs: field('workflowTaskQueueMs'),
     otherMs: field('otherMs'),
     activities: field('activities'),
     localActivities: field('localActivities'),

@@ -226,7 +226,9 @@ export const benchmark: Benchmark = {
           add(subject, kase, 'run time on the server', 'ms', b.runMs);
           add(subject, kase, 'activity execution', 'ms', b.activityExecMs);
           add(subject, kase, 'activity queue wait', 'ms', b.activityQueueMs);
-          add(subject, kase, 'workflow tasks and server', 'ms', b.otherMs);
+          add(subject, kase, 'workflow task execution (local activities included)', 'ms', b.workflowTaskExecMs);
+          add(subject, kase, 'workflow task queue wait', 'ms', b.workflowTaskQueueMs);
+          add(subject, kase, 'round trips and server bookkeeping', 'ms', b.otherMs);
           // Negative when the client saw success before the run closed (brokerflow records it in the registry first).
           add(subject, kase, 'run closed -> client saw success (polling)', 'ms', percentile(parts.map((p) => p.endToSeen), 50));
           if (subject === 'brokerflow') {

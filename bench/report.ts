@@ -343,7 +343,9 @@ export function explainMiss(t: TargetResult, rows: BenchRow[]): string {
       ['run time on the server', 'the workflow run on the server'],
       ['activity execution', 'activity execution'],
       ['activity queue wait', 'activities waiting in the task queue'],
-      ['workflow tasks and server', 'workflow tasks and server bookkeeping'],
+      ['workflow task execution (local activities included)', 'workflow tasks running on the worker (local activities included)'],
+      ['workflow task queue wait', 'workflow tasks waiting for a poll'],
+      ['round trips and server bookkeeping', 'round trips and server bookkeeping'],
       ['run closed -> client saw success (polling)', 'from the close of the run to the client seeing success'],
     ];
     const described = named
