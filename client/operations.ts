@@ -123,7 +123,9 @@ export type StartOutcome =
   /** The same request is already running: answer with its operation. */
   | { kind: 'same'; operationId: string }
   /** Another operation runs on this instance. */
-  | { kind: 'busy'; running: OperationMemo };
+  | { kind: 'busy'; running: OperationMemo }
+  /** The run holding the workflow ID closed (or was closing) since the decision: decide again on fresh facts. */
+  | { kind: 'changed' };
 
 /** What happened when asked to cancel the operation running on an instance or binding. */
 export type CancelOutcome =
@@ -252,48 +254,61 @@ export class OperationsClient {
    */
   async start(input: OperationInput): Promise<StartOutcome> {
     const { memo, typedSearchAttributes } = operationStartRecord(input);
-    // A run that closes between our failed start and our describe makes us try again; a few rounds settle it.
-    for (let round = 0; round < 5; round++) {
-      try {
-        const options: InternalWorkflowStartOptions & { taskQueue: string; args: unknown[] } = {
-          taskQueue: this.taskQueue,
-          workflowId: operationWorkflowId(input),
-          workflowIdConflictPolicy: 'FAIL',
-          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-          [InternalWorkflowStartOptionsSymbol]: { requestId: input.operationId },
-          args: [input],
-          memo: memo as unknown as Record<string, unknown>,
-          staticSummary: memo.summary,
-          typedSearchAttributes,
-        };
-        await this.client.workflow.start(input.operation, options);
-        this.hintRunning(input, input.operationId);
-        return { kind: 'started', operationId: input.operationId };
-      } catch (err) {
-        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      }
-      const d = await this.describe(input);
-      if (!d || d.status.name !== 'RUNNING') continue;
-      const running = d.memo as unknown as OperationMemo;
-      if (await this.isFinishing(running, input.instanceId)) {
-        // The running operation has recorded its end and is about to close: wait a moment for that, then start
-        // ours. When it does not close, no worker is taking its last step (workers down or crashed): its work and
-        // its end are recorded, so our operation takes its place (see supersedeFinishedRun).
-        const closed = await this.waitForResult(input, FINISHING_GRACE_MS).catch(() => undefined);
-        if (closed === undefined && !(await this.supersedeFinishedRun(input, d, running))) return { kind: 'busy', running };
-        continue;
-      }
-      if (
-        running.operation === input.operation &&
-        running.bindingId === input.bindingId &&
-        (running.instanceId ?? input.instanceId) === input.instanceId &&
-        running.fingerprint === input.fingerprint
-      ) {
-        return { kind: 'same', operationId: running.operationId };
-      }
-      return { kind: 'busy', running };
+    try {
+      const options: InternalWorkflowStartOptions & { taskQueue: string; args: unknown[] } = {
+        taskQueue: this.taskQueue,
+        workflowId: operationWorkflowId(input),
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        [InternalWorkflowStartOptionsSymbol]: { requestId: input.operationId },
+        args: [input],
+        memo: memo as unknown as Record<string, unknown>,
+        staticSummary: memo.summary,
+        typedSearchAttributes,
+      };
+      await this.client.workflow.start(input.operation, options);
+      this.hintRunning(input, input.operationId);
+      return { kind: 'started', operationId: input.operationId };
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }
-    throw new Error(`could not start ${input.operation} on instance ${input.instanceId}: the instance's workflow kept changing`);
+    // Another run holds the workflow ID. When it has closed since, or is closing, the facts the request was
+    // decided on are out of date (that run may have created the instance this request would create): the caller
+    // decides again on fresh facts rather than starting on the old decision.
+    const d = await this.describe(input);
+    if (!d || d.status.name !== 'RUNNING') return { kind: 'changed' };
+    const running = d.memo as unknown as OperationMemo;
+    if (await this.isFinishing(running, input.instanceId)) {
+      // The running operation has recorded its end and is about to close: wait a moment for that. When it does
+      // not close, no worker is taking its last step (workers down or crashed): its work and its end are
+      // recorded, so it is terminated and the next decision can start in its place (see supersedeFinishedRun).
+      const closed = await this.waitForResult(input, FINISHING_GRACE_MS).catch(() => undefined);
+      if (closed === undefined && !(await this.supersedeFinishedRun(input, d, running))) return { kind: 'busy', running };
+      return { kind: 'changed' };
+    }
+    if (
+      running.operation === input.operation &&
+      running.bindingId === input.bindingId &&
+      (running.instanceId ?? input.instanceId) === input.instanceId &&
+      running.fingerprint === input.fingerprint
+    ) {
+      return { kind: 'same', operationId: running.operationId };
+    }
+    return { kind: 'busy', running };
+  }
+
+  /**
+   * After a provision or bind has started: whether another operation of the same kind recorded its success on
+   * the entry meanwhile, i.e. it ran whole between this request's decision (which saw no such success: a create
+   * is never decided on one) and its start. The new run's first step then finds the entry created and records
+   * nothing (osb-semantics.md "Races"); the caller waits for that run to end and decides again.
+   */
+  async createdMeanwhile(input: OperationInput): Promise<boolean> {
+    if (input.operation !== 'provision' && input.operation !== 'bind') return false;
+    const r = input.bindingId
+      ? await this.registry.readOperation('service-binding', input.bindingId, { instanceId: input.instanceId })
+      : await this.registry.readOperation('service-instance', input.instanceId);
+    return r !== undefined && r.operation === input.operation && r.state === 'succeeded' && r.operationId !== input.operationId;
   }
 
   /**

@@ -234,7 +234,14 @@ export class OsbService {
           const input = this.withRetry(withRequester(plan.build(), origin));
           const accepted = await acceptanceOf(this.deps.registry, input, this.deps.auditWarnings);
           const outcome = await this.deps.operations.start(input);
-          if (outcome.kind === 'busy') continue;
+          // Busy, or the facts moved under the decision (a run closed meanwhile): decide again.
+          if (outcome.kind === 'busy' || outcome.kind === 'changed') continue;
+          if (outcome.kind === 'started' && (await this.deps.operations.createdMeanwhile(input))) {
+            // Another create ran whole between the decision and the start: this run will find the entry created and
+            // record nothing. Once it has ended, the fresh facts give the answer (409, or 200 when identical).
+            await this.deps.operations.waitForResult(ref, this.deps.syncTimeoutMs).catch(() => undefined);
+            continue;
+          }
           if (outcome.kind === 'started') await recordAcceptance(this.deps.registry, input.instanceId, accepted, this.deps.auditWarnings);
           this.count(type, outcome.kind === 'started' ? 'accepted' : 'identical');
           return accepts ? answer(202, { operation: outcome.operationId }) : this.answerSync(type, ref, outcome.operationId, plan.sync);

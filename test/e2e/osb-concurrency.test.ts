@@ -4,6 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestStack, pollLastOperation, type TestStack } from '../support/stack';
 import { SERVICE, instancePath, newId, provisionBody } from '../support/osb';
+import { deferred } from '../support/deferred';
+import type { OperationInput } from '../../workflows/messages';
 
 let stack: TestStack;
 before(async () => {
@@ -43,6 +45,38 @@ test('20 concurrent conflicting PUTs: one wins with 202, the rest get 409, and t
   assert.equal((await pollLastOperation(stack, instancePath(id), winners[0]!.json().operation)).body.state, 'succeeded');
   const winnerIndex = answers.indexOf(winners[0]!);
   assert.deepEqual((await stack.osb('GET', instancePath(id))).json().parameters, { quotaKeys: winnerIndex + 1 });
+});
+
+test('a conflicting PUT decided before another provision ran, and started after it ended, gets 409, not a second 202', async () => {
+  // The window the 20-PUT race can hit under load: request B decides (no instance yet) and is held before its
+  // start; request A provisions the instance whole; then B starts. B's run finds the instance and records nothing.
+  const id = newId('stale');
+  const operations = (stack.broker.osb as unknown as { deps: { operations: { start(input: OperationInput): Promise<unknown> } } }).deps.operations;
+  const start = operations.start.bind(operations);
+  const held = deferred<void>();
+  const release = deferred<void>();
+  operations.start = async (input: OperationInput) => {
+    if (input.instanceId === id && input.parameters.quotaKeys === 2) {
+      held.resolve();
+      await release.promise;
+    }
+    return start(input);
+  };
+  try {
+    const late = stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 2 } }));
+    await held.promise;
+    const first = await stack.osb('PUT', `${instancePath(id)}?accepts_incomplete=true`, provisionBody({ parameters: { quotaKeys: 1 } }));
+    assert.equal(first.statusCode, 202, first.body);
+    assert.equal((await pollLastOperation(stack, instancePath(id), first.json().operation)).body.state, 'succeeded');
+    await stack.client.workflow.getHandle(`instance/${id}`).result();
+    release.resolve();
+    const answer = await late;
+    assert.equal(answer.statusCode, 409, answer.body);
+  } finally {
+    release.resolve();
+    operations.start = start;
+  }
+  assert.deepEqual((await stack.osb('GET', instancePath(id))).json().parameters, { quotaKeys: 1 });
 });
 
 test('concurrent PATCHes on one instance: one runs, the others get 422 ConcurrencyError or join it', async () => {
