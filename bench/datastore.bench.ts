@@ -1,5 +1,5 @@
-// Datastore throughput (get, put, list) and the Syncer's time to InSync on a large prefix, each measured beside
-// the raw etcd3 client doing the same work against the same etcd in the same run.
+// Datastore throughput (get, put, list) and the Syncer's time to InSync on prefixes of 10,000 and 100,000 keys,
+// each measured beside the raw etcd3 client doing the same work against the same etcd in the same run.
 import { randomBytes } from 'node:crypto';
 import { Etcd3, type Watcher } from 'etcd3';
 import { EtcdDatastore, Syncer } from '../adapters/datastore';
@@ -55,6 +55,10 @@ export const benchmark: Benchmark = {
   async run(ctx: BenchContext): Promise<BenchRow[]> {
     const keys = Math.round((ctx.quick ? 10_000 : 100_000) * ctx.scale);
     const ops = Math.round((ctx.quick ? 2_000 : 10_000) * ctx.scale);
+    // Time to InSync at both sizes the target names, also in a quick run (100,000 keys add a few seconds).
+    const syncSizes = [10_000, 100_000].map((n) => Math.round(n * ctx.scale));
+    /** The prefix that holds `n` keys (under the datastore's prefix). */
+    const prefixOf = (n: number) => `/keys-${n}`;
     const concurrency = 32;
     const root = `/bf-bench-${randomBytes(4).toString('hex')}`;
     const raw = new Etcd3({ hosts: ctx.etcdEndpoint, grpcOptions: { 'grpc.max_receive_message_length': -1 } });
@@ -67,15 +71,17 @@ export const benchmark: Benchmark = {
       samples[c][subject].push(v);
     };
     const add = (c: string, subject: 'brokerflow' | 'baseline', cost: Cost, units: number) => {
-      push(c, subject, c === 'syncer-insync' ? cost.ms : units / (cost.ms / 1000));
+      push(c, subject, c.startsWith('syncer-insync') ? cost.ms : units / (cost.ms / 1000));
       push(`${c}:cpu`, subject, (cost.cpuMs * 1000) / units);
     };
     try {
-      await load(raw, `${root}/big`, keys);
+      for (const n of new Set([keys, ...syncSizes])) await load(raw, `${root}${prefixOf(n)}`, n);
       await load(raw, `${root}/small`, 1_000);
       // Warm both clients (connections, JIT) before anything is recorded.
       await throughput(200, concurrency, (i) => ds.get(`/small/k${String(i).padStart(7, '0')}`));
       await throughput(200, concurrency, (i) => raw.get(`${root}/small/k${String(i).padStart(7, '0')}`).string());
+      await syncerToInSync(ds, '/small', 1_000);
+      await rawToInSync(raw, `${root}/small/`, 1_000);
       for (let r = 0; r < ctx.runs; r++) {
         // Alternate which subject goes first so warm-up and etcd state favour neither.
         const order: Array<'brokerflow' | 'baseline'> = r % 2 ? ['baseline', 'brokerflow'] : ['brokerflow', 'baseline'];
@@ -98,22 +104,24 @@ export const benchmark: Benchmark = {
             subject,
             await timed(async () => {
               if (subject === 'brokerflow') {
-                const l = await ds.list('/big');
+                const l = await ds.list(prefixOf(keys));
                 if (l.pairs.length !== keys) throw new Error(`listed ${l.pairs.length} of ${keys}`);
               } else {
-                const res = await raw.getAll().prefix(`${root}/big/`).exec();
+                const res = await raw.getAll().prefix(`${root}${prefixOf(keys)}/`).exec();
                 const pairs = res.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), revision: kv.mod_revision }));
                 if (pairs.length !== keys) throw new Error(`listed ${pairs.length} of ${keys}`);
               }
             }),
             keys,
           );
-          add(
-            'syncer-insync',
-            subject,
-            subject === 'brokerflow' ? await syncerToInSync(ds, keys) : await rawToInSync(raw, `${root}/big/`, keys),
-            keys,
-          );
+          for (const n of syncSizes) {
+            add(
+              `syncer-insync, ${n} keys`,
+              subject,
+              subject === 'brokerflow' ? await syncerToInSync(ds, prefixOf(n), n) : await rawToInSync(raw, `${root}${prefixOf(n)}/`, n),
+              n,
+            );
+          }
         }
       }
     } finally {
@@ -125,12 +133,14 @@ export const benchmark: Benchmark = {
       get: ['throughput', 'ops/s'],
       put: ['throughput', 'ops/s'],
       list: [`throughput (${keys} keys per list)`, 'keys/s'],
-      'syncer-insync': [`time to InSync (${keys} keys)`, 'ms'],
       'get:cpu': ['client CPU per get', 'µs'],
       'put:cpu': ['client CPU per put', 'µs'],
       'list:cpu': ['client CPU per listed key', 'µs'],
-      'syncer-insync:cpu': ['client CPU per key to InSync', 'µs'],
     };
+    for (const n of syncSizes) {
+      units[`syncer-insync, ${n} keys`] = ['time to InSync', 'ms'];
+      units[`syncer-insync, ${n} keys:cpu`] = ['client CPU per key to InSync', 'µs'];
+    }
     const rows: BenchRow[] = [];
     for (const [c, s] of Object.entries(samples)) {
       const [metric, unit] = units[c]!;
@@ -141,11 +151,11 @@ export const benchmark: Benchmark = {
   },
 };
 
-/** Starts a Syncer on the big prefix and measures until it reports InSync with every key delivered. */
-async function syncerToInSync(ds: EtcdDatastore, keys: number): Promise<Cost> {
+/** Starts a Syncer on a prefix of `keys` keys and measures until it reports InSync with every key delivered. */
+async function syncerToInSync(ds: EtcdDatastore, prefix: string, keys: number): Promise<Cost> {
   let delivered = 0;
   const { promise: inSync, resolve: done } = deferred();
-  const syncer = new Syncer(ds, { prefixes: ['/big'] }, {
+  const syncer = new Syncer(ds, { prefixes: [prefix] }, {
     onStatusUpdated: (s) => s === 'InSync' && done(),
     onUpdates: (u) => (delivered += u.length),
   });

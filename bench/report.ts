@@ -399,11 +399,39 @@ export function explainMiss(t: TargetResult, rows: BenchRow[]): string {
     const p99 = find(t.benchmark, t.case, t.metric);
     const p50 = find(t.benchmark, t.case, t.metric.replace(/p99/i, 'p50'));
     if (t.kind === 'at most' && p50?.brokerflow && p50 !== p99) reasons.push(`The p50 of the same case is ${fmt(p50.brokerflow.median)} ${p50.unit}: the tail, not the typical change, misses.`);
+    if (t.id === 'datastore-vs-raw') reasons.push(...datastoreBaselineGaps(t.case, t.metric));
   }
   if (t.range && (t.kind === 'at most' ? t.range[0] <= t.threshold : t.range[1] >= t.threshold)) {
     reasons.push(`The runs span ${spanText(t)}, which reaches the target: on this machine the miss is within run-to-run variation.`);
   }
   return reasons.join(' ') || 'No other figure of this run explains it.';
+}
+
+/** The datastore's default page of a list (adapters/datastore/etcd.ts, `listPageSize`). */
+const DATASTORE_LIST_PAGE = 50_000;
+
+/**
+ * What the raw client of datastore.bench.ts leaves out of a list, or of the list and watch to InSync, that the
+ * datastore contract (docs/design/contracts/datastore.md) requires of brokerflow.
+ */
+function datastoreBaselineGaps(kase: string, metric: string): string[] {
+  const syncer = kase.startsWith('syncer-insync');
+  if (!syncer && kase !== 'list') return [];
+  const keys = Number(/(\d+) keys/.exec(`${kase} ${metric}`)?.[1] ?? 0);
+  const pages = Math.ceil(keys / DATASTORE_LIST_PAGE);
+  const gaps = [
+    'The raw client does less than the datastore contract asks of a list: one range over the keys under `prefix/`, ' +
+      'where the datastore also reads the key `prefix` itself from the same snapshot (a transaction of two ranges)' +
+      (pages > 1
+        ? ` and reads at most ${fmt(DATASTORE_LIST_PAGE)} keys per request, so ${fmt(keys)} keys take ${pages} requests one after the other where the raw client makes one.`
+        : '.'),
+  ];
+  if (syncer) {
+    gaps.push(
+      "The raw client's map is the whole of its picture; the Syncer keeps the same map (key to revision) and also hands every pair to its consumer as an update, in batches of up to 10,000, before it reports InSync.",
+    );
+  }
+  return gaps;
 }
 
 // ---- formatting ----------------------------------------------------------------------------------------------

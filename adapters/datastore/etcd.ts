@@ -231,12 +231,17 @@ export class EtcdDatastore implements Datastore {
       page = res.responses[1]!.response_range;
     }
     for (;;) {
-      for (const kv of page.kvs) pairs.push(this.pair(kv));
       const last = page.kvs[page.kvs.length - 1];
-      if (!page.more || !last) break;
-      // Later pages read at the first page's revision, so the whole list is one consistent snapshot.
-      const next: IRangeRequest = { key: Buffer.concat([last.key, Buffer.from([0])]), range_end: end, limit: this.pageSize, revision: readAt };
-      page = await this.call('list', p, () => this.client.kv.range(next), readAt);
+      let next: Promise<typeof page> | undefined;
+      if (page.more && last) {
+        // Later pages read at the first page's revision, so the whole list is one consistent snapshot. The next
+        // page is asked for before this one is converted, so etcd reads it meanwhile.
+        const req: IRangeRequest = { key: Buffer.concat([last.key, Buffer.from([0])]), range_end: end, limit: this.pageSize, revision: readAt };
+        next = this.call('list', p, () => this.client.kv.range(req), readAt);
+      }
+      for (const kv of page.kvs) pairs.push(this.pair(kv));
+      if (!next) break;
+      page = await next;
     }
     return { pairs, revision: readAt };
   }
@@ -286,7 +291,8 @@ export class EtcdDatastore implements Datastore {
           if (ev.type === 'Put') {
             const pair = { key, value: ev.kv.value.toString('utf8'), revision: revisionOf };
             if (ev.kv.version === '1') stream.push({ type: 'ADDED', new: pair, revision: revisionOf });
-            else stream.push({ type: 'MODIFIED', ...(ev.prev_kv ? { old: this.pair(ev.prev_kv) } : {}), new: pair, revision: revisionOf });
+            else if (ev.prev_kv) stream.push({ type: 'MODIFIED', old: this.pair(ev.prev_kv), new: pair, revision: revisionOf });
+            else stream.push({ type: 'MODIFIED', new: pair, revision: revisionOf });
           } else {
             const old = ev.prev_kv ? this.pair(ev.prev_kv) : { key, value: '', revision: revisionOf };
             stream.push({ type: 'DELETED', old, revision: revisionOf });

@@ -45,16 +45,16 @@ export interface SyncerOptions<T = string> {
 
 type PrefixState = 'waiting' | 'resyncing' | 'synced';
 
-interface Known {
-  revision: string;
-  /** False when the last value failed to parse: the consumer has not got it, so no delete is owed. */
-  reported: boolean;
-}
-
 interface PrefixWatcher {
   prefix: string;
   state: PrefixState;
-  known: Map<string, Known>;
+  /** Every key seen, with the revision last seen for it. */
+  known: Map<string, string>;
+  /**
+   * The known keys whose last value failed to parse: the consumer has not got them, so no delete is owed. Kept
+   * apart (and almost always empty) so that `known` holds no object per key.
+   */
+  unreported: Set<string>;
   stream?: WatchStream;
 }
 
@@ -89,7 +89,7 @@ export class Syncer<T = string> {
       }
     }
     if (new Set(prefixes).size !== prefixes.length) throw new ErrorValidation('prefixes has duplicates', 'prefixes');
-    this.watchers = prefixes.map((prefix) => ({ prefix, state: 'resyncing', known: new Map() }));
+    this.watchers = prefixes.map((prefix) => ({ prefix, state: 'resyncing', known: new Map(), unreported: new Set() }));
     this.parse = options.parse ?? ((_key, value) => value as unknown as T);
     this.initialMs = options.backoff?.initialMs ?? 100;
     this.maxMs = options.backoff?.maxMs ?? 5_000;
@@ -123,8 +123,9 @@ export class Syncer<T = string> {
     this.flush();
     const deletes: Array<SyncUpdate<T>> = [];
     for (const w of this.watchers) {
-      for (const [key, k] of w.known) if (k.reported) deletes.push({ type: 'deleted', key, revision: k.revision });
+      for (const [key, revision] of w.known) if (!w.unreported.has(key)) deletes.push({ type: 'deleted', key, revision });
       w.known.clear();
+      w.unreported.clear();
     }
     for (let i = 0; i < deletes.length; i += this.maxBatch) this.callbacks.onUpdates(deletes.slice(i, i + this.maxBatch));
   }
@@ -137,7 +138,7 @@ export class Syncer<T = string> {
         await this.sleep(Math.min(this.maxMs, this.initialMs * 2 ** (failures - 1)));
         if (this.stopped) return;
       }
-      let listed: KVList;
+      let listed: KVList | undefined;
       try {
         listed = await this.datastore.list(w.prefix);
       } catch {
@@ -150,12 +151,15 @@ export class Syncer<T = string> {
       this.everListed = true;
       this.setPrefixState(w, 'resyncing');
       this.reconcile(w, listed);
+      const listedAt = listed.revision;
+      // This frame lives as long as the watch: let the pairs go, only the revision is needed from here on.
+      listed = undefined;
       this.setPrefixState(w, 'synced');
 
       const watchedSince = Date.now();
       let stream: WatchStream;
       try {
-        stream = this.datastore.watch(w.prefix, listed.revision);
+        stream = this.datastore.watch(w.prefix, listedAt);
       } catch {
         failures++;
         this.setPrefixState(w, 'resyncing');
@@ -197,25 +201,27 @@ export class Syncer<T = string> {
   private observe(w: PrefixWatcher, key: string, value: string, revision: string): void {
     const known = w.known.get(key);
     // Seen at this revision already (a list overlapping a watch, or a resync of an unchanged key).
-    if (known && known.revision === revision) return;
+    if (known === revision) return;
+    const reported = known !== undefined && (w.unreported.size === 0 || !w.unreported.has(key));
     let parsed: T;
     try {
       parsed = this.parse(key, value);
     } catch (err) {
-      w.known.set(key, { revision, reported: false });
-      if (known?.reported) this.enqueue({ type: 'deleted', key, revision });
+      w.known.set(key, revision);
+      w.unreported.add(key);
+      if (reported) this.enqueue({ type: 'deleted', key, revision });
       this.callbacks.onParseFailed?.(key, value, err);
       return;
     }
-    w.known.set(key, { revision, reported: true });
-    this.enqueue({ type: known?.reported ? 'updated' : 'new', key, value: parsed, revision });
+    w.known.set(key, revision);
+    if (known !== undefined && !reported) w.unreported.delete(key);
+    this.enqueue({ type: reported ? 'updated' : 'new', key, value: parsed, revision });
   }
 
   private forget(w: PrefixWatcher, key: string, revision: string): void {
-    const known = w.known.get(key);
-    if (!known) return;
-    w.known.delete(key);
-    if (known.reported) this.enqueue({ type: 'deleted', key, revision });
+    if (!w.known.delete(key)) return;
+    // A key whose last value failed to parse was never reported (or its delete was reported then).
+    if (!w.unreported.delete(key)) this.enqueue({ type: 'deleted', key, revision });
   }
 
   private enqueue(update: SyncUpdate<T>): void {

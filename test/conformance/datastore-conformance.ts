@@ -663,6 +663,7 @@ export function runDatastoreConformance(name: string, backend: ConformanceBacken
         const d = dir();
         await ds.apply(`${d}/p/good`, '{"n":1}');
         await ds.apply(`${d}/p/bad`, 'not json');
+        await ds.apply(`${d}/p/never`, 'never json');
         const r = new SyncRecorder<{ n: number }>();
         const syncer = new Syncer(ds, { prefixes: [`${d}/p`], parse: (_k, v) => JSON.parse(v) as { n: number } }, r.callbacks);
         syncer.start();
@@ -670,13 +671,23 @@ export function runDatastoreConformance(name: string, backend: ConformanceBacken
           await eventually('InSync', () => r.last === 'InSync');
           assert.deepEqual(r.keys(), [`${d}/p/good`]);
           assert.deepEqual(r.state.get(`${d}/p/good`), { n: 1 });
-          assert.deepEqual(r.parseFailures, [{ key: `${d}/p/bad`, value: 'not json' }]);
+          assert.deepEqual(r.parseFailures, [
+            { key: `${d}/p/bad`, value: 'not json' },
+            { key: `${d}/p/never`, value: 'never json' },
+          ]);
           await ds.apply(`${d}/p/good`, '{broken');
           await eventually('the broken key to be deleted', () => !r.state.has(`${d}/p/good`));
-          assert.equal(r.parseFailures.length, 2);
+          assert.equal(r.parseFailures.length, 3);
           await ds.apply(`${d}/p/bad`, '{"n":2}');
           await eventually('the repaired key to arrive', () => r.state.has(`${d}/p/bad`));
           assert.deepEqual(r.state.get(`${d}/p/bad`), { n: 2 });
+          // A key never reported is owed no delete: not when it is deleted, nor when the syncer stops.
+          await ds.delete(`${d}/p/never`);
+          await ds.apply(`${d}/p/later`, '{"n":3}');
+          await eventually('the later key to arrive', () => r.state.has(`${d}/p/later`));
+          assert.ok(!r.updates().some((u) => u.key === `${d}/p/never`));
+          await syncer.stop();
+          assert.equal(r.state.size, 0);
           assert.deepEqual(r.anomalies, []);
         } finally {
           await syncer.stop();

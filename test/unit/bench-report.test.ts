@@ -14,6 +14,7 @@ import {
   writeReport,
   type BenchReport,
   type BenchmarkStatus,
+  type TargetResult,
 } from '../../bench/report';
 import { parseBenchArgs } from '../../bench/main';
 import { billableActions } from '../../bench/history-support';
@@ -128,6 +129,29 @@ test('for a time (ms), brokerflow must take at most baseline ÷ 0.9: 110 ms agai
     )!.verdict;
   assert.equal(check(110), 'pass');
   assert.equal(check(120), 'miss');
+});
+
+test('time to InSync gets a verdict at each size, and a miss names what the raw client leaves out of the contract', () => {
+  const rows = [10_000, 100_000].flatMap((n) => [
+    bf('datastore', `syncer-insync, ${n} keys`, 'time to InSync', 'ms', [n / 80]),
+    base('datastore', `syncer-insync, ${n} keys`, 'time to InSync', 'ms', [n / 100]),
+    bf('datastore', `syncer-insync, ${n} keys:cpu`, 'client CPU per key to InSync', 'µs', [5]),
+    base('datastore', `syncer-insync, ${n} keys:cpu`, 'client CPU per key to InSync', 'µs', [4]),
+  ]);
+  const targets = evaluateTargets(rows, [ran('datastore')]).filter((t) => t.id === 'datastore-vs-raw');
+  assert.deepEqual(
+    targets.map((t) => [t.case, t.verdict]),
+    [
+      ['syncer-insync, 10000 keys', 'miss'],
+      ['syncer-insync, 100000 keys', 'miss'],
+    ],
+  );
+  const [small, large] = targets as [TargetResult, TargetResult];
+  assert.match(small.why!, /Client CPU per unit of work: 5 µs for brokerflow against 4 µs raw/);
+  assert.match(small.why!, /also reads the key `prefix` itself from the same snapshot/);
+  assert.match(small.why!, /hands every pair to its consumer as an update/);
+  assert.ok(!small.why!.includes('requests one after the other'));
+  assert.match(large.why!, /so 100000 keys take 2 requests one after the other where the raw client makes one/);
 });
 
 test('an endpoint change p99 over 200 ms misses by the excess; under passes', () => {
