@@ -1,6 +1,6 @@
-// Child processes for benchmarks: node scripts in their own process (so their memory is their own), the broker
-// and the worker compiled as production runs them, readiness of a Temporal worker seen from the server (a new
-// poller on its task queue), and peak-RSS sampling from /proc.
+// Child processes for benchmarks: node scripts in their own process (so their memory is their own) with the
+// image's environment, the broker and the worker compiled as production runs them, readiness of a Temporal worker
+// seen from the server (a new poller on its task queue), and peak-RSS sampling from /proc.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,6 +41,24 @@ export function compiledBuild(): string {
 }
 
 /**
+ * The environment the image gives its processes (the ENV lines of deploy/Dockerfile's final stage), without the
+ * paths inside the image. Every process a benchmark starts runs with it, brokerflow's and the floor's alike, so
+ * their memory is a deployed process's: the allocator's arenas and V8's heap bounds are set there.
+ */
+export function imageEnv(): Record<string, string> {
+  const dockerfile = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8');
+  const env: Record<string, string> = {};
+  for (const line of dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')).split('\n')) {
+    if (!line.startsWith('ENV ')) continue;
+    for (const [, key, quoted, bare] of line.slice('ENV '.length).matchAll(/(\w+)=(?:"([^"]*)"|(\S+))/g)) {
+      const value = quoted ?? bare!;
+      if (!value.startsWith('/app')) env[key!] = value;
+    }
+  }
+  return env;
+}
+
+/**
  * Starts a script from the repository root and waits for `ready`: `node --import tsx <script>`, or with `compiled`
  * the script's compiled module under dist/ as production runs it (`node dist/worker/main.js`; no TypeScript loader
  * in the process, so its memory is what a deployed process's is).
@@ -61,7 +79,7 @@ export function startNodeScript(opts: {
     command: process.execPath,
     args: [...entry, ...opts.args],
     cwd: repoRoot,
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, ...imageEnv(), ...opts.env },
     logDir: opts.logDir,
     ready: opts.ready,
     readyTimeoutMs: opts.readyTimeoutMs ?? 120_000,

@@ -422,9 +422,9 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
       const dest = rest.pop()!;
       for (const src of rest) cpSync(join(repoRoot, src), dest.endsWith('/') ? join(app, dest, src.split('/').pop()!) : join(app, dest), { recursive: true });
     } else if (instruction === 'ENV') {
-      for (const pair of rest) {
-        const [k, v] = pair.split('=') as [string, string];
-        imageEnv[k] = v.replace(/^\/app(?=\/|$)/, app);
+      // KEY=value pairs; a value in double quotes may hold spaces (NODE_OPTIONS) and '=' (its flags).
+      for (const [, k, quoted, bare] of line.trim().slice('ENV '.length).matchAll(/(\w+)=(?:"([^"]*)"|(\S+))/g)) {
+        imageEnv[k!] = (quoted ?? bare!).replace(/^\/app(?=\/|$)/, app);
       }
     } else if (instruction === 'RUN') {
       const cmd = line.trim().slice('RUN '.length);
@@ -432,6 +432,9 @@ test('the Dockerfile\'s file set runs on production dependencies only: a worker 
       assert.equal(res.code, 0, `RUN ${cmd}: ${res.out}`);
     }
   }
+  // The memory settings (docs/DEPLOY.md, "Memory") reach every process of the image, the worker run below too.
+  assert.equal(imageEnv.MALLOC_ARENA_MAX, '2');
+  assert.match(imageEnv.NODE_OPTIONS ?? '', /^--max-old-space-size=\d+ --max-semi-space-size=\d+$/);
   const bundleDir = imageEnv.BROKERFLOW_BUNDLE_DIR!;
   const bundles = readdirSync(bundleDir).sort();
   assert.equal(bundles.filter((f) => f.endsWith('.js')).length, 1, 'the image holds one prebuilt workflow bundle');

@@ -221,6 +221,33 @@ test('a worker RSS over 300 MB is explained by the floor worker beside it and th
   assert.match(t.why!, /holds 180 MB: node \+ tsx 80 MB, a Worker created with it \(its workflow sandbox loaded; after GC\) 100 MB/);
 });
 
+/** A soak's idle rows: the resident set before and after, each with its parts (MB) and the workflows cached. */
+function soakRows(kase: string, idle: Record<'before' | 'after', [rss: number, heap: number, external: number, rest: number]>): BenchRow[] {
+  return (['before', 'after'] as const).flatMap((when) => {
+    const [rss, heap, external, rest] = idle[when];
+    return [
+      bf('soak', kase, `worker RSS idle, ${when} the soak`, 'MB', [rss]),
+      bf('soak', kase, `worker main-thread V8 heap, idle ${when} the soak`, 'MB', [heap]),
+      bf('soak', kase, `worker external memory (buffers), idle ${when} the soak`, 'MB', [external]),
+      bf('soak', kase, `worker RSS outside both (workflow thread, SDK core, allocator), idle ${when} the soak`, 'MB', [rest]),
+      bf('soak', kase, `workflows cached by the worker, idle ${when} the soak`, 'workflows', [1]),
+    ];
+  });
+}
+
+test('idle worker RSS with the endpoint watcher is checked before and after the soak; a miss after it names what grew', () => {
+  const kase = 'worker memory over a soak of provisions and deprovisions, 10 clients, endpoint watcher running, 3 minutes';
+  const targets = evaluateTargets(soakRows(kase, { before: [230, 100, 10, 120], after: [310, 126, 7, 177] }), [ran('soak')]).filter((x) => x.id === 'worker-rss-idle');
+  assert.deepEqual(targets.map((t) => [t.metric, t.verdict]), [['worker RSS idle, before the soak', 'pass'], ['worker RSS idle, after the soak', 'miss']]);
+  const after = targets[1]!;
+  assert.match(after.shortfall!, /310 MB where at most 250 MB is allowed: 60 MB \(24%\) over/);
+  assert.match(after.why!, /Idle after the soak the worker holds 310 MB: the main thread's V8 heap 126 MB, external memory \(buffers\) 7 MB, memory outside both \([^)]*\) 177 MB, with 1 workflow cached\./);
+  assert.match(after.why!, /Before the soak it held 230 MB, so the load left 80 MB behind, most of it memory outside both \(\+57 MB; the main thread's V8 heap \+26 MB, external memory -3 MB/);
+  // A soak whose worker ran without the watcher is no measure of this target.
+  const without = evaluateTargets(soakRows('worker memory over a soak of provisions and deprovisions, 10 clients, 3 minutes', { before: [180, 90, 5, 85], after: [200, 100, 5, 95] }), [ran('soak')]);
+  assert.deepEqual(without.filter((x) => x.id === 'worker-rss-idle').map((t) => t.verdict), ['not measured']);
+});
+
 test('the table has one line per figure with both sides, the ratio and the verdict, and lists benchmarks that did not run', () => {
   const statuses = [ran('osb'), { ...ran('datastore'), status: 'not loaded' as const, error: 'SyntaxError: Unexpected token' }];
   const text = formatTable(report(osbRows([0.7]), statuses));
