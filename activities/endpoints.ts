@@ -220,7 +220,7 @@ export function createEndpointActivities(deps: EndpointDeps) {
       const nsFailed = new Set<string>();
       const nsToManage = [...new Map([...desired.values()].map((x) => [x.namespace.name, x.namespace])).values()].filter((n) => {
         const seen = snap.namespaces.get(n.name)?.value;
-        return !seen || (broker.isOwned(seen.metadata) && !broker.sameMetadata({ ...n.metadata, [broker.ownerPair.key]: broker.ownerPair.value }, seen.metadata));
+        return !seen || (broker.isOwned(seen.metadata) && !broker.sameMetadata(n.metadata, seen.metadata));
       });
       await mapLimited(nsToManage, s.signalConcurrency, async (n) => {
         try {

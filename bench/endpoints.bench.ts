@@ -11,9 +11,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
-import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import { createEndpointActivities, type EndpointDeps, type WatchProgress } from '../activities/endpoints';
+import { createEndpointActivities, type EndpointDeps } from '../activities/endpoints';
 import { endpointResyncScheduleId, endpointWatcherWorkflowId } from '../workflows/endpoints-messages';
 import type { EndpointSyncConfig } from '../config/endpoints';
 import { ensureEndpointSync, stopEndpointSync } from '../platform/endpoint-workflows';
@@ -24,7 +23,7 @@ import { connectClient } from '../platform/temporal';
 import { validateRuntimeConfig, type RuntimeConfig } from '../config/runtime';
 import { bundleWorkflows, createWorker } from '../worker/worker';
 import { mapLimited } from '../adapters/service-registries/concurrency';
-import { decodePayload } from '../test/support/history';
+import { watchCaughtUp } from '../test/support/endpoints-fixtures';
 import { percentile, row, type BenchContext, type BenchRow, type Benchmark } from './harness';
 
 const PORTS = [80, 443, 8080, 8443, 9090];
@@ -53,18 +52,6 @@ async function putTimes(etcd: Etcd3, prefix: string): Promise<{ times: Map<strin
   const watcher = await etcd.watch().prefix(prefix).create();
   watcher.on('put', (kv) => times.set(kv.key.toString(), performance.now()));
   return { times, close: () => watcher.cancel() };
-}
-
-/** Waits until the watch of mirror `name` reports its first comparison with the registry done (heartbeat details). */
-async function caughtUp(client: Client, name: string, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const desc = await client.workflow.getHandle(endpointWatcherWorkflowId(name)).describe();
-    const payload = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'watchKubernetes')?.heartbeatDetails?.payloads?.[0];
-    if (payload && (await decodePayload<WatchProgress>(client, payload)).caughtUp) return;
-    if (performance.now() > deadline) throw new Error(`the watch of ${name} did not catch up within ${timeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 export const benchmark: Benchmark = {
@@ -203,7 +190,7 @@ export const benchmark: Benchmark = {
         samples.heapAfterSync.push(retainedMb());
 
         // Changes at 10/s while the watch runs, once its first comparison has finished (steady state).
-        await caughtUp(client, deps.settings.name, syncTimeoutMs);
+        await watchCaughtUp({ client, name: deps.settings.name }, syncTimeoutMs);
         const delays = await changeDelays(prefix, (i) => names[i]!, r);
         samples.p50.push(percentile(delays, 50));
         samples.p99.push(percentile(delays, 99));

@@ -305,10 +305,6 @@ export class EtcdServiceRegistry implements ServiceRegistry {
         batch.puts.push(...b.puts);
         batch.deletes.push(...b.deletes);
       }
-      if (batch.exists.length + batch.absent.length + batch.unchanged.length > maxBatchOperations) {
-        left.push(...txn.map((t) => t.write));
-        return;
-      }
       if (await writeAll(batch)) return;
       if (txn.length === 1) {
         left.push(txn[0]!.write);
